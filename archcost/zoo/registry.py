@@ -98,6 +98,8 @@ def _load_zoo() -> None:
 def list_models(pattern: str = "*") -> List[str]:
     """Registered names matching a shell-style pattern or a family name, naturally sorted."""
     _load_zoo()
+    if pattern in _REGISTRY:  # an exact name wins over a family of the same name
+        return [pattern]
     names = [n for n, s in _REGISTRY.items()
              if fnmatch.fnmatchcase(n, pattern) or s.family == pattern]
     return sorted(names, key=_natural_key)

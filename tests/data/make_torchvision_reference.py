@@ -9,7 +9,7 @@ archcost's own output. Run it where torchvision imports:
 For each model it records the state_dict signature (every key with its shape),
 the parameter count, fvcore's MAC total on a 1x3x224x224 input (fvcore counts one
 fused multiply-add as one "flop"), and torchvision's published weight metadata
-(num_params, GFLOPS, ImageNet acc@1/acc@5).
+(num_params, GFLOPS, ImageNet acc@1/acc@5) of the IMAGENET1K_V1 weights.
 """
 
 import json
@@ -49,7 +49,7 @@ def main():
     for name in NAMES:
         kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
         model = models.get_model(name, **kwargs).eval()
-        weights = models.get_model_weights(name).DEFAULT
+        weights = models.get_model_weights(name).IMAGENET1K_V1  # the original recipe
         x = torch.randn(1, 3, 224, 224)
         fca = FlopCountAnalysis(model, x)
         fca.unsupported_ops_warnings(False)

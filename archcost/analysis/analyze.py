@@ -1,0 +1,270 @@
+"""``analyze(model_or_name, ...)``: the one entry point joining the passes into frames."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .engine import AnalysisError, LayerFailure, PassResult, run_fvcore, run_pass
+
+InputSize = Union[int, Sequence[int], Sequence[Sequence[int]], None]
+
+LAYER_COLUMNS = ["layer", "type", "depth", "is_leaf", "output_shape", "params", "self_params",
+                 "macs", "self_macs", "activations", "activation_bytes", "aliased", "calls"]
+ENGINES = ("auto", "meta", "cpu", "fvcore")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "float64": torch.float64}
+
+# Error texts that mean "this input does not fit this network", not "meta cannot run it".
+_SHAPE_ERRORS = re.compile(r"too small|can't be greater|cannot be multiplied|size mismatch|"
+                           r"expected input|channels|non-positive|must match the size|"
+                           r"Expected .* dimension|shape .* is invalid", re.I)
+
+
+@dataclass
+class Analysis:
+    """``layers``: one row per module (execution order); ``summary``: one row for the model;
+    ``by_operator``: MACs per operator and the operators that were not counted."""
+
+    layers: pd.DataFrame
+    summary: pd.DataFrame
+    by_operator: pd.DataFrame
+
+    @property
+    def row(self) -> dict:
+        return self.summary.iloc[0].to_dict()
+
+    def breakdown(self, depth: Optional[int] = None) -> pd.DataFrame:
+        """Rows that partition the model: every leaf (or, with ``depth``, the modules at
+        that depth and shallower leaves), plus an ``[own ops]`` row for each enclosing
+        module whose own forward code runs counted ops (``F.adaptive_avg_pool2d`` in
+        DenseNet's forward) or owns parameters directly. Their params and MACs sum to
+        the model's totals."""
+        ly = self.layers
+        if depth is None:
+            cut = ly["is_leaf"]
+            above = ~ly["is_leaf"]
+        else:
+            cut = (ly["depth"] == depth) | (ly["is_leaf"] & (ly["depth"] < depth))
+            above = ~ly["is_leaf"] & (ly["depth"] < depth)
+        out = []
+        for i, rec in enumerate(ly.to_dict("records")):
+            if above.iloc[i] and (rec["self_macs"] or rec["self_params"]):
+                out.append({**rec, "layer": f"{rec['layer']} [own ops]", "type": "functional",
+                            "output_shape": "", "params": rec["self_params"], "macs": rec["self_macs"],
+                            "activations": 0, "activation_bytes": 0, "is_leaf": False,
+                            "aliased": False})
+            if cut.iloc[i] and rec["depth"] > 0:
+                out.append(rec)
+        return pd.DataFrame(out, columns=ly.columns)
+
+
+def parse_input_size(text: str) -> Tuple[int, ...]:
+    """'224' -> (224,), '3x224x224' -> (3, 224, 224); raises ValueError with a hint."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"input size {text!r} is not N or CxHxW (e.g. 224 or 3x224x224)") from None
+    if any(d <= 0 for d in dims):
+        raise ValueError(f"input size {text!r} has a dimension <= 0; sizes must be positive")
+    return dims
+
+
+def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batch_size: int):
+    """Resolve the user's input size(s) to full shapes with the batch dimension."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AnalysisError(f"batch size must be a positive integer, got {batch_size!r}")
+    if input_size is None:
+        if default is None:
+            raise AnalysisError("input size is required for a model outside the zoo "
+                                "(e.g. --input-size 3x224x224)")
+        sizes = [tuple(default)]
+    elif isinstance(input_size, int):
+        sizes = [(input_size,)]
+    elif len(input_size) and all(isinstance(s, (tuple, list)) for s in input_size):
+        sizes = [tuple(s) for s in input_size]
+    else:
+        sizes = [tuple(input_size)]
+    shapes = []
+    for s in sizes:
+        if not s or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in s):
+            raise AnalysisError(f"input size {s!r} must be positive integers (N or CxHxW)")
+        if len(s) == 1 and default is not None and len(default) == 3:
+            s = (default[0], s[0], s[0])  # a single number is a square image
+        shapes.append((batch_size,) + tuple(s))
+    return shapes
+
+
+def _resolve(model_or_name, builder_kwargs):
+    """-> (name, spec or None, builder or None, module or None)."""
+    if isinstance(model_or_name, nn.Module):
+        return type(model_or_name).__name__, None, None, model_or_name
+    from archcost.zoo.custom import resolve_builder
+    from archcost.zoo.registry import get_spec
+
+    name = str(model_or_name)
+    if ":" in name:
+        builder = resolve_builder(name)
+        return name, None, lambda: builder(**builder_kwargs), None
+    try:
+        spec = get_spec(name)
+    except KeyError as exc:
+        raise AnalysisError(exc.args[0]) from None
+    return name, spec, lambda: spec.builder(**builder_kwargs), None
+
+
+def _build(builder, device, dtype):
+    if device == "meta":
+        with torch.device("meta"):
+            model = builder()
+    else:
+        model = builder()
+    from archcost.zoo.custom import check_module
+
+    check_module(model)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _materialize(model):
+    # Real tensors without paying for random init: storage is allocated, values are
+    # whatever memory held; counts never read them. Buffers (BN statistics) are set sane.
+    model = model.to_empty(device="cpu")
+    for b in model.buffers():
+        b.fill_(1.0 if b.is_floating_point() else 0)
+    return model
+
+
+def _make_inputs(shapes, device, dtype):
+    return tuple(torch.zeros(s, device=device, dtype=dtype) for s in shapes)
+
+
+def _is_shape_error(exc) -> bool:
+    return isinstance(exc, (RuntimeError, ValueError, IndexError, TypeError)) and bool(
+        _SHAPE_ERRORS.search(str(exc)))
+
+
+def _failure_message(name, failure: LayerFailure, shapes, smallest=None) -> str:
+    msg = str(failure.exc).strip().splitlines()[0] if str(failure.exc).strip() else type(failure.exc).__name__
+    shape = "x".join(str(d) for d in shapes[0][1:])
+    text = f"{name} fails on input {shape} at layer {failure.name} ({failure.type}): {msg}"
+    if smallest:
+        text += f"; the smallest square input that works is {smallest}"
+    return text
+
+
+def smallest_working_size(builder, channels, dtype, hi, lo=1) -> Optional[str]:
+    """Binary search on meta tensors for the smallest square HxW the model accepts."""
+    model = _build(builder, "meta", dtype)
+
+    def works(s):
+        try:
+            run_pass(model, _make_inputs([(1, channels, s, s)], "meta", dtype))
+            return True
+        except LayerFailure:
+            return False
+
+    if not works(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if works(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return f"{channels}x{hi}x{hi}"
+
+
+def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult, nn.Module, str]:
+    if module is not None:
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        was_training = module.training
+        module.eval()
+        try:
+            inputs = _make_inputs(shapes, device, dtype)
+            if engine == "fvcore":
+                return run_fvcore(module, inputs), module, "fvcore"
+            return run_pass(module, inputs), module, "meta" if device.type == "meta" else device.type
+        except LayerFailure as f:
+            raise AnalysisError(_failure_message(name, f, shapes)) from None
+        finally:
+            module.train(was_training)
+    try:
+        if engine in ("auto", "meta"):
+            model = _build(builder, "meta", dtype)
+            try:
+                return run_pass(model, _make_inputs(shapes, "meta", dtype)), model, "meta"
+            except LayerFailure as f:
+                if engine == "meta" or _is_shape_error(f.exc):
+                    raise
+        model = _materialize(_build(builder, "meta", dtype))
+        inputs = _make_inputs(shapes, "cpu", dtype)
+        if engine == "fvcore":
+            return run_fvcore(model, inputs), model, "fvcore"
+        return run_pass(model, inputs), model, "cpu"
+    except LayerFailure as f:
+        smallest = None
+        if _is_shape_error(f.exc) and len(shapes) == 1 and len(shapes[0]) == 4:
+            c, h, w = shapes[0][1:]
+            default = spec.input_size[1] if spec else max(h, w)
+            try:
+                smallest = smallest_working_size(builder, c, dtype, max(default, h, w, 8))
+            except Exception:
+                smallest = None
+        raise AnalysisError(_failure_message(name, f, shapes, smallest)) from None
+
+
+def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
+            dtype: Union[str, torch.dtype] = torch.float32, engine: str = "auto",
+            **builder_kwargs) -> Analysis:
+    """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
+    activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
+    reference, or an ``nn.Module`` (returned unchanged: same mode, no hooks left).
+
+    ``input_size``: N (square image), (C, H, W), or a list of shapes for several inputs;
+    the batch dimension is added. Zoo models default to their paper's input size.
+    """
+    if engine not in ENGINES:
+        raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise AnalysisError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    name, spec, builder, module = _resolve(model_or_name, builder_kwargs)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    result, model, used = _run(name, spec, builder, module, shapes, engine, dtype)
+    return _frames(name, spec, model, shapes, dtype, result, used)
+
+
+def _frames(name, spec, model, shapes, dtype, res: PassResult, engine) -> Analysis:
+    recs = sorted(res.records.values(), key=lambda r: (r.order < 0, r.order))
+    layers = pd.DataFrame([{c: getattr(r, c) for c in LAYER_COLUMNS} for r in recs],
+                          columns=LAYER_COLUMNS)
+    params = list({id(p): p for p in model.parameters()}.values())
+    buffers = list({id(b): b for b in model.buffers()}.values())
+    uncounted = "; ".join(f"{op} x{n}" for op, n in sorted(res.uncounted.items()))
+    summary = pd.DataFrame([{
+        "model": name,
+        "family": spec.family if spec else "custom",
+        "input_shape": ",".join("x".join(map(str, s)) for s in shapes),
+        "batch_size": shapes[0][0],
+        "dtype": str(dtype).replace("torch.", ""),
+        "params": sum(p.numel() for p in params),
+        "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+        "param_bytes": sum(p.numel() * p.element_size() for p in params),
+        "buffer_bytes": sum(b.numel() * b.element_size() for b in buffers),
+        "macs": res.macs,
+        "flops": 2 * res.macs,
+        "activations": res.activations,
+        "activation_bytes": res.activation_bytes,
+        "uncounted_ops": uncounted,
+        "engine": engine,
+    }])
+    by_op = [{"operator": op, "macs": m, "calls_uncounted": 0} for op, m in res.macs_by_op.most_common()]
+    by_op += [{"operator": op, "macs": 0, "calls_uncounted": n} for op, n in sorted(res.uncounted.items())]
+    return Analysis(layers, summary, pd.DataFrame(by_op, columns=["operator", "macs", "calls_uncounted"]))

@@ -1,0 +1,1 @@
+"""Tables and plots. The only place that formats numbers; nothing here counts."""

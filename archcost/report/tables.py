@@ -1,0 +1,79 @@
+"""Frames to text / markdown / CSV / JSON. Text and markdown use human units and a
+legend stating each column's convention; CSV and JSON carry raw integers."""
+
+import io
+import json
+
+import pandas as pd
+
+from .units import mib, si
+
+FORMATS = ("text", "csv", "json", "markdown")
+
+# column -> (title, formatter, convention shown in the legend)
+COLUMNS = {
+    "model": ("model", str, None),
+    "layer": ("layer", str, None),
+    "type": ("type", str, None),
+    "family": ("family", str, None),
+    "input_shape": ("input", str, "NxCxHxW"),
+    "output_shape": ("output", str, "NxCxHxW"),
+    "params": ("params", si, "parameters (K/M = 10^3/10^6)"),
+    "macs": ("MACs", si, "multiply-adds, one fused multiply-add = 1 (fvcore's 'flops')"),
+    "flops": ("FLOPs", si, "2 x MACs"),
+    "activations": ("activations", si, "elements of the forward outputs of leaf modules, each storage once"),
+    "activation_bytes": ("act. mem", mib, "activations x bytes per element (MiB = 2^20 bytes)"),
+    "param_bytes": ("weights", mib, "parameter memory (MiB)"),
+    "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward (MiB)"),
+    "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input (MiB)"),
+    "train_bytes": ("train", mib, "weights + grads + optimizer state + saved activations (MiB)"),
+    "latency_ms": ("latency", lambda v: f"{v:.2f} ms", "median wall time of one forward (ms)"),
+    "images_per_s": ("img/s", lambda v: f"{v:.1f}", "batch size / median latency"),
+    "aliased": ("reused", lambda v: "yes" if v else "", "output is an earlier tensor (in-place op, view, or a "
+                "container passing on its child's output): not added to the total"),
+}
+
+
+def _fmt(col, v):
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    spec = COLUMNS.get(col)
+    return spec[1](v) if spec else str(v)
+
+
+def human_frame(frame: pd.DataFrame, columns):
+    cols = [c for c in columns if c in frame.columns]
+    out = pd.DataFrame({COLUMNS.get(c, (c,))[0]: [_fmt(c, v) for v in frame[c]] for c in cols})
+    return out, cols
+
+
+def legend(cols) -> str:
+    lines = [f"  {COLUMNS[c][0]}: {COLUMNS[c][2]}" for c in cols if c in COLUMNS and COLUMNS[c][2]]
+    return "\n".join(lines)
+
+
+def render(frame: pd.DataFrame, fmt: str, columns=None, title: str = "", notes=()) -> str:
+    """Render a frame. ``columns`` chooses the human view's columns (text/markdown)."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        frame.to_csv(buf, index=False)
+        return buf.getvalue()
+    if fmt == "json":
+        return json.dumps(frame.to_dict(orient="records"), indent=1, default=_json_default) + "\n"
+    human, cols = human_frame(frame, columns or list(frame.columns))
+    if fmt == "markdown":
+        header = "| " + " | ".join(human.columns) + " |"
+        sep = "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(human.columns))) + "|"
+        rows = ["| " + " | ".join(str(v) for v in r) + " |" for r in human.itertuples(index=False)]
+        text = "\n".join(([f"**{title}**", ""] if title else []) + [header, sep] + rows)
+        leg = legend(cols)
+        return text + ("\n\n" + leg.replace("  ", "- ", 1).replace("\n  ", "\n- ") if leg else "") + "\n"
+    text = human.to_string(index=False, justify="right")
+    parts = ([title] if title else []) + [text, "", "columns:", legend(cols)] + [n for n in notes if n]
+    return "\n".join(parts) + "\n"
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
