@@ -292,6 +292,46 @@ def ops(model, input_size, batch_size, fmt):
                 notes=["torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on the same input."]))
 
 
+@main.command()
+@click.argument("models", nargs=-1)
+@click.option("--baseline", default="reports/baseline.csv", show_default=True,
+              type=click.Path(dir_okay=False), help="CSV with model, input_shape, params, macs.")
+@click.option("--update", is_flag=True, help="Rewrite the baseline (atomically) with the current counts; "
+              "with MODELS, add or refresh just those.")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Allowed relative MAC drift (params are always exact), e.g. 0.01 for 1%.")
+@input_size_option
+@batch_option
+def check(models, baseline, update, tolerance, input_size, batch_size):
+    """Regression check for CI: recompute the baseline's models and fail (exit 1) when a
+    parameter count changes, or MACs drift beyond --tolerance."""
+    from archcost.analysis.check import build_baseline, compare, read_baseline
+    from archcost.report.files import ensure_dir, write_csv
+    from archcost.report.tables import render
+
+    path = pathlib.Path(baseline)
+    if update:
+        existing = guarded(read_baseline, path) if path.exists() else None
+        names = [m for m in models if ":" in m] + resolve_models([m for m in models if ":" not in m]) if models else []
+        if existing is None and not names:
+            fail(f"baseline {str(path)!r} does not exist: name the models to put in it")
+        frame = guarded(build_baseline, names, existing, parse_sizes(input_size), batch_size)
+        guarded(ensure_dir, path.parent if str(path.parent) else ".")
+        write_csv(path, frame)
+        click.echo(f"wrote {path} ({len(frame)} models)", err=True)
+        return
+    base = guarded(read_baseline, path)
+    drift = guarded(compare, base, list(models), tolerance)
+    checked = len(base) if not models else len(models)
+    if len(drift):
+        click.echo(render(drift, "text", ["model", "column", "baseline", "now", "delta"]).split("\n\ncolumns")[0])
+        click.echo(f"archcost check: {len(drift)} count(s) drifted in {drift['model'].nunique()} of "
+                   f"{checked} model(s); if intended, run `archcost check --update --baseline {path}`", err=True)
+        sys.exit(1)
+    click.echo(f"archcost check: {checked} model(s) match {path} (params exact, MACs "
+               + ("exact" if tolerance == 0 else f"within {tolerance:.2%}") + ")")
+
+
 def entry():  # console script
     main()
 

@@ -13,6 +13,10 @@ FORMATS = ("text", "csv", "json", "markdown")
 # column -> (title, formatter, convention shown in the legend)
 COLUMNS = {
     "model": ("model", str, None),
+    "column": ("column", str, None),
+    "baseline": ("baseline", str, None),
+    "now": ("now", str, None),
+    "delta": ("delta", lambda v: f"{v:+d}", None),
     "layer": ("layer", str, None),
     "type": ("type", str, None),
     "family": ("family", str, None),
