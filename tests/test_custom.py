@@ -247,3 +247,33 @@ def test_params_equal_numel_sum_on_random_nets(widths, bias):
     r = archcost.analyze(net, input_size=(widths[0],))
     assert r.row["params"] == sum(p.numel() for p in net.parameters())
     assert r.row["macs"] == sum(a * b for a, b in zip(widths, widths[1:]))
+
+
+def test_entry_point_plugins_add_models(tmp_path, monkeypatch):
+    """A package's ``archcost.models`` entry point registers its models for `archcost list`."""
+    import sys
+
+    import archcost.plugins as plugins
+    from archcost.zoo.registry import _REGISTRY
+
+    write(tmp_path, """
+        import torch.nn as nn
+        from archcost.zoo.registry import Accuracy, Paper, register_model
+        @register_model(family="plugin", input_size=(3, 8, 8), depth=1, note="plugin test",
+                        paper=Paper("p", "a", 2021, "https://example.org"), accuracy=Accuracy(1.0, None, "d", "s"))
+        def plugin_net():
+            return nn.Conv2d(3, 1, 1)
+    """, name="my_plugin.py")
+    dist = tmp_path / "my_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[archcost.models]\nmine = my_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "_loaded", False)
+    try:
+        assert "plugin_net" in archcost.list_models("plugin")
+        r = CliRunner().invoke(main, ["list", "plugin", "--format", "csv"])
+        assert "plugin_net" in r.stdout
+    finally:
+        _REGISTRY.pop("plugin_net", None)
+        sys.modules.pop("my_plugin", None)

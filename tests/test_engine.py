@@ -155,3 +155,20 @@ def test_cross_check_with_torch_flop_counter_explains_difference():
     total = frame.loc["(total)"]
     assert total["difference"] == bn_elems + frame.loc["adaptive_avg_pool2d", "macs"]
     assert "normalization" in frame.loc["batch_norm", "why"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shape_shortcuts_match_real_meta_kernels(name, monkeypatch):
+    """shapes.py's closed forms give the same layers as PyTorch's own meta kernels."""
+    import archcost.analysis.engine as engine
+
+    fast = archcost.analyze(name)
+    monkeypatch.setattr(engine, "USE_SHORTCUTS", False)
+    slow = archcost.analyze(name)
+    assert fast.layers.equals(slow.layers) and fast.summary.equals(slow.summary)
+
+
+def test_batch_64_of_the_largest_models_is_shape_only():
+    for name in ("vgg19_bn", "densenet161", "xception"):
+        row = archcost.analyze(name, batch_size=64).row
+        assert row["engine"] == "meta" and row["activation_bytes"] > 2**30
