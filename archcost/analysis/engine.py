@@ -164,14 +164,18 @@ def _hooks(model, records, stack, tracker, totals, counter):
             h.remove()
 
 
-def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> PassResult:
-    """Run ``model(*inputs)`` once under counting; the model's mode is left as it was."""
-    records = module_records(model)
-    stack: List[str] = []
+def _pass_state(model, inputs):
+    """Per-module records, the module stack, a storage tracker that already knows the
+    inputs (they are not activations), and the [elements, bytes] activation totals."""
     tracker = StorageTracker()
     for t in inputs:
         tracker.add(t)
-    totals = [0, 0]
+    return module_records(model), [], tracker, [0, 0]
+
+
+def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> PassResult:
+    """Run ``model(*inputs)`` once under counting; the model's mode is left as it was."""
+    records, stack, tracker, totals = _pass_state(model, inputs)
     mode = _CountingMode(stack, records)
     with _hooks(model, records, stack, tracker, totals, [0]), torch.no_grad():
         try:
@@ -211,12 +215,7 @@ def run_fvcore(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> PassResult
     """The same pass, with MACs from fvcore's JIT trace (real tensors needed)."""
     from fvcore.nn import FlopCountAnalysis
 
-    records = module_records(model)
-    stack: List[str] = []
-    tracker = StorageTracker()
-    for t in inputs:
-        tracker.add(t)
-    totals = [0, 0]
+    records, stack, tracker, totals = _pass_state(model, inputs)
     fca = FlopCountAnalysis(model, inputs if len(inputs) != 1 else inputs[0])
     fca.unsupported_ops_warnings(False)
     fca.uncalled_modules_warnings(False)
