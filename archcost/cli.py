@@ -1,6 +1,7 @@
 """archcost command line: a thin click group. Heavy modules (torch, pandas, matplotlib)
 are imported inside the commands, so ``archcost --help`` answers without torch."""
 
+import contextlib
 import pathlib
 import sys
 
@@ -10,9 +11,11 @@ FORMATS = ("text", "csv", "json", "markdown")
 LINEUP = ["lenet5", "alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "resnet18", "resnet50",
           "resnet152", "densenet121", "xception", "se_resnet50", "mobilenet_v2"]
 TABLE_COLUMNS = ["model", "input_shape", "params", "macs", "flops", "activations",
-                 "activation_bytes", "param_bytes"]
+                 "activation_bytes", "param_bytes", "saved_bytes", "peak_bytes", "train_bytes"]
 LAYER_COLUMNS = ["layer", "type", "output_shape", "params", "macs", "activations",
-                 "activation_bytes", "aliased"]
+                 "activation_bytes", "saved_bytes", "peak_bytes", "aliased"]
+LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "images_per_s", "achieved_tflops",
+                   "peak_fraction"]
 
 
 class UserError(Exception):
@@ -133,7 +136,49 @@ engine_option = click.option("--engine", type=click.Choice(["auto", "meta", "cpu
                              help="auto: shape-only meta pass (falls back to real CPU tensors); "
                                   "fvcore: fvcore's JIT trace on real tensors.")
 dtype_option = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]),
-                            default="float32", show_default=True, help="Element type of weights and activations.")
+                            default="float32", show_default=True,
+                            help="Element type: the model and input are cast to it (with --amp: autocast to it).")
+
+
+def run_options(fn):
+    """Where and how memory and time are measured (table, layer-breakdown, sweep)."""
+    opts = [
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="Where latency (and on CUDA, memory) is measured; auto = cuda if available."),
+        click.option("--amp", is_flag=True, help="torch.autocast to --dtype with float32 weights, instead of "
+                     "casting the model (timm's 'amp' precision)."),
+        click.option("--channels-last", is_flag=True, help="Model and input in NHWC memory format."),
+        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd",
+                     show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight)."),
+        click.option("--repeat", type=click.IntRange(min=1), default=20, show_default=True,
+                     help="Timed forwards for latency."),
+        click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+                     help="Untimed forwards before timing."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def conditions(rows, device, dtype, amp, channels_last, batch=None) -> str:
+    """File-name tag of the measuring conditions: device_dtype[-amp][_nhwc][_bN]."""
+    from archcost.analysis.devices import slug
+
+    tag = f"{slug(device)}_{dtype}" + ("-amp" if amp else "") + ("_nhwc" if channels_last else "")
+    return tag + (f"_b{batch}" if batch is not None else "")
+
+
+def progress(items, label):
+    """A progress bar on stderr when it is a terminal; plain iteration otherwise."""
+    if not sys.stderr.isatty() or len(items) < 2:
+        return contextlib.nullcontext(items)
+    return click.progressbar(items, label=label, file=sys.stderr, item_show_func=lambda x: str(x or ""))
+
+
+def run_device(device):
+    from archcost.analysis.analyze import resolve_device
+
+    return guarded(resolve_device, device)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -195,12 +240,17 @@ def _meta_build(spec):
 @nosave_option
 @engine_option
 @dtype_option
-def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype):
-    """One row per model: params, MACs, FLOPs, activation memory.
+@click.option("--latency", is_flag=True, help="Also time the forward: median, p20, p80 ms, images/s, TFLOP/s.")
+@click.option("--no-memory", is_flag=True, help="Skip the saved/peak/train memory passes (counts only; faster).")
+@run_options
+def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, no_memory, device, amp,
+          channels_last, optimizer, repeat, warmup):
+    """One row per model: params, MACs, FLOPs, activation memory, the memory a training
+    step keeps (saved), the inference peak, the training total, and with --latency, time.
 
     MODELS are names, wildcards ('resnet*'), families (vgg) or path/file.py:builder.
-    With none, the lecture line-up. Writes reports/table.csv and
-    reports/memory_vs_compute.png unless --no-save.
+    With none, the lecture line-up. Writes reports/table_<conditions>.csv and
+    reports/memory_vs_compute_<conditions>.png unless --no-save.
     """
     import pandas as pd
 
@@ -211,17 +261,49 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype):
     names = resolve_models(models, LINEUP)
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
-    rows = [guarded(analyze, n, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype).summary
-            for n in names]
+    device = run_device(device)
+    rows = []
+    with progress(names, "measuring") as bar:
+        for n in bar:
+            rows.append(guarded(analyze, n, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
+                                device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
+                                latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory).summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = _uncounted_notes(frame)
-    emit(render(frame, fmt, TABLE_COLUMNS, notes=notes))
+    notes = _uncounted_notes(frame) + _condition_notes(frame, latency)
+    emit(render(frame, fmt, TABLE_COLUMNS + (LATENCY_COLUMNS if latency else []), notes=notes))
     if folder is not None:
         from archcost.report.plots import memory_vs_compute
 
-        paths = [write_csv(folder / "table.csv", frame)]
-        memory_vs_compute(frame, folder / "memory_vs_compute.png")
-        wrote(paths + [folder / "memory_vs_compute.png"])
+        tag = conditions(frame, device, dtype, amp, channels_last, batch_size)
+        paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
+        memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
+        wrote(paths)
+
+
+def _condition_title(frame) -> str:
+    r = frame.iloc[0]
+    return f"{r['device_name']}, {r['dtype']}, batch {r['batch_size']}"
+
+
+def _condition_notes(frame, latency):
+    r = frame.iloc[0]
+    if "saved_bytes" not in frame:
+        return []
+    batch = f"batch {r['batch_size']}" if frame["batch_size"].nunique() == 1 else "batch per row"
+    notes = [f"conditions: {r['device_name']}, {r['dtype']}" + (", channels_last" if r["channels_last"] else "")
+             + f", {batch}, torch {r['torch_version']}; memory measured on "
+             f"{r.get('memory_measured_on', '-')} tensors"
+             + (" (the same allocations as CPU tensors, tested)" if r.get("memory_measured_on") == "meta" else "")
+             + f"; train = weights + grads + {r.get('optimizer', 'sgd')} state + saved."]
+    if latency:
+        notes.append(f"latency: {r['repeats']} forwards after {r['warmup']} warm-up, {r['clock']}"
+                     + (f", {r['threads']} CPU threads" if r["clock"] == "perf_counter" else "")
+                     + (f"; peak = {r['device_peak_tflops']} TFLOP/s ({r['peak_source']})"
+                        if r.get("peak_source") else "; no datasheet peak known for this device"))
+    if "peak_bytes_allocator" in frame:
+        notes.append("CUDA caching allocator (max_memory_allocated) for comparison: " + ", ".join(
+            f"{m} {b / 2**20:.1f} MiB" for m, b in zip(frame["model"], frame["peak_bytes_allocator"])))
+    return notes
 
 
 def _uncounted_notes(frame):
@@ -243,9 +325,13 @@ def _uncounted_notes(frame):
 @nosave_option
 @engine_option
 @dtype_option
-def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype):
-    """Per-layer params, MACs and activation memory of MODEL, with a total row equal to
-    its `archcost table` row. Writes reports/<model>_layers.csv and .png unless --no-save."""
+@click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
+@run_options
+def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
+                    amp, channels_last, optimizer, repeat, warmup):
+    """Per-layer params, MACs, activation memory, memory saved for backward and the live
+    peak while the layer runs, with a total row equal to its `archcost table` row.
+    Writes reports/<model>_layers_<conditions>.csv and .png unless --no-save."""
     import pandas as pd
 
     from archcost.analysis import analyze
@@ -255,23 +341,36 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     name = resolve_models([model])[0] if ":" not in model else model
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
-    a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype)
+    device = run_device(device)
+    a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
+                device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
+                layer_latency=latency, repeats=repeat, warmup=warmup)
     rows = a.breakdown(depth)
     s = a.row
     total = {"layer": "(total)", "type": s["model"], "depth": 0, "is_leaf": False,
              "output_shape": "", "params": s["params"], "macs": s["macs"],
              "activations": s["activations"], "activation_bytes": s["activation_bytes"],
+             "saved_bytes": s["saved_bytes"], "peak_bytes": s["peak_bytes"],
              "aliased": False, "calls": 1}
+    if latency:
+        total["latency_ms"] = s["latency_ms"]
     frame = pd.concat([rows, pd.DataFrame([total])], ignore_index=True)
     frame.insert(0, "model", s["model"])
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
-             "(activations count each storage once: in-place rows add nothing)."] + _uncounted_notes(a.summary)
-    emit(render(frame, fmt, LAYER_COLUMNS, notes=notes))
+             "(activations count each storage once: in-place rows add nothing; saved is attributed to the "
+             "layer that saved it first; peak is the model's live total while the layer ran)."]
+    notes += _uncounted_notes(a.summary) + _condition_notes(a.summary, False)
+    if latency:
+        notes.append(f"latency: median of {s['repeats']} forwards after {s['warmup']} warm-up with a "
+                     f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
+                     f"whole forward takes {s['latency_ms']:.3f} ms plain and {s['hooked_latency_ms']:.3f} ms "
+                     f"with the per-layer clocks (overhead {s['layer_timing_overhead_ms']:+.3f} ms per forward).")
+    emit(render(frame, fmt, LAYER_COLUMNS + (["latency_ms"] if latency else []), notes=notes))
     if folder is not None:
         from archcost.report.plots import layer_breakdown as plot
 
-        stem = file_stem(name)
-        paths = [write_csv(folder / f"{stem}_layers.csv", frame), folder / f"{stem}_layers.png"]
+        stem = file_stem(name) + "_layers_" + conditions(frame, device, dtype, amp, channels_last, batch_size)
+        paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
         plot(a.layers, s["model"], paths[1])
         wrote(paths)
 
@@ -330,6 +429,168 @@ def check(models, baseline, update, tolerance, input_size, batch_size):
         sys.exit(1)
     click.echo(f"archcost check: {checked} model(s) match {path} (params exact, MACs "
                + ("exact" if tolerance == 0 else f"within {tolerance:.2%}") + ")")
+
+
+@main.command()
+@click.argument("model")
+@input_size_option
+@batch_option
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@format_option
+def memory(model, input_size, batch_size, device, fmt):
+    """Check peak_bytes and saved_bytes of MODEL against independent measurements of the
+    same forward: the CPU profiler's allocator events, or the CUDA caching allocator."""
+    from archcost.analysis.memcheck import compare
+    from archcost.report.tables import render
+
+    name = resolve_models([model])[0] if ":" not in model else model
+    device = run_device(device)
+    frame = guarded(compare, name, input_size=parse_sizes(input_size), batch_size=batch_size, device=device)
+    emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],
+                notes=[f"model {name}, batch {batch_size}, float32, on {device}."]))
+
+
+def parse_batch_sizes(text: str):
+    """'1,2,4,8', or with an ellipsis continuing the pattern up to the last value:
+    '1,2,4,...,64' doubles (1..64), '8,16,24,...,64' adds 8."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    usage = f"--batch-sizes {text!r} is not a list like 1,2,4,8 or 1,2,4,...,64"
+    try:
+        if "..." in parts:
+            i = parts.index("...")
+            head = [int(p) for p in parts[:i]]
+            if len(parts) != i + 2 or len(head) < 2:
+                fail(usage)
+            last = int(parts[i + 1])
+            a, b = head[-2], head[-1]
+            if a > 0 and b % a == 0 and b // a > 1:
+                step = lambda x: x * (b // a)  # noqa: E731
+            elif b > a:
+                step = lambda x: x + (b - a)  # noqa: E731
+            else:
+                fail(usage)
+            sizes = list(head)
+            while step(sizes[-1]) <= last:
+                sizes.append(step(sizes[-1]))
+            if sizes[-1] != last:
+                sizes.append(last)
+        else:
+            sizes = [int(p) for p in parts]
+    except ValueError:
+        fail(usage)
+    if not sizes or any(b < 1 for b in sizes):
+        fail(f"--batch-sizes {text!r}: batch sizes must be positive integers")
+    return sorted(set(sizes))
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--batch-sizes", default="1,2,4,...,64", show_default=True,
+              help="Comma-separated, or 1,2,4,...,N to keep doubling up to N.")
+@input_size_option
+@dtype_option
+@click.option("--no-latency", is_flag=True, help="Memory only (no timing).")
+@run_options
+@format_option
+@out_option
+@nosave_option
+def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
+          warmup, fmt, out, no_save):
+    """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
+    Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
+    A batch that does not fit in device memory is recorded as such and ends that model's sweep."""
+    import pandas as pd
+
+    from archcost.analysis import analyze
+    from archcost.analysis.engine import AnalysisError
+    from archcost.report.files import write_csv
+    from archcost.report.tables import render
+
+    names = resolve_models(models)
+    sizes = parse_sizes(input_size)
+    batches = parse_batch_sizes(batch_sizes)
+    folder = out_dir(out, no_save)
+    device = run_device(device)
+    rows = []
+    jobs = [(n, b) for n in names for b in batches]
+    stopped = set()
+    with progress(jobs, "sweeping") as bar:
+        for n, b in bar:
+            if n in stopped:
+                continue
+            try:
+                a = analyze(n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
+                            channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
+                            repeats=repeat, warmup=warmup)
+            except AnalysisError as exc:
+                if "does not fit" not in str(exc):
+                    fail(str(exc))
+                stopped.add(n)
+                rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": "out of memory"}]))
+                continue
+            rows.append(a.summary.assign(note=""))
+    frame = pd.concat(rows, ignore_index=True)
+    cols = ["model", "batch_size", "saved_bytes", "peak_bytes", "train_bytes"] + (
+        [] if no_latency else ["latency_ms", "images_per_s", "achieved_tflops"])
+    emit(render(frame, fmt, cols, notes=_condition_notes(frame.dropna(subset=["params"]), not no_latency)))
+    if folder is not None:
+        from archcost.report.plots import sweep as plot
+
+        tag = conditions(frame, device, dtype, amp, channels_last)
+        paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
+        plot(frame, paths[1], f"Batch-size sweep ({_condition_title(frame.dropna(subset=['params']))})",
+             latency=not no_latency)
+        wrote(paths)
+
+
+@main.command()
+@click.argument("experiments", nargs=-1)
+@format_option
+@out_option
+@nosave_option
+def reproduce(experiments, fmt, out, no_save):
+    """The lecture's design arguments, measured: EXPERIMENTS among bottleneck, stacked-3x3,
+    gap-vs-fc, resnet-bottleneck, grouped-conv, depthwise-separable, se-overhead,
+    dense-connectivity, aux-classifiers, claims (all when none is named). With all of
+    them, writes reports/reproductions.csv, claims.csv, one plot per experiment and
+    REPRODUCTIONS.md."""
+    import pandas as pd
+
+    from archcost import reproduce as rp
+    from archcost.report.files import write_csv, write_text
+    from archcost.report.tables import render
+
+    unknown = [e for e in experiments if e not in rp.NAMES]
+    if unknown:
+        fail(f"unknown experiment {unknown[0]!r}: choose from {', '.join(rp.NAMES)}")
+    names = list(dict.fromkeys(experiments)) or rp.NAMES
+    folder = out_dir(out, no_save)
+    rows, claim_rows = rp.run(names)
+    frame = pd.DataFrame(rows, columns=rp.ROW_COLUMNS + (["receptive_field", "connections"] if rows else []))
+    frame = frame.loc[:, [c for c in frame.columns if c in rp.ROW_COLUMNS or frame[c].notna().any()]]
+    claims = pd.DataFrame(claim_rows, columns=rp.CLAIM_COLUMNS)
+    parts = []
+    if len(frame):
+        parts.append(render(frame, fmt, ["experiment", "variant", "input_shape", "params", "macs",
+                                         "activation_bytes", "ratio_params", "ratio_macs", "note"]))
+    if len(claims):
+        parts.append(render(claims, fmt, rp.CLAIM_COLUMNS))
+    emit(("\n" if fmt in ("text", "markdown") else "").join(parts))
+    if folder is not None:
+        from archcost.report.plots import experiment_bars
+
+        paths = []
+        if len(frame):
+            paths.append(write_csv(folder / "reproductions.csv", frame))
+            for name, group in frame.groupby("experiment", sort=False):
+                target = folder / f"reproduce_{name}.png"
+                experiment_bars(group.to_dict("records"), target, f"{name}: params and MACs per variant")
+                paths.append(target)
+        if len(claims):
+            paths.append(write_csv(folder / "claims.csv", claims))
+        if set(names) == set(rp.NAMES):
+            paths.append(write_text(folder / "REPRODUCTIONS.md", rp.markdown_report(frame, claims)))
+        wrote(paths)
 
 
 def entry():  # console script

@@ -104,7 +104,9 @@ def main():
     lines = out.strip().splitlines()
     header = lines[0].split(",")
     ours = {r.split(",")[0]: int(r.split(",")[header.index("macs")]) for r in lines[1:]}
-    rows.append(("archcost table (all default columns)", wall, rss, ours))
+    rows.append(("archcost table (all default columns, memory passes included)", wall, rss, ours))
+    wall, rss, _ = measure(archcost_cmd + ["--no-memory"], args.repeat)
+    rows.append(("archcost table --no-memory (the columns fvcore gives)", wall, rss, ours))
     for tool, code in PEERS.items():
         try:
             w, r, o = measure([sys.executable, "-c", code, *args.models], args.repeat)

@@ -31,9 +31,9 @@ def test_table_csv_raw_integers(tmp_path):
     assert vgg["params"] == 138_357_544 and vgg["flops"] == 2 * vgg["macs"]
     for col in ("params", "macs", "flops", "activations", "activation_bytes", "param_bytes"):
         assert df[col].dtype.kind == "i", col
-    written = pd.read_csv(tmp_path / "table.csv")
+    written = pd.read_csv(tmp_path / "table_cpu_float32_b1.csv")
     assert written.equals(df)
-    assert (tmp_path / "memory_vs_compute.png").stat().st_size > 10_000
+    assert (tmp_path / "memory_vs_compute_cpu_float32_b1.png").stat().st_size > 10_000
 
 
 def test_table_default_lineup_text(tmp_path):
@@ -73,7 +73,7 @@ def test_layer_breakdown_vgg16(tmp_path):
     # FC layers hold most parameters; convolutions hold most compute
     assert fcs["params"].sum() > 0.85 * total["params"]
     assert convs["macs"].sum() > 0.99 * total["macs"]
-    assert (tmp_path / "vgg16_layers.csv").exists() and (tmp_path / "vgg16_layers.png").exists()
+    assert (tmp_path / "vgg16_layers_cpu_float32_b1.csv").exists() and (tmp_path / "vgg16_layers_cpu_float32_b1.png").exists()
 
 
 def test_layer_breakdown_lenet5_shows_paper_figures():

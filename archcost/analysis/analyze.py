@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
@@ -16,6 +17,7 @@ InputSize = Union[int, Sequence[int], Sequence[Sequence[int]], None]
 
 LAYER_COLUMNS = ["layer", "type", "depth", "is_leaf", "output_shape", "params", "self_params",
                  "macs", "self_macs", "activations", "activation_bytes", "aliased", "calls"]
+MEMORY_LAYER_COLUMNS = ["saved_bytes", "self_saved_bytes", "peak_bytes"]
 ENGINES = ("auto", "meta", "cpu", "fvcore")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
@@ -54,11 +56,16 @@ class Analysis:
             above = ~ly["is_leaf"] & (ly["depth"] < depth)
         out = []
         for i, rec in enumerate(ly.to_dict("records")):
-            if above.iloc[i] and (rec["self_macs"] or rec["self_params"]):
-                out.append({**rec, "layer": f"{rec['layer']} [own ops]", "type": "functional",
-                            "output_shape": "", "params": rec["self_params"], "macs": rec["self_macs"],
-                            "activations": 0, "activation_bytes": 0, "is_leaf": False,
-                            "aliased": False})
+            own_saved = rec.get("self_saved_bytes", 0) or 0
+            if above.iloc[i] and (rec["self_macs"] or rec["self_params"] or own_saved):
+                own = {**rec, "layer": f"{rec['layer']} [own ops]", "type": "functional",
+                       "output_shape": "", "params": rec["self_params"], "macs": rec["self_macs"],
+                       "activations": 0, "activation_bytes": 0, "is_leaf": False, "aliased": False}
+                if "saved_bytes" in rec:
+                    own.update(saved_bytes=own_saved, peak_bytes=float("nan"))
+                if "latency_ms" in rec:
+                    own["latency_ms"] = float("nan")
+                out.append(own)
             if cut.iloc[i] and rec["depth"] > 0:
                 out.append(rec)
         return pd.DataFrame(out, columns=ly.columns)
@@ -140,8 +147,12 @@ def _materialize(model):
     return model
 
 
-def _make_inputs(shapes, device, dtype):
-    return tuple(torch.zeros(s, device=device, dtype=dtype) for s in shapes)
+def _make_inputs(shapes, device, dtype, channels_last=False):
+    def one(s):
+        t = torch.zeros(s, device=device, dtype=dtype)
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
+
+    return tuple(one(s) for s in shapes)
 
 
 def _is_shape_error(exc) -> bool:
@@ -221,6 +232,9 @@ def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult
 
 def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             dtype: Union[str, torch.dtype] = torch.float32, engine: str = "auto",
+            memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
+            channels_last: bool = False, amp: bool = False, latency: bool = False,
+            layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
             **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
@@ -228,6 +242,14 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
 
     ``input_size``: N (square image), (C, H, W), or a list of shapes for several inputs;
     the batch dimension is added. Zoo models default to their paper's input size.
+
+    ``memory``: also measure ``saved_bytes``, ``peak_bytes`` and ``train_bytes`` (with
+    ``optimizer`` sgd|momentum|adam), see ``memory.py``. ``device`` (cpu|cuda) is where
+    memory and latency are measured; on CPU without ``amp`` the memory passes run on
+    shape-only meta tensors, which allocate exactly as CPU tensors do (tested).
+    ``latency``: time the forward (``repeats`` after ``warmup``); ``layer_latency``: per
+    leaf module too. ``amp``: run under ``torch.autocast(dtype)`` with float32 weights
+    instead of casting the model to ``dtype``. ``channels_last``: NHWC memory format.
     """
     if engine not in ENGINES:
         raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
@@ -235,10 +257,149 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         if dtype not in DTYPES:
             raise AnalysisError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
+    from .memory import OPTIMIZERS
+
+    if optimizer not in OPTIMIZERS:
+        raise AnalysisError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+    device = resolve_device(device)
+    if amp and dtype == torch.float32:
+        raise AnalysisError("amp needs a lower precision: add --dtype float16 or --dtype bfloat16")
+    weight_dtype = torch.float32 if amp else dtype
     name, spec, builder, module = _resolve(model_or_name, builder_kwargs)
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
-    result, model, used = _run(name, spec, builder, module, shapes, engine, dtype)
-    return _frames(name, spec, model, shapes, dtype, result, used)
+    result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
+    analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
+    s = analysis.summary
+    s["dtype"] = str(dtype).replace("torch.", "") + (" (amp)" if amp else "")
+    s["channels_last"] = channels_last
+    from .devices import device_name
+
+    s["device"] = device
+    s["device_name"] = device_name(device)
+    if not (memory or latency or layer_latency):
+        return analysis
+    # On CPU the memory passes run on the counted meta model (same allocations, no
+    # compute); timing, autocast and CUDA need real tensors.
+    real = device != "cpu" or amp or latency or layer_latency
+    reuse = model if (used == "meta" and not real) or (used in ("cpu", "fvcore") and device == "cpu") else None
+    runner = _runner(builder, module, reuse, device if real else "meta", weight_dtype, channels_last)
+    inputs = _make_inputs(shapes, _device_of(runner), weight_dtype, channels_last)
+    amp_ctx = (lambda: torch.autocast(device_type=device, dtype=dtype)) if amp else contextlib.nullcontext
+    try:
+        if memory:
+            with amp_ctx():
+                _add_memory(analysis, runner, inputs, optimizer, device)
+        if latency or layer_latency:
+            _add_latency(analysis, runner, inputs, device, repeats, warmup, dtype if amp else None,
+                         layer_latency)
+    except torch.cuda.OutOfMemoryError if hasattr(torch.cuda, "OutOfMemoryError") else MemoryError as exc:
+        raise AnalysisError(f"{name} at batch {batch_size} does not fit in {device} memory: "
+                            f"{str(exc).splitlines()[0]}") from None
+    return analysis
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AnalysisError("--device cuda, but torch sees no CUDA GPU here "
+                            f"(torch {torch.__version__}); use --device cpu or auto")
+    if device not in ("cpu", "cuda", "meta"):
+        raise AnalysisError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+def _device_of(model):
+    import itertools
+
+    return next((t.device for t in itertools.chain(model.parameters(), model.buffers())),
+                torch.device("cpu")).type
+
+
+def _runner(builder, module, meta_model, device, dtype, channels_last):
+    """The model the memory and latency passes run: the user's module, the counted model
+    when it can be reused (``meta_model``), else a new one with storage on ``device``
+    (values uninitialized: neither memory nor time depends on them; BatchNorm statistics
+    are set to 1)."""
+    if module is not None:
+        model = module
+    elif meta_model is not None:
+        model = meta_model
+    else:
+        model = _build(builder, "meta", dtype)
+        if device != "meta":
+            model = model.to_empty(device=device)
+            for b in model.buffers():
+                b.fill_(1.0 if b.is_floating_point() else 0)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _add_memory(analysis, model, inputs, optimizer, device):
+    from . import memory as mem
+
+    s = analysis.summary
+    try:
+        result = mem.measure(model, inputs)
+    except (ValueError, RuntimeError) as exc:
+        # e.g. BatchNorm refusing a train-mode forward on 1 value per channel (batch 1,
+        # a 1x1 map): the model cannot train on this input, so nothing is saved to measure.
+        modules = {}
+        peak, _ = mem.peak_pass(model, inputs, modules)
+        s["saved_bytes"] = pd.NA
+        s["peak_bytes"] = peak
+        s["optimizer"] = optimizer
+        s["train_bytes"] = pd.NA
+        s["memory_measured_on"] = _device_of(model)
+        s["memory_note"] = "no train-mode forward on this input: " + str(exc).strip().splitlines()[0]
+        return
+    s["memory_note"] = ""
+    trainable = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()
+                    if p.requires_grad)
+    s["saved_bytes"] = result.saved_bytes
+    s["peak_bytes"] = result.peak_bytes
+    s["optimizer"] = optimizer
+    s["train_bytes"] = mem.train_bytes(int(s["param_bytes"].iloc[0]), int(s["buffer_bytes"].iloc[0]),
+                                       trainable, result.saved_bytes, optimizer)
+    used = _device_of(model)
+    s["memory_measured_on"] = used
+    if used == "cuda":
+        from .memcheck import cuda_allocator
+
+        ev = cuda_allocator(model, inputs)
+        tr = cuda_allocator(model, inputs, train=True)
+        s["peak_bytes_allocator"] = ev["allocator_peak"]
+        s["saved_bytes_allocator"] = tr["live_after"] - ev["live_after"]
+    ly = analysis.layers
+    keys = ["" if n == "(model)" else n for n in ly["layer"]]
+    for col in mem.ModuleMemory.__dataclass_fields__:
+        ly[col] = [getattr(result.modules.get(k, mem.ModuleMemory()), col) for k in keys]
+
+
+def _add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per_layer):
+    from . import devices, timing
+
+    s = analysis.summary
+    batch = int(s["batch_size"].iloc[0])
+    if per_layer:
+        layers, plain, hooked, overhead = timing.time_layers(model, inputs, device, repeats, warmup, amp_dtype)
+        keys = ["" if n == "(model)" else n for n in analysis.layers["layer"]]
+        analysis.layers["latency_ms"] = [layers.get(k, float("nan")) for k in keys]
+        s["hooked_latency_ms"] = hooked.median_ms
+        s["layer_timing_overhead_ms"] = overhead
+    else:
+        plain = timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype)
+    for k, v in plain.row(batch).items():
+        s[k] = v
+    tflops = float(s["flops"].iloc[0]) / (plain.median_ms / 1e3) / 1e12
+    s["achieved_tflops"] = tflops
+    peak = devices.find_peak(devices.device_name(device)) if device == "cuda" else None
+    key = str(amp_dtype or s["dtype"].iloc[0]).replace("torch.", "").split(" ")[0]
+    s["device_peak_tflops"] = peak.tflops.get(key) if peak else float("nan")
+    s["peak_fraction"] = tflops / s["device_peak_tflops"].iloc[0] if peak and peak.tflops.get(key) else float("nan")
+    s["peak_source"] = peak.source if peak else ""
 
 
 def _frames(name, spec, model, shapes, dtype, res: PassResult, engine) -> Analysis:
@@ -264,6 +425,7 @@ def _frames(name, spec, model, shapes, dtype, res: PassResult, engine) -> Analys
         "activation_bytes": res.activation_bytes,
         "uncounted_ops": uncounted,
         "engine": engine,
+        "torch_version": torch.__version__,
     }])
     by_op = [{"operator": op, "macs": m, "calls_uncounted": 0} for op, m in res.macs_by_op.most_common()]
     by_op += [{"operator": op, "macs": 0, "calls_uncounted": n} for op, n in sorted(res.uncounted.items())]

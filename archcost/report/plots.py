@@ -83,3 +83,62 @@ def _save(fig, target):
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=str(target).rsplit(".", 1)[-1])
     plt.close(fig)
+
+
+def sweep(frame, target, title, latency=True):
+    """Per model against batch size: inference peak and training memory (MiB), and with
+    latency, ms per batch and images/s. Log-2 batch axis."""
+    plt = _plt()
+    ok = frame.dropna(subset=["peak_bytes"])
+    panels = 3 if latency else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), dpi=120, squeeze=False)
+    axes = axes[0]
+    cmap = plt.get_cmap("tab10")
+    for i, (model, g) in enumerate(ok.groupby("model", sort=False)):
+        c = cmap(i % 10)
+        axes[0].plot(g["batch_size"], g["train_bytes"] / 2**20, "-o", color=c, ms=3, label=f"{model} train")
+        axes[0].plot(g["batch_size"], g["peak_bytes"] / 2**20, "--s", color=c, ms=3, label=f"{model} inference peak")
+        if latency:
+            axes[1].plot(g["batch_size"], g["latency_ms"], "-o", color=c, ms=3, label=model)
+            axes[2].plot(g["batch_size"], g["images_per_s"], "-o", color=c, ms=3, label=model)
+    axes[0].set_ylabel("memory (MiB)")
+    axes[0].set_title("train (weights+grads+state+saved) and inference peak", fontsize=9)
+    if latency:
+        axes[1].set_ylabel("latency per batch (ms, median)")
+        axes[2].set_ylabel("throughput (images/s)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=6)
+    if latency:
+        axes[1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def experiment_bars(rows, target, title):
+    """Params and MACs of an experiment's variants, side by side (log scale), labelled."""
+    plt = _plt()
+    labels = [r["variant"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(rows) + 1.8), dpi=120)
+    for ax, key, name in ((axes[0], "params", "parameters"), (axes[1], "macs", "multiply-adds (MACs)")):
+        vals = [max(r[key], 1) for r in rows]
+        bars = ax.barh(range(len(rows)), vals, color=["#4c72b0" if i == 0 else "#dd8452" for i in range(len(rows))])
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(labels if ax is axes[0] else [""] * len(rows), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel(name)
+        for b, v in zip(bars, vals):
+            ax.text(v, b.get_y() + b.get_height() / 2, f" {v:,}", va="center", fontsize=7)
+        ax.set_xlim(min(vals) / 3, max(vals) * 30)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

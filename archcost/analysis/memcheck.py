@@ -1,0 +1,170 @@
+"""Independent checks of ``memory.py``'s figures, by other mechanisms than its own.
+
+- CPU: the profiler's allocator events (``torch.profiler`` with ``profile_memory``). Their
+  running sum, sampled when each top-level operator returns, is the live tensor memory
+  the dispatch-level tracker should see; its unsampled maximum also includes what
+  operators allocate and free inside themselves (im2col buffers, oneDNN scratch).
+  After a train-mode forward, the allocator still holds what autograd saved plus the
+  output.
+- CUDA: the caching allocator's ``memory_allocated`` / ``max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ side prints start/stop lines on fd 2; keep them off the terminal."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _top_level_ends(events):
+    """End times of the outermost operator calls (one thread's nesting, by intervals)."""
+    ops = sorted(((e.start_ns(), e.end_ns()) for e in events
+                  if e.name() != "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+                  and e.name().startswith("aten::")), key=lambda r: (r[0], -r[1]))
+    ends, reach = [], -1
+    for s, e in ops:
+        if s >= reach:
+            ends.append(e)
+            reach = e
+    return ends
+
+
+def profiler_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: bool = False) -> Dict[str, int]:
+    """One forward under the CPU profiler. Returns ``allocator_peak`` (every allocation),
+    ``op_boundary_peak`` (sampled when top-level operators return), ``live_after`` (still
+    allocated when the forward returns, output included) and ``output_bytes``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    was_training = model.training
+    model.train(train)
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            grad = torch.enable_grad() if train else torch.no_grad()
+            with _quiet_stderr(), grad, profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                out = model(*inputs)
+        outs = [out] if isinstance(out, torch.Tensor) else [t for t in out if isinstance(t, torch.Tensor)]
+        output_bytes = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in outs}.values())
+        del out, outs
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for b, copy in buffers:
+                b.copy_(copy)
+    events = list(prof.profiler.kineto_results.events())
+    mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    ends = _top_level_ends(events)
+    current = peak = boundary = 0
+    i = 0
+    for end in ends:
+        while i < len(mem) and mem[i][0] <= end:
+            current += mem[i][1]
+            peak = max(peak, current)
+            i += 1
+        boundary = max(boundary, current)
+    for _, n in mem[i:]:
+        current += n
+        peak = max(peak, current)
+    return {"allocator_peak": peak, "op_boundary_peak": boundary, "live_after": current,
+            "output_bytes": output_bytes}
+
+
+def cuda_allocator(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: bool = False):
+    """Peak and final bytes the CUDA caching allocator hands out during one forward,
+    beyond what was allocated before it (weights, input)."""
+    was_training = model.training
+    model.train(train)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    try:
+        grad = torch.enable_grad() if train else torch.no_grad()
+        with grad:
+            out = model(*inputs)
+        torch.cuda.synchronize()
+        result = {"allocator_peak": torch.cuda.max_memory_allocated() - base,
+                  "live_after": torch.cuda.memory_allocated() - base}
+        del out
+        return result
+    finally:
+        model.train(was_training)
+
+
+def _row(quantity, ours, theirs, by, why):
+    return {"quantity": quantity, "archcost": int(ours), "independent": int(theirs), "by": by,
+            "relative_difference": (ours - theirs) / theirs if theirs else float("nan"), "why": why}
+
+
+def compare(name, input_size=None, batch_size: int = 1, device: str = "cpu"):
+    """archcost's peak_bytes and saved_bytes next to independent measurements of the
+    same forward, each difference explained. Returns a DataFrame."""
+    import pandas as pd
+
+    from . import memory as mem
+    from .analyze import _build, _make_inputs, _resolve, _runner, input_shapes
+
+    name, spec, builder, module = _resolve(name, {})
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    if module is not None:
+        raise ValueError("compare() takes a zoo name or a file.py:builder reference")
+    meta = _build(builder, "meta", torch.float32)
+    on_meta = mem.measure(meta, _make_inputs(shapes, "meta", torch.float32))
+    real = _runner(builder, None, None, device, torch.float32, False)
+    inputs = _make_inputs(shapes, device, torch.float32)
+    on_real = mem.measure(real, inputs)
+    rows = [
+        _row("peak_bytes (inference)", on_meta.peak_bytes, on_real.peak_bytes, f"the same tracker on {device} tensors",
+             "the same operators allocate the same storages on meta and real tensors"),
+    ]
+    if device == "cpu":
+        ev = profiler_memory(real, inputs)
+        tr = profiler_memory(real, inputs, train=True)
+        rows += [
+            _row("peak_bytes (inference)", on_meta.peak_bytes, ev["op_boundary_peak"],
+                 "CPU profiler allocator events, sampled as each top-level operator returns",
+                 "equal unless a composite operator frees a temporary it returned internally "
+                 "(max_pool2d's int64 indices: counted by archcost, gone when max_pool2d returns)"),
+            _row("peak_bytes (inference)", on_meta.peak_bytes, ev["allocator_peak"],
+                 "CPU profiler allocator events, every allocation",
+                 "the allocator also sees scratch that operators allocate and free inside themselves "
+                 "(im2col buffers, oneDNN workspaces), which no tensor ever holds"),
+            _row("saved_bytes (training)", on_meta.saved_bytes, tr["live_after"] - tr["output_bytes"],
+                 "CPU profiler: bytes still allocated after a train-mode forward, minus the output",
+                 "what autograd holds for backward is all that stays allocated after the forward"),
+        ]
+    else:
+        ev = cuda_allocator(real, inputs)
+        tr = cuda_allocator(real, inputs, train=True)
+        rows += [
+            _row("peak_bytes (inference)", on_real.peak_bytes, ev["allocator_peak"],
+                 "CUDA caching allocator, max_memory_allocated",
+                 "the allocator also counts cuDNN/cuBLAS workspaces and rounds blocks up to 512 bytes"),
+            _row("saved_bytes (training)", on_real.saved_bytes, tr["live_after"] - ev["live_after"],
+                 "CUDA caching allocator: allocated after a train-mode forward, minus the inference output",
+                 "what autograd holds for backward is all that stays allocated after the forward"),
+        ]
+    return pd.DataFrame(rows)

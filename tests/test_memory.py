@@ -1,0 +1,293 @@
+"""saved_bytes, peak_bytes, train_bytes and latency (issue #5).
+
+Tiny nets whose memory follows from their shapes by hand: each expected figure is a
+formula in the feature-map sizes, never a number read off archcost's output. The same
+figures are checked against the CPU profiler's allocator events, an independent
+mechanism, and on CUDA (skipped without a GPU) against the caching allocator.
+"""
+
+import io
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+import archcost
+from archcost.analysis import memory as mem
+from archcost.analysis.memcheck import compare, profiler_memory
+from archcost.analysis.timing import quantile
+from archcost.cli import main, parse_batch_sizes
+
+B, C, H = 2, 8, 16
+FMAP = B * C * H * H * 4  # one float32 feature map of the tiny nets, in bytes
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+class Chain(nn.Sequential):
+    """conv -> relu -> conv. Eval: the conv output and the relu output are alive
+    together (2 maps), then the relu output and the second conv's (2 maps).
+    Train: relu saves its output, which conv2 saves as its input: 1 map."""
+
+    def __init__(self):
+        super().__init__(nn.Conv2d(3, C, 3, padding=1), nn.ReLU(), nn.Conv2d(C, C, 3, padding=1))
+
+
+class Residual(nn.Module):
+    """relu(conv2(relu(conv1(x))) + x). Eval peak: h, h + x and relu's output, 3 maps.
+    Train: the two relus save their outputs (conv2 saves relu1's again): 2 maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(C, C, 3, padding=1)
+        self.conv2 = nn.Conv2d(C, C, 3, padding=1)
+
+    def forward(self, x):
+        h = F.relu(self.conv1(x))
+        h = self.conv2(h)
+        return F.relu(h + x)
+
+
+class Concat(nn.Module):
+    """relu(cat(conv1x1(x), conv3x3(x))). Eval peak: the two branch maps, their concat and
+    relu's output (2 x C1+C2 maps). Train: only relu's output is saved (cat keeps sizes)."""
+
+    def __init__(self, c1=4, c2=6):
+        super().__init__()
+        self.b1 = nn.Conv2d(C, c1, 1)
+        self.b2 = nn.Conv2d(C, c2, 3, padding=1)
+
+    def forward(self, x):
+        a, b = self.b1(x), self.b2(x)
+        return F.relu(torch.cat([a, b], 1))
+
+
+def concat_map(c1=4, c2=6):
+    return B * (c1 + c2) * H * H * 4
+
+
+CASES = [  # (net, input CxHxW, peak, saved)
+    (Chain, (3, H, H), 2 * FMAP, FMAP),
+    (Residual, (C, H, H), 3 * FMAP, 2 * FMAP),
+    (Concat, (C, H, H), 3 * concat_map(), concat_map()),
+]
+OUTPUT_SAVED = {Chain: False, Residual: True, Concat: True}  # the final relu saves the output
+
+
+def _measure(net_cls, size, device):
+    with torch.device(device):
+        net = net_cls()
+    x = torch.zeros((B,) + size, device=device)
+    return mem.measure(net, (x,)), net, x
+
+
+@pytest.mark.parametrize("net_cls,size,peak,saved", CASES, ids=["chain", "residual", "concat"])
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_hand_derived_memory(net_cls, size, peak, saved, device):
+    r, _, _ = _measure(net_cls, size, device)
+    assert r.peak_bytes == peak
+    assert r.saved_bytes == saved
+
+
+@pytest.mark.parametrize("net_cls,size,peak,saved", CASES, ids=["chain", "residual", "concat"])
+def test_profiler_agrees(net_cls, size, peak, saved):
+    """The CPU profiler's allocator events: sampled at top-level operator boundaries they
+    give the same peak; live bytes after a train forward, minus the output, the saved."""
+    r, net, x = _measure(net_cls, size, "cpu")
+    ev = profiler_memory(net, (x,))
+    assert ev["op_boundary_peak"] == r.peak_bytes
+    assert ev["allocator_peak"] >= r.peak_bytes  # plus scratch inside operators
+    tr = profiler_memory(net, (x,), train=True)
+    output_alone = 0 if OUTPUT_SAVED[net_cls] else tr["output_bytes"]
+    assert tr["live_after"] - output_alone == r.saved_bytes
+
+
+def test_dropout_mask_and_pool_indices_are_saved():
+    """Linear(16->32) -> Dropout -> Linear(32->4): train saves dropout's mask and the
+    second Linear's float input. On CPU (and meta) dropout multiplies by a float noise
+    tensor (4 bytes per element); CUDA's fused kernel keeps a 1-byte bool mask.
+    MaxPool saves its input and int64 indices."""
+    net = nn.Sequential(nn.Linear(16, 32), nn.Dropout(0.5), nn.Linear(32, 4))
+    r = mem.measure(net, (torch.zeros(B, 16),))
+    assert r.saved_bytes == B * 32 * 4 + B * 32 * 4
+    pool = nn.Sequential(nn.Conv2d(3, C, 3, padding=1), nn.MaxPool2d(2))
+    r = mem.measure(pool, (torch.zeros(B, 3, H, H, device="meta"),))
+    pooled = B * C * (H // 2) ** 2
+    # max_pool2d saves its input (the conv map) and the int64 argmax indices
+    assert r.saved_bytes == FMAP + pooled * 8
+
+
+def test_attribution_sums_to_total_and_matches_the_layer():
+    a = archcost.analyze(Residual(), input_size=(C, H, H), batch_size=B)
+    ly = a.layers.set_index("layer")
+    assert ly.loc["(model)", "saved_bytes"] == a.row["saved_bytes"] == 2 * FMAP
+    # relu is functional: both saves happen in Residual's own code, none in the convs
+    assert ly.loc["(model)", "self_saved_bytes"] == 2 * FMAP
+    assert ly.loc["conv1", "saved_bytes"] == 0
+    parts = a.breakdown()
+    assert parts["saved_bytes"].sum() == a.row["saved_bytes"]
+    assert ly["peak_bytes"].max() == a.row["peak_bytes"] == 3 * FMAP
+
+
+def test_breakdown_saved_sums_on_a_zoo_model():
+    a = archcost.analyze("resnet18", input_size=64)
+    assert a.breakdown()["saved_bytes"].sum() == a.row["saved_bytes"]
+    assert a.breakdown(depth=1)["saved_bytes"].sum() == a.row["saved_bytes"]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "googlenet", "densenet121", "vgg11"])
+def test_meta_equals_real_cpu_and_profiler_on_zoo(name):
+    """The meta passes allocate exactly what CPU tensors do, and the profiler agrees."""
+    frame = compare(name, input_size=64).set_index("by")
+    same = frame.loc["the same tracker on cpu tensors"]
+    assert same["archcost"] == same["independent"]
+    saved = frame[frame["quantity"] == "saved_bytes (training)"].iloc[0]
+    assert abs(saved["relative_difference"]) < 0.01
+
+
+@pytest.mark.parametrize("optimizer,states", [("sgd", 0), ("momentum", 1), ("adam", 2)])
+def test_train_bytes_formula(optimizer, states):
+    a = archcost.analyze(Chain(), input_size=(3, H, H), batch_size=B, optimizer=optimizer)
+    n = (3 * C * 9 + C) + (C * C * 9 + C)  # conv weights and biases
+    assert a.row["params"] == n
+    assert a.row["train_bytes"] == 4 * n * (2 + states) + FMAP
+
+
+def test_saved_is_linear_in_batch_and_weights_are_not():
+    """Feature maps grow with the batch; BatchNorm's saved per-channel statistics and the
+    weights do not: saved(b) = a*b + c exactly."""
+    s = {b: archcost.analyze("resnet18", input_size=64, batch_size=b).row for b in (1, 2, 4)}
+    assert s[4]["saved_bytes"] - s[2]["saved_bytes"] == 2 * (s[2]["saved_bytes"] - s[1]["saved_bytes"])
+    assert s[4]["train_bytes"] - s[1]["train_bytes"] == s[4]["saved_bytes"] - s[1]["saved_bytes"]
+
+
+def test_untrainable_input_keeps_peak_and_says_why():
+    a = archcost.analyze("resnet18", input_size=32)  # 1x1 maps at batch 1: BatchNorm refuses train mode
+    assert a.row["peak_bytes"] > 0 and pd.isna(a.row["saved_bytes"])
+    assert "per channel" in a.row["memory_note"]
+
+
+def test_memory_pass_leaves_a_user_module_as_it_was():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    archcost.analyze(net, input_size=(3, 8, 8))
+    assert not net.training
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_quantile_is_linear_interpolation():
+    xs = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert quantile(xs, 0.5) == 3.0
+    assert quantile(xs, 0.2) == 1.0 + 0.8 * (2.0 - 1.0)  # position (5-1)*0.2 = 0.8
+    assert quantile(xs, 1.0) == 5.0
+
+
+def test_cpu_latency_columns_and_tflops():
+    a = archcost.analyze("resnet18", input_size=64, latency=True, repeats=5, warmup=1)
+    r = a.row
+    assert r["repeats"] == 5 and r["clock"] == "perf_counter" and r["threads"] == torch.get_num_threads()
+    assert r["latency_p20_ms"] <= r["latency_ms"] <= r["latency_p80_ms"]
+    assert r["images_per_s"] == pytest.approx(1 / (r["latency_ms"] / 1e3))
+    assert r["achieved_tflops"] == pytest.approx(r["flops"] / (r["latency_ms"] / 1e3) / 1e12)
+
+
+def test_layer_latency_has_every_called_leaf_and_states_overhead():
+    a = archcost.analyze(Chain(), input_size=(3, H, H), layer_latency=True, repeats=3, warmup=1)
+    leaves = a.layers[a.layers["is_leaf"]]
+    assert leaves["latency_ms"].notna().all() and (leaves["latency_ms"] > 0).all()
+    assert "layer_timing_overhead_ms" in a.summary
+
+
+def test_batch_size_lists():
+    assert parse_batch_sizes("1,2,4,...,64") == [1, 2, 4, 8, 16, 32, 64]
+    assert parse_batch_sizes("8,16,24,...,48") == [8, 16, 24, 32, 40, 48]
+    assert parse_batch_sizes("1,2,...,48") == [1, 2, 4, 8, 16, 32, 48]
+    assert parse_batch_sizes("3,1") == [1, 3]
+
+
+def run(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_table_has_memory_columns_for_the_lecture_models():
+    r = run(["table", "alexnet", "vgg16", "googlenet", "resnet50", "densenet121", "--format", "csv", "--no-save"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout)).set_index("model")
+    for col in ("saved_bytes", "peak_bytes", "train_bytes"):
+        assert df[col].dtype.kind == "i" and (df[col] > 0).all(), col
+    vgg = df.loc["vgg16"]
+    assert vgg["train_bytes"] == vgg["param_bytes"] + vgg["buffer_bytes"] + vgg["param_bytes"] + vgg["saved_bytes"]
+    # VGG16 at batch 1: the largest two maps alive together bound the inference peak:
+    # conv1_1's 64x224x224 output and conv1_2's (ReLUs are in place).
+    assert vgg["peak_bytes"] >= 2 * 64 * 224 * 224 * 4
+
+
+def test_table_latency_columns(tmp_path):
+    r = run(["table", "lenet5", "--latency", "--repeat", "3", "--warmup", "1", "--format", "csv", "--out", str(tmp_path)])
+    assert r.exit_code == 0
+    df = pd.read_csv(io.StringIO(r.stdout))
+    for col in ("latency_ms", "latency_p20_ms", "latency_p80_ms", "images_per_s", "device_name", "torch_version"):
+        assert col in df, col
+    assert (tmp_path / "table_cpu_float32_b1.csv").exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["table", "lenet5", "--amp"], "amp needs a lower precision"),
+    (["sweep", "lenet5", "--batch-sizes", "1,x"], "is not a list"),
+    (["sweep", "lenet5", "--batch-sizes", "0,1"], "positive"),
+])
+def test_run_option_mistakes_are_one_line(args, words):
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
+def test_cuda_without_gpu_is_a_usage_error():
+    r = CliRunner().invoke(main, ["table", "lenet5", "--device", "cuda", "--no-save"])
+    assert r.exit_code == 2 and "no CUDA GPU" in r.output
+
+
+def test_sweep_writes_csv_and_plot(tmp_path):
+    r = run(["sweep", "resnet18", "--batch-sizes", "1,2", "--input-size", "64", "--repeat", "2",
+             "--warmup", "0", "--out", str(tmp_path)])
+    assert r.exit_code == 0
+    df = pd.read_csv(tmp_path / "sweep_cpu_float32.csv")
+    assert list(df["batch_size"]) == [1, 2]
+    assert df["saved_bytes"].iloc[1] > df["saved_bytes"].iloc[0]
+    assert df["train_bytes"].diff().iloc[1] == df["saved_bytes"].diff().iloc[1]
+    assert (tmp_path / "sweep_cpu_float32.png").stat().st_size > 10_000
+
+
+def test_memory_command_compares():
+    r = run(["memory", "resnet18", "--input-size", "64", "--format", "csv"])
+    assert r.exit_code == 0
+    df = pd.read_csv(io.StringIO(r.stdout))
+    assert set(df["quantity"]) == {"peak_bytes (inference)", "saved_bytes (training)"}
+
+
+@cuda
+@pytest.mark.parametrize("net_cls,size,peak,saved", CASES, ids=["chain", "residual", "concat"])
+def test_cuda_tracker_on_tiny_nets(net_cls, size, peak, saved):
+    r, _, _ = _measure(net_cls, size, "cuda")
+    assert (r.peak_bytes, r.saved_bytes) == (peak, saved)
+
+
+@cuda
+@pytest.mark.parametrize("name", ["resnet50", "vgg16", "densenet121"])
+def test_cuda_allocator_agrees(name):
+    frame = compare(name, device="cuda")
+    saved = frame[frame["quantity"] == "saved_bytes (training)"].iloc[0]
+    assert abs(saved["relative_difference"]) < 0.03
+    peak = frame[frame["by"].str.contains("max_memory_allocated")].iloc[0]
+    assert peak["independent"] >= peak["archcost"] * 0.97
+
+
+@cuda
+def test_cuda_latency_uses_events():
+    a = archcost.analyze("resnet18", device="cuda", latency=True, repeats=10, warmup=3)
+    assert a.row["clock"] == "cuda events" and a.row["latency_ms"] > 0
+    assert "H100" not in a.row["device_name"] or a.row["device_peak_tflops"] == 67.0
