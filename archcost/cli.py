@@ -140,27 +140,36 @@ dtype_option = click.option("--dtype", type=click.Choice(["float32", "float16", 
                             help="Element type: the model and input are cast to it (with --amp: autocast to it).")
 
 
-def run_options(fn):
-    """Where and how memory and time are measured (table, layer-breakdown, sweep)."""
-    opts = [
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                     help="Where latency (and on CUDA, memory) is measured; auto = cuda if available."),
-        click.option("--amp", is_flag=True, help="torch.autocast to --dtype with float32 weights, instead of "
-                     "casting the model (timm's 'amp' precision)."),
-        click.option("--channels-last", is_flag=True, help="Model and input in NHWC memory format."),
-        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd",
-                     show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight)."),
-        click.option("--repeat", type=click.IntRange(min=1), default=20, show_default=True,
-                     help="Timed forwards for latency."),
-        click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
-                     help="Untimed forwards before timing."),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+def stack_options(*options):
+    """One decorator applying ``options`` in the order listed (as --help shows them)."""
+    def apply(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+    return apply
 
 
-def conditions(rows, device, dtype, amp, channels_last, batch=None) -> str:
+# What is analysed and how it is reported (table, layer-breakdown).
+analysis_options = stack_options(input_size_option, batch_option, format_option, out_option, nosave_option,
+                                 engine_option, dtype_option)
+
+# Where and how memory and time are measured (table, layer-breakdown, sweep).
+run_options = stack_options(
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                 help="Where latency (and on CUDA, memory) is measured; auto = cuda if available."),
+    click.option("--amp", is_flag=True, help="torch.autocast to --dtype with float32 weights, instead of "
+                 "casting the model (timm's 'amp' precision)."),
+    click.option("--channels-last", is_flag=True, help="Model and input in NHWC memory format."),
+    click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd",
+                 show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight)."),
+    click.option("--repeat", type=click.IntRange(min=1), default=20, show_default=True,
+                 help="Timed forwards for latency."),
+    click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+                 help="Untimed forwards before timing."),
+)
+
+
+def conditions(device, dtype, amp, channels_last, batch=None) -> str:
     """File-name tag of the measuring conditions: device_dtype[-amp][_nhwc][_bN]."""
     from archcost.analysis.devices import slug
 
@@ -233,13 +242,7 @@ def _meta_build(spec):
 
 @main.command()
 @click.argument("models", nargs=-1)
-@input_size_option
-@batch_option
-@format_option
-@out_option
-@nosave_option
-@engine_option
-@dtype_option
+@analysis_options
 @click.option("--latency", is_flag=True, help="Also time the forward: median, p20, p80 ms, images/s, TFLOP/s.")
 @click.option("--no-memory", is_flag=True, help="Skip the saved/peak/train memory passes (counts only; faster).")
 @run_options
@@ -274,7 +277,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
     if folder is not None:
         from archcost.report.plots import memory_vs_compute
 
-        tag = conditions(frame, device, dtype, amp, channels_last, batch_size)
+        tag = conditions(device, dtype, amp, channels_last, batch_size)
         paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
         memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
         wrote(paths)
@@ -318,13 +321,7 @@ def _uncounted_notes(frame):
 @click.argument("model")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
               help="Show modules at this depth (and shallower leaves) instead of every leaf.")
-@input_size_option
-@batch_option
-@format_option
-@out_option
-@nosave_option
-@engine_option
-@dtype_option
+@analysis_options
 @click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
 @run_options
 def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
@@ -369,7 +366,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     if folder is not None:
         from archcost.report.plots import layer_breakdown as plot
 
-        stem = file_stem(name) + "_layers_" + conditions(frame, device, dtype, amp, channels_last, batch_size)
+        stem = file_stem(name) + "_layers_" + conditions(device, dtype, amp, channels_last, batch_size)
         paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
         plot(a.layers, s["model"], paths[1])
         wrote(paths)
@@ -502,7 +499,7 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
     import pandas as pd
 
     from archcost.analysis import analyze
-    from archcost.analysis.engine import AnalysisError
+    from archcost.analysis.analyze import OutOfDeviceMemory
     from archcost.report.files import write_csv
     from archcost.report.tables import render
 
@@ -522,12 +519,12 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
                 a = analyze(n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
                             channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
                             repeats=repeat, warmup=warmup)
-            except AnalysisError as exc:
-                if "does not fit" not in str(exc):
-                    fail(str(exc))
+            except OutOfDeviceMemory:
                 stopped.add(n)
                 rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": "out of memory"}]))
                 continue
+            except _user_errors() as exc:
+                fail(str(exc))
             rows.append(a.summary.assign(note=""))
     frame = pd.concat(rows, ignore_index=True)
     cols = ["model", "batch_size", "saved_bytes", "peak_bytes", "train_bytes"] + (
@@ -536,7 +533,7 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
     if folder is not None:
         from archcost.report.plots import sweep as plot
 
-        tag = conditions(frame, device, dtype, amp, channels_last)
+        tag = conditions(device, dtype, amp, channels_last)
         paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
         plot(frame, paths[1], f"Batch-size sweep ({_condition_title(frame.dropna(subset=['params']))})",
              latency=not no_latency)

@@ -236,9 +236,23 @@ def _verdict(claimed, measured, tol):
     return err, f"off by {err:+.0%}"
 
 
-def claims():
-    """Every numeric claim of the lecture notes, and widely quoted figures, measured."""
-    from archcost.analysis import analyze
+def claims(results=None):
+    """Every numeric claim of the lecture notes, and widely quoted figures, measured.
+    ``results``: experiment rows already measured (by name), reused instead of rerun."""
+    from functools import lru_cache
+
+    from archcost.analysis import analyze as analyze_once
+
+    results = dict(results or {})
+
+    def experiment(name):
+        if name not in results:
+            results[name] = EXPERIMENTS[name]()
+        return {r["variant"]: r for r in results[name]}
+
+    @lru_cache(maxsize=None)
+    def analyze(name):
+        return analyze_once(name)
 
     rows = []
 
@@ -266,7 +280,7 @@ def claims():
 
     with torch.device("meta"):
         conv1 = next(m for m in get_spec("alexnet_paper").builder().modules() if isinstance(m, nn.Conv2d))
-    first = analyze(conv1, input_size=(3, 224, 224), memory=False).layers.iloc[0]["output_shape"]
+    first = analyze_once(conv1, input_size=(3, 224, 224), memory=False).layers.iloc[0]["output_shape"]
     side = int(first.split("x")[-1])
     add("lecture notes, cnn-architectures.md", "a 224x224x3 input gives 55x55x96 after conv1 (11x11, stride 4, no padding)",
         55, side, f"224 gives {first}: (224-11)/4+1 = 54.25 -> 54; 227 gives 55 (alexnet_paper uses 227)",
@@ -283,16 +297,16 @@ def claims():
     fcs = int((v16["type"] == "Linear").sum())
     add("lecture notes, cnn-architectures.md", "VGG16: 13 conv layers", 13, convs, "Conv2d modules of vgg16", tol=0)
     add("lecture notes, cnn-architectures.md", "VGG16: 3 FC (DNN) layers", 3, fcs, "Linear modules of vgg16", tol=0)
-    b = {r["variant"]: r for r in bottleneck()}
+    b = experiment("bottleneck")
     add("lecture notes, imagenet-to-resnet.md", "5x5 conv, 28x28x192 -> 32 maps: about 120M multiply-adds",
         120_000_000, b["5x5 conv 192->32"]["macs"], "(5*5*192)*(28*28*32) = 120,422,400; 'about 120M' rounds it")
     add("lecture notes, imagenet-to-resnet.md", "with a 16-map 1x1 reduction: about 12M multiply-adds",
         12_000_000, b["1x1 192->16, then 5x5 16->32"]["macs"], "2,408,448 + 10,035,200 = 12,443,648")
-    d = dense_connectivity(layers=6)
+    dense = next(iter(experiment("dense-connectivity").values()))  # the default block has L = 6
     add("lecture notes, imagenet-to-resnet.md", "an L-layer dense block has L(L+1)/2 connections (L=6: 21)",
-        6 * 7 // 2, d[0]["connections"], "inputs counted at each layer of a 6-layer DenseNet block", tol=0)
+        6 * 7 // 2, dense["connections"], "inputs counted at each layer of a 6-layer DenseNet block", tol=0)
     add("lecture notes, cnn-techniques.md", "two 3x3 convs have fewer weights than one 5x5 (18C^2 vs 25C^2)",
-        18 / 25, stacked_3x3()[1]["ratio_params"], "ratio of weights, C=64", tol=0)
+        18 / 25, experiment("stacked-3x3")["two 3x3"]["ratio_params"], "ratio of weights, C=64", tol=0)
     v = analyze("vgg16").row
     add("CS231n lecture 9 (widely quoted)", "VGG16: ~24M activations per image", 24_000_000, int(v["activations"]),
         "leaf outputs of vgg16, each storage once (in-place ReLUs share); summing the CS231n table's own rows "
@@ -302,7 +316,7 @@ def claims():
         f"({int(v['peak_bytes']):,} bytes)")
     add("CS231n lecture 9 (widely quoted)", "VGG16: 138M parameters", 138_000_000, int(v["params"]),
         "vgg16 measured", tol=0.01)
-    se = {r["variant"]: r for r in se_overhead()}
+    se = experiment("se-overhead")
     add("Hu et al. 2018, Table 2", "SE-ResNet-50: ~10% more parameters than ResNet-50", 0.10,
         se["SE-ResNet-50"]["ratio_params"] - 1, "28.09M vs 25.56M; ratio - 1", tol=0.05)
     return rows
@@ -310,13 +324,9 @@ def claims():
 
 def run(names):
     """-> (experiment rows, claim rows) for the chosen names."""
-    rows, claim_rows = [], []
-    for name in names:
-        if name == "claims":
-            claim_rows = claims()
-        else:
-            rows += EXPERIMENTS[name]()
-    return rows, claim_rows
+    results = {name: EXPERIMENTS[name]() for name in names if name != "claims"}
+    claim_rows = claims(results) if "claims" in names else []
+    return [r for name in names if name != "claims" for r in results[name]], claim_rows
 
 
 # --- the illustrated report ----------------------------------------------------------------

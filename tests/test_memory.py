@@ -291,3 +291,8 @@ def test_cuda_latency_uses_events():
     a = archcost.analyze("resnet18", device="cuda", latency=True, repeats=10, warmup=3)
     assert a.row["clock"] == "cuda events" and a.row["latency_ms"] > 0
     assert "H100" not in a.row["device_name"] or a.row["device_peak_tflops"] == 67.0
+
+
+def test_memory_command_on_an_untrainable_input_is_one_line():
+    r = CliRunner().invoke(main, ["memory", "resnet18", "--input-size", "8"])
+    assert r.exit_code == 2 and "train-mode forward" in r.output and "Traceback" not in r.output

@@ -13,6 +13,10 @@ import torch.nn as nn
 
 from .engine import AnalysisError, LayerFailure, PassResult, run_fvcore, run_pass
 
+class OutOfDeviceMemory(AnalysisError):
+    """The model runs, but not at this batch size on this device."""
+
+
 InputSize = Union[int, Sequence[int], Sequence[Sequence[int]], None]
 
 LAYER_COLUMNS = ["layer", "type", "depth", "is_leaf", "output_shape", "params", "self_params",
@@ -292,9 +296,9 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         if latency or layer_latency:
             _add_latency(analysis, runner, inputs, device, repeats, warmup, dtype if amp else None,
                          layer_latency)
-    except torch.cuda.OutOfMemoryError if hasattr(torch.cuda, "OutOfMemoryError") else MemoryError as exc:
-        raise AnalysisError(f"{name} at batch {batch_size} does not fit in {device} memory: "
-                            f"{str(exc).splitlines()[0]}") from None
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        raise OutOfDeviceMemory(f"{name} at batch {batch_size} does not fit in {device} memory: "
+                                f"{str(exc).splitlines()[0]}") from None
     return analysis
 
 
@@ -341,41 +345,38 @@ def _add_memory(analysis, model, inputs, optimizer, device):
     from . import memory as mem
 
     s = analysis.summary
+    modules = {}
+    s["memory_note"] = ""  # columns in this order: note, saved, peak, optimizer, train, where
+    s["saved_bytes"] = pd.NA
+    s["peak_bytes"] = mem.peak_pass(model, inputs, modules)
+    s["optimizer"] = optimizer
+    s["train_bytes"] = pd.NA
+    s["memory_measured_on"] = used = _device_of(model)
     try:
-        result = mem.measure(model, inputs)
+        saved = mem.saved_pass(model, inputs, modules)
     except (ValueError, RuntimeError) as exc:
         # e.g. BatchNorm refusing a train-mode forward on 1 value per channel (batch 1,
         # a 1x1 map): the model cannot train on this input, so nothing is saved to measure.
-        modules = {}
-        peak, _ = mem.peak_pass(model, inputs, modules)
-        s["saved_bytes"] = pd.NA
-        s["peak_bytes"] = peak
-        s["optimizer"] = optimizer
-        s["train_bytes"] = pd.NA
-        s["memory_measured_on"] = _device_of(model)
+        saved = None
+        s["saved_bytes"] = s["train_bytes"] = pd.NA
         s["memory_note"] = "no train-mode forward on this input: " + str(exc).strip().splitlines()[0]
-        return
-    s["memory_note"] = ""
-    trainable = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()
-                    if p.requires_grad)
-    s["saved_bytes"] = result.saved_bytes
-    s["peak_bytes"] = result.peak_bytes
-    s["optimizer"] = optimizer
-    s["train_bytes"] = mem.train_bytes(int(s["param_bytes"].iloc[0]), int(s["buffer_bytes"].iloc[0]),
-                                       trainable, result.saved_bytes, optimizer)
-    used = _device_of(model)
-    s["memory_measured_on"] = used
-    if used == "cuda":
-        from .memcheck import cuda_allocator
+    if saved is not None:
+        trainable = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()
+                        if p.requires_grad)
+        s["saved_bytes"] = saved
+        s["train_bytes"] = mem.train_bytes(int(s["param_bytes"].iloc[0]), int(s["buffer_bytes"].iloc[0]),
+                                           trainable, saved, optimizer)
+        if used == "cuda":
+            from .memcheck import cuda_allocator
 
-        ev = cuda_allocator(model, inputs)
-        tr = cuda_allocator(model, inputs, train=True)
-        s["peak_bytes_allocator"] = ev["allocator_peak"]
-        s["saved_bytes_allocator"] = tr["live_after"] - ev["live_after"]
+            ev = cuda_allocator(model, inputs)
+            tr = cuda_allocator(model, inputs, train=True)
+            s["peak_bytes_allocator"] = ev["allocator_peak"]
+            s["saved_bytes_allocator"] = tr["live_after"] - ev["live_after"]
     ly = analysis.layers
     keys = ["" if n == "(model)" else n for n in ly["layer"]]
     for col in mem.ModuleMemory.__dataclass_fields__:
-        ly[col] = [getattr(result.modules.get(k, mem.ModuleMemory()), col) for k in keys]
+        ly[col] = [getattr(modules.get(k, mem.ModuleMemory()), col) for k in keys]
 
 
 def _add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per_layer):

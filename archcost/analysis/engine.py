@@ -126,42 +126,58 @@ def module_records(model: nn.Module) -> Dict[str, LayerRecord]:
 
 
 @contextlib.contextmanager
-def _hooks(model, records, stack, tracker, totals, counter):
+def module_hooks(model: nn.Module, on_enter, on_exit, leaves_only: bool = False):
+    """Call ``on_enter(name, args)`` before and ``on_exit(name, out)`` after every module's
+    forward (each module once, by its first name; only leaves with ``leaves_only``);
+    the hooks are removed on exit. The callbacks' return values are dropped: a hook that
+    returned something would replace the module's input or output."""
     handles = []
 
     def pre(name):
         def hook(mod, args):
-            stack.append(name)
+            on_enter(name, args)
         return hook
 
     def post(name):
         def hook(mod, args, out):
-            stack.pop()
-            rec = records[name]
-            outs = _tensors(out)
-            if rec.calls == 0:
-                rec.order = counter[0]
-                counter[0] += 1
-                rec.output_shape = _shape_str(outs)
-                rec.aliased = bool(outs) and all(tracker.seen(t) for t in outs)
-            rec.calls += 1
-            for t in outs:
-                rec.activations += t.numel()
-                rec.activation_bytes += t.numel() * t.element_size()
-                new = tracker.add(t)
-                if new and rec.is_leaf:
-                    totals[0] += t.numel()
-                    totals[1] += t.numel() * t.element_size()
+            on_exit(name, out)
         return hook
 
     try:
         for name, mod in named_modules_unique(model):
+            if leaves_only and (not name or next(mod.children(), None) is not None):
+                continue
             handles.append(mod.register_forward_pre_hook(pre(name)))
             handles.append(mod.register_forward_hook(post(name)))
         yield
     finally:
         for h in handles:
             h.remove()
+
+
+def _hooks(model, records, stack, tracker, totals, counter):
+    def enter(name, args):
+        stack.append(name)
+
+    def leave(name, out):
+        stack.pop()
+        rec = records[name]
+        outs = _tensors(out)
+        if rec.calls == 0:
+            rec.order = counter[0]
+            counter[0] += 1
+            rec.output_shape = _shape_str(outs)
+            rec.aliased = bool(outs) and all(tracker.seen(t) for t in outs)
+        rec.calls += 1
+        for t in outs:
+            rec.activations += t.numel()
+            rec.activation_bytes += t.numel() * t.element_size()
+            new = tracker.add(t)
+            if new and rec.is_leaf:
+                totals[0] += t.numel()
+                totals[1] += t.numel() * t.element_size()
+
+    return module_hooks(model, enter, leave)
 
 
 def _pass_state(model, inputs):

@@ -20,6 +20,9 @@ from typing import Dict, Tuple
 import torch
 import torch.nn as nn
 
+from .engine import _tensors
+from .memory import running_as
+
 
 @contextlib.contextmanager
 def _quiet_stderr():
@@ -58,23 +61,13 @@ def profiler_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: b
     allocated when the forward returns, output included) and ``output_bytes``."""
     from torch.profiler import ProfilerActivity, profile
 
-    was_training = model.training
-    model.train(train)
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            grad = torch.enable_grad() if train else torch.no_grad()
-            with _quiet_stderr(), grad, profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-                out = model(*inputs)
-        outs = [out] if isinstance(out, torch.Tensor) else [t for t in out if isinstance(t, torch.Tensor)]
-        output_bytes = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in outs}.values())
-        del out, outs
-    finally:
-        model.train(was_training)
-        with torch.no_grad():
-            for b, copy in buffers:
-                b.copy_(copy)
+    with running_as(model, train), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grad = torch.enable_grad() if train else torch.no_grad()
+        with _quiet_stderr(), grad, profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = model(*inputs)
+        output_bytes = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in _tensors(out)}.values())
+        del out
     events = list(prof.profiler.kineto_results.events())
     mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
     ends = _top_level_ends(events)
@@ -96,22 +89,16 @@ def profiler_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: b
 def cuda_allocator(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: bool = False):
     """Peak and final bytes the CUDA caching allocator hands out during one forward,
     beyond what was allocated before it (weights, input)."""
-    was_training = model.training
-    model.train(train)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    try:
-        grad = torch.enable_grad() if train else torch.no_grad()
-        with grad:
-            out = model(*inputs)
+    with running_as(model, train), (torch.enable_grad() if train else torch.no_grad()):
+        out = model(*inputs)
         torch.cuda.synchronize()
         result = {"allocator_peak": torch.cuda.max_memory_allocated() - base,
                   "live_after": torch.cuda.memory_allocated() - base}
         del out
-        return result
-    finally:
-        model.train(was_training)
+    return result
 
 
 def _row(quantity, ours, theirs, by, why):
@@ -125,14 +112,21 @@ def compare(name, input_size=None, batch_size: int = 1, device: str = "cpu"):
     import pandas as pd
 
     from . import memory as mem
-    from .analyze import _build, _make_inputs, _resolve, _runner, input_shapes
+    from .analyze import _build, _make_inputs, _resolve, _runner, analyze, input_shapes
+    from .engine import AnalysisError
 
     name, spec, builder, module = _resolve(name, {})
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     if module is not None:
         raise ValueError("compare() takes a zoo name or a file.py:builder reference")
+    analyze(name, input_size=input_size, batch_size=batch_size, memory=False)  # input errors, in one line
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     meta = _build(builder, "meta", torch.float32)
-    on_meta = mem.measure(meta, _make_inputs(shapes, "meta", torch.float32))
+    try:
+        on_meta = mem.measure(meta, _make_inputs(shapes, "meta", torch.float32))
+    except (ValueError, RuntimeError) as exc:
+        raise AnalysisError(f"{name} cannot run a train-mode forward on input "
+                            f"{'x'.join(map(str, shapes[0]))} (needed for saved_bytes): "
+                            f"{str(exc).strip().splitlines()[0]}; try a larger --input-size or --batch-size") from None
     real = _runner(builder, None, None, device, torch.float32, False)
     inputs = _make_inputs(shapes, device, torch.float32)
     on_real = mem.measure(real, inputs)

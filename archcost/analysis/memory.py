@@ -22,7 +22,6 @@ storage was saved, ``peak`` as the highest live total while each module ran.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Tuple
 
@@ -31,20 +30,33 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from .engine import module_hooks
+from .storage import StorageTracker
+
 OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per parameter
 OPTIMIZERS = tuple(OPTIMIZER_STATE)
 
 
-def _key(t: torch.Tensor) -> int:
-    return t.untyped_storage()._cdata
-
-
 def existing_storages(model: nn.Module, inputs: Iterable[torch.Tensor]) -> set:
     """Storage keys that exist before the forward: weights, buffers, inputs."""
-    keys = {_key(p) for p in model.parameters()}
-    keys |= {_key(b) for b in model.buffers()}
-    keys |= {_key(t) for t in inputs}
-    return keys
+    tensors = list(model.parameters()) + list(model.buffers()) + list(inputs)
+    return {StorageTracker.key(t) for t in tensors}
+
+
+@contextlib.contextmanager
+def running_as(model: nn.Module, train: bool):
+    """One pass in train or eval mode; afterwards the model's mode and its buffers (the
+    BatchNorm statistics a train forward updates) are as they were."""
+    was_training = model.training
+    buffers = [(b, b.detach().clone()) for b in model.buffers() if b.device.type != "meta"]
+    model.train(train)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for b, copy in buffers:
+                b.copy_(copy)
 
 
 @dataclass
@@ -59,61 +71,25 @@ class MemoryResult:
     peak_bytes: int
     saved_bytes: int
     modules: Dict[str, ModuleMemory] = field(default_factory=dict)
-    final_bytes: int = 0  # still live after the eval forward (its outputs)
 
 
-class _Stack:
-    """Module scopes by name, maintained by forward pre/post hooks."""
-
-    def __init__(self):
-        self.names: List[str] = []
-
-
-@contextlib.contextmanager
-def _scope_hooks(model: nn.Module, stack: _Stack, on_enter=None, on_exit=None):
-    from .engine import named_modules_unique
-
-    handles = []
-
-    def pre(name):
-        def hook(mod, args):
-            stack.names.append(name)
-            if on_enter:
-                on_enter(name)
-        return hook
-
-    def post(name):
-        def hook(mod, args, out):
-            if on_exit:
-                on_exit(name)
-            stack.names.pop()
-        return hook
-
-    try:
-        for name, mod in named_modules_unique(model):
-            handles.append(mod.register_forward_pre_hook(pre(name)))
-            handles.append(mod.register_forward_hook(post(name)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-_EVAL_BN = {torch.ops.aten.native_batch_norm.default}
-
-
-def _bn_training(func, args, kwargs) -> bool:
-    return bool(kwargs.get("training", args[5] if len(args) > 5 else True)) if kwargs else bool(
-        args[5] if len(args) > 5 else True)
+def _eval_bn_statistics(func, args, kwargs) -> bool:
+    """native_batch_norm(input, weight, bias, running_mean, running_var, training, ...)
+    in eval: its two statistics outputs are empty on CPU, C elements each on meta."""
+    if func is not torch.ops.aten.native_batch_norm.default:
+        return False
+    training = kwargs["training"] if "training" in (kwargs or {}) else args[5]
+    return not training
 
 
 class LiveBytes(TorchDispatchMode):
-    """Live bytes of the storages created under it; ``peak`` is their maximum."""
+    """Live bytes of the storages created under it; ``peak`` is their maximum. Storages
+    in ``exclude`` (weights, buffers, inputs) are not counted."""
 
     def __init__(self, exclude=()):
         super().__init__()
         self.exclude = set(exclude)
-        self.live: Dict[int, int] = {}
+        self.tracker = StorageTracker(on_free=self._freed)
         self.current = 0
         self.peak = 0
         self.frames: List[list] = []  # [name, highest live total while it ran]
@@ -121,109 +97,79 @@ class LiveBytes(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        if func in _EVAL_BN and outs and outs[0].device.type == "meta" and not _bn_training(func, args, kwargs):
-            outs = outs[:1]  # the CPU kernel returns empty statistics in eval; meta allocates C each
+        if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
+            outs = outs[:1]  # count what the CPU kernel allocates
         for t in outs:
-            self._add(t)
+            if StorageTracker.key(t) not in self.exclude and self.tracker.add(t):
+                self.current += t.untyped_storage().nbytes()
+                self.peak = max(self.peak, self.current)
+                if self.frames:
+                    self.frames[-1][1] = max(self.frames[-1][1], self.current)
         return out
 
-    def _add(self, t):
-        st = t.untyped_storage()
-        k = st._cdata
-        if k in self.live or k in self.exclude:
-            return
-        n = st.nbytes()
-        self.live[k] = n
-        weakref.finalize(st, self._free, k)
-        self.current += n
-        if self.current > self.peak:
-            self.peak = self.current
-        if self.frames and self.current > self.frames[-1][1]:
-            self.frames[-1][1] = self.current
-
-    def _free(self, k):
-        n = self.live.pop(k, None)
-        if n is not None:
-            self.current -= n
+    def _freed(self, nbytes):
+        self.current -= nbytes
 
 
-def peak_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[str, ModuleMemory]):
-    """Eval, no-grad forward; returns (peak, bytes still live after it)."""
+def peak_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[str, ModuleMemory]) -> int:
+    """Eval, no-grad forward; returns the peak of live bytes and records each module's."""
     mode = LiveBytes(existing_storages(model, inputs))
-    stack = _Stack()
 
-    def enter(name):
+    def enter(name, args):
         mode.frames.append([name, mode.current])
 
-    def leave(name):
-        name_, high = mode.frames.pop()
-        rec = modules.setdefault(name_, ModuleMemory())
+    def leave(name, out):
+        _, high = mode.frames.pop()
+        rec = modules.setdefault(name, ModuleMemory())
         rec.peak_bytes = max(rec.peak_bytes, high)
-        if mode.frames and high > mode.frames[-1][1]:
-            mode.frames[-1][1] = high
+        if mode.frames:
+            mode.frames[-1][1] = max(mode.frames[-1][1], high)
 
-    was_training = model.training
-    model.eval()
-    try:
-        with _scope_hooks(model, stack, enter, leave), torch.no_grad(), mode:
-            out = model(*inputs)
-        final = mode.current
-        del out
-        return mode.peak, final
-    finally:
-        model.train(was_training)
+    with running_as(model, train=False), module_hooks(model, enter, leave), torch.no_grad(), mode:
+        model(*inputs)
+    return mode.peak
 
 
 def saved_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[str, ModuleMemory]) -> int:
-    """Train-mode forward with saved-tensor hooks; returns the bytes saved for backward.
-    The model's mode and its buffers (BatchNorm statistics a train forward updates) are
-    restored afterwards."""
+    """Train-mode forward with saved-tensor hooks; returns the bytes saved for backward
+    and records them per module (inclusive, and own code)."""
     exclude = existing_storages(model, inputs)
     saved: Dict[int, torch.Tensor] = {}
-    stack = _Stack()
-    total = [0]
+    stack: List[str] = []
+    total = 0
 
     def pack(t):
-        st = t.untyped_storage()
-        k = st._cdata
+        nonlocal total
+        k = StorageTracker.key(t)
         if k not in exclude and k not in saved:
             saved[k] = t
-            n = st.nbytes()
-            total[0] += n
-            for name in stack.names:
+            n = t.untyped_storage().nbytes()
+            total += n
+            for name in stack:
                 modules.setdefault(name, ModuleMemory()).saved_bytes += n
-            if stack.names:
-                modules.setdefault(stack.names[-1], ModuleMemory()).self_saved_bytes += n
+            if stack:
+                modules.setdefault(stack[-1], ModuleMemory()).self_saved_bytes += n
         return t
 
-    was_training = model.training
-    buffers = [(b, b.detach().clone()) for b in model.buffers() if b.device.type != "meta"]
-    model.train()
     try:
-        with _scope_hooks(model, stack), torch.enable_grad(), \
-                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = model(*inputs)
-        del out
-        return total[0]
+        with running_as(model, train=True), \
+                module_hooks(model, lambda name, args: stack.append(name), lambda name, out: stack.pop()), \
+                torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(*inputs)
+        return total
     finally:
         saved.clear()
-        model.train(was_training)
-        with torch.no_grad():
-            for b, copy in buffers:
-                b.copy_(copy)
 
 
 def measure(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> MemoryResult:
     modules: Dict[str, ModuleMemory] = {}
-    peak, final = peak_pass(model, inputs, modules)
+    peak = peak_pass(model, inputs, modules)
     saved = saved_pass(model, inputs, modules)
-    return MemoryResult(peak, saved, modules, final)
+    return MemoryResult(peak, saved, modules)
 
 
 def train_bytes(param_bytes: int, buffer_bytes: int, trainable_bytes: int, saved_bytes: int,
                 optimizer: str = "sgd") -> int:
     """Weights and buffers + one gradient per trainable parameter + the optimizer's state
     (plain SGD none, momentum one buffer, Adam two) + the activations saved for backward."""
-    if optimizer not in OPTIMIZER_STATE:
-        raise ValueError(f"unknown optimizer {optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
     return param_bytes + buffer_bytes + trainable_bytes * (1 + OPTIMIZER_STATE[optimizer]) + saved_bytes

@@ -96,42 +96,29 @@ def time_forward(model: nn.Module, inputs: Tuple[torch.Tensor, ...], device: str
     return summarize(samples, warmup, "cuda events" if device == "cuda" else "perf_counter")
 
 
-@contextlib.contextmanager
 def _layer_clocks(model: nn.Module, device: str, samples: Dict[str, list]):
-    from .engine import named_modules_unique
+    """Hooks around each leaf module: a CUDA event pair, or two perf_counter reads."""
+    from .engine import module_hooks
 
-    handles, open_ = [], {}
+    open_ = {}
 
-    def pre(name):
-        def hook(mod, args):
-            if device == "cuda":
-                ev = torch.cuda.Event(enable_timing=True)
-                ev.record()
-                open_[name] = ev
-            else:
-                open_[name] = time.perf_counter()
-        return hook
+    def enter(name, args):
+        if device == "cuda":
+            open_[name] = torch.cuda.Event(enable_timing=True)
+            open_[name].record()
+        else:
+            open_[name] = time.perf_counter()
 
-    def post(name):
-        def hook(mod, args, out):
-            start = open_.pop(name)
-            if device == "cuda":
-                end = torch.cuda.Event(enable_timing=True)
-                end.record()
-                samples.setdefault(name, []).append((start, end))
-            else:
-                samples.setdefault(name, []).append((time.perf_counter() - start) * 1e3)
-        return hook
+    def leave(name, out):
+        start = open_.pop(name)
+        if device == "cuda":
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            samples.setdefault(name, []).append((start, end))
+        else:
+            samples.setdefault(name, []).append((time.perf_counter() - start) * 1e3)
 
-    try:
-        for name, mod in named_modules_unique(model):
-            if name and next(mod.children(), None) is None:
-                handles.append(mod.register_forward_pre_hook(pre(name)))
-                handles.append(mod.register_forward_hook(post(name)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return module_hooks(model, enter, leave, leaves_only=True)
 
 
 def time_layers(model: nn.Module, inputs: Tuple[torch.Tensor, ...], device: str, repeats: int = 20,
