@@ -79,13 +79,24 @@ def run(cmd):
     return wall, usage.ru_maxrss * 1024, out  # ru_maxrss is in KiB on Linux
 
 
-def measure(cmd, repeat):
-    walls, rss = [], []
+def measure(cmds, repeat):
+    """Median wall time, peak RSS and last stdout of each command. The commands run in
+    rounds (each once per round), so a machine that speeds up or slows down during the
+    benchmark shifts every tool alike instead of whichever ran at that moment."""
+    walls = {k: [] for k in cmds}
+    rss = {k: 0 for k in cmds}
+    outs = {}
     for _ in range(repeat):
-        wall, peak, out = run(cmd)
-        walls.append(wall)
-        rss.append(peak)
-    return statistics.median(walls), max(rss), out
+        for key, cmd in cmds.items():
+            try:
+                wall, peak, outs[key] = run(cmd)
+            except Exception as exc:
+                outs[key] = exc
+                continue
+            walls[key].append(wall)
+            rss[key] = max(rss[key], peak)
+    return {k: ((statistics.median(walls[k]), rss[k], outs[k]) if walls[k] else (None, None, outs[k]))
+            for k in cmds}
 
 
 def macs_of(out):
@@ -98,24 +109,35 @@ def main():
     ap.add_argument("--models", nargs="+", default=["alexnet", "vgg16", "googlenet", "resnet50"])
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args()
-    rows = []
-    archcost_cmd = [sys.executable, "-m", "archcost.cli", "table", *args.models, "--no-save", "--format", "csv"]
-    wall, rss, out = measure(archcost_cmd, args.repeat)
-    lines = out.strip().splitlines()
+    import tempfile
+
+    cli = [sys.executable, "-m", "archcost.cli"]
+    archcost_cmd = cli + ["table", *args.models, "--no-save", "--format", "csv"]
+    labels = {
+        "ours": "archcost table (all default columns, memory passes included)",
+        "ours-no-memory": "archcost table --no-memory (the columns fvcore gives)",
+        "ours-saved": "archcost table as a user runs it (text table, CSV and plot written)",
+    }
+    out_dir = tempfile.mkdtemp(prefix="archcost-bench-")
+    cmds = {"ours": archcost_cmd, "ours-no-memory": archcost_cmd + ["--no-memory"],
+            "ours-saved": cli + ["table", *args.models, "--out", out_dir]}
+    cmds.update({tool: [sys.executable, "-c", code, *args.models] for tool, code in PEERS.items()})
+    results = measure(cmds, args.repeat)
+    lines = results["ours"][2].strip().splitlines()
     header = lines[0].split(",")
     ours = {r.split(",")[0]: int(r.split(",")[header.index("macs")]) for r in lines[1:]}
-    rows.append(("archcost table (all default columns, memory passes included)", wall, rss, ours))
-    wall, rss, _ = measure(archcost_cmd + ["--no-memory"], args.repeat)
-    rows.append(("archcost table --no-memory (the columns fvcore gives)", wall, rss, ours))
-    for tool, code in PEERS.items():
-        try:
-            w, r, o = measure([sys.executable, "-c", code, *args.models], args.repeat)
-            rows.append((tool, w, r, macs_of(o)))
-        except Exception as exc:
-            rows.append((tool, None, None, f"skipped: {exc}"))
+    rows = []
+    for key, (wall, rss, out) in results.items():
+        if wall is None:
+            rows.append((key, None, None, f"skipped: {str(out).splitlines()[-1] if str(out) else 'failed'}"))
+        else:
+            rows.append((labels.get(key, key), wall, rss, ours if key in labels else macs_of(out)))
     fv = next(r for r in rows if r[0] == "fvcore")
-    zoo_wall, zoo_rss, _ = measure([sys.executable, "-m", "archcost.cli", "table", "*", "--no-save"], args.repeat)
-    help_wall, _, _ = measure([sys.executable, "-m", "archcost.cli", "--help"], max(args.repeat, 5))
+    extra = measure({"zoo": cli + ["table", "*", "--no-save"], "help": cli + ["--help"]}, max(args.repeat, 3))
+    (zoo_wall, zoo_rss, _), (help_wall, _, _) = extra["zoo"], extra["help"]
+    import shutil
+
+    shutil.rmtree(out_dir, ignore_errors=True)
     import torch
 
     lines = [
@@ -123,8 +145,8 @@ def main():
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
         f"torch {torch.__version__}. Models: {', '.join(args.models)} at their default input, batch 1. "
-        f"Each figure is the median of {args.repeat} whole-process runs (imports included); "
-        "memory is the peak resident set size of the process.",
+        f"Each figure is the median of {args.repeat} whole-process runs (imports included), the tools "
+        "taking turns round by round; memory is the peak resident set size of the process.",
         "",
         "| tool | wall time | ratio to fvcore | peak RSS | MACs equal to fvcore's |",
         "|:---|---:|---:|---:|:---|",
@@ -138,6 +160,10 @@ def main():
             "no: " + ", ".join(f"{m} {macs.get(m)}" for m in args.models if macs.get(m) != fv[3].get(m)))
         ratio = f"{wall / fv[1]:.2f}" if fv[1] else "-"
         lines.append(f"| {tool} | {wall:.2f} s | {ratio} | {rss / 2**20:.0f} MiB | {same} |")
+    target = rows[0][1] / fv[1] if fv[1] else None
+    lines += ["", f"Target of issue #7: archcost's table at most half of fvcore's time: ratio "
+              f"{target:.2f}, {'met' if target is not None and target <= 0.5 else 'NOT met'}."
+              if target is not None else "Target of issue #7: fvcore not installed, ratio not measured."]
     lines += ["", f"`archcost table '*'` (the whole zoo, {len(__import__('archcost').list_models())} models): "
               f"{zoo_wall:.2f} s, peak RSS {zoo_rss / 2**20:.0f} MiB.",
               f"`archcost --help`: {help_wall:.2f} s.", "",

@@ -6,6 +6,7 @@ figures are checked against the CPU profiler's allocator events, an independent
 mechanism, and on CUDA (skipped without a GPU) against the caching allocator.
 """
 
+import contextlib
 import io
 
 import pandas as pd
@@ -296,3 +297,101 @@ def test_cuda_latency_uses_events():
 def test_memory_command_on_an_untrainable_input_is_one_line():
     r = CliRunner().invoke(main, ["memory", "resnet18", "--input-size", "8"])
     assert r.exit_code == 2 and "train-mode forward" in r.output and "Traceback" not in r.output
+
+
+class _Checked:
+    """Makes every MetaShortcuts op (the memory passes' too) run both ways and records any
+    difference between the closed form and PyTorch's own meta kernel: shapes, strides,
+    dtypes, bytes, in-place aliasing."""
+
+    def __init__(self, monkeypatch):
+        self.differences, self.taken = [], set()
+        monkeypatch.setattr(mem.MetaShortcuts, "call", lambda mode, *call: self.call(mode, *call))
+
+    def call(self, mode, func, args, kwargs):
+        from archcost.analysis.shapes import aten_shortcut
+        from torch.utils._pytree import tree_flatten
+
+        fast = aten_shortcut(func, args, kwargs)
+        try:
+            real = func(*args, **(kwargs or {}))
+        except RuntimeError:
+            if fast is not None:  # the closed form must not accept what the kernel refuses
+                self.differences.append((str(func), "closed form for an invalid call"))
+            raise
+        if fast is not None:
+            self.taken.add(str(func))
+            describe = lambda out: [(t.shape, t.stride(), t.dtype, t.untyped_storage().nbytes(),
+                                     any(t is a for a in args)) for t in tree_flatten(out)[0]]
+            if describe(fast) != describe(real):
+                self.differences.append((str(func), describe(fast), describe(real)))
+        return real
+
+
+@pytest.mark.parametrize("name", ["alexnet_paper", "lenet5", "googlenet", "resnet18", "densenet121",
+                                  "se_resnet50", "xception", "mobilenet_v2", "zfnet"])
+def test_aten_shortcuts_match_meta_kernels_on_zoo(name, monkeypatch):
+    from archcost.zoo import get_model
+    from archcost.zoo.registry import get_spec
+
+    with torch.device("meta"):
+        model = get_model(name)
+    x = torch.empty((2,) + tuple(get_spec(name).input_size), device="meta")
+    checked = _Checked(monkeypatch)
+    mem.measure(model, (x,))
+    assert {"aten.convolution.default", "aten.addmm.default"} <= checked.taken
+    assert checked.differences == []
+
+
+FALLBACK = False  # the closed form declines: the real meta kernel runs
+SHORTCUT = True
+
+
+@pytest.mark.parametrize("call,expected", [
+    (lambda x: F.max_pool2d(x, 3, 2, ceil_mode=True), SHORTCUT),
+    (lambda x: F.max_pool2d(x, 3, 2, padding=1), SHORTCUT),
+    (lambda x: F.max_pool2d(x, 2, dilation=2), FALLBACK),
+    (lambda x: F.avg_pool2d(x, 3, 2, ceil_mode=True, count_include_pad=False), SHORTCUT),
+    (lambda x: F.avg_pool2d(x, 2, divisor_override=3), FALLBACK),
+    (lambda x: F.adaptive_avg_pool2d(x, (3, 1)), SHORTCUT),
+    (lambda x: F.conv2d(x, torch.empty(4, 2, 3, 3, device="meta"), stride=2, padding=2, dilation=2, groups=2),
+     SHORTCUT),
+    (lambda x: F.conv2d(x.to(memory_format=torch.channels_last), torch.empty(4, 4, 1, 1, device="meta")),
+     FALLBACK),
+    (lambda x: torch.cat([x, x[:, :2].contiguous()], 1), SHORTCUT),
+    (lambda x: torch.cat([x, x[:, :2]], 1), FALLBACK),  # a strided view
+    (lambda x: torch.cat([x.to(memory_format=torch.channels_last), x], 1), FALLBACK),
+    (lambda x: x * x[:, :1].contiguous(), SHORTCUT),
+    (lambda x: x * x[:, :1], FALLBACK),
+    (lambda x: x.to(torch.int32) / x.to(torch.int32), FALLBACK),
+    (lambda x: x.to(torch.int32) * 2, FALLBACK),
+    (lambda x: x + 1.5, SHORTCUT),
+    (lambda x: 1.7159 * x, SHORTCUT),
+    (lambda x: x * torch.tensor(2.0, dtype=torch.float64), SHORTCUT),  # 0-dim: no promotion
+    (lambda x: x * torch.tensor(2.0, dtype=torch.complex64), FALLBACK),
+    (lambda x: x - x, SHORTCUT),
+    (lambda x: torch.tanh(x), SHORTCUT),
+    (lambda x: torch.relu(x), SHORTCUT),
+    (lambda x: x.sum((1, 2)), SHORTCUT),
+    (lambda x: x.flatten(1) @ torch.empty(4 * 11 * 11, 3, device="meta"), SHORTCUT),
+    (lambda x: torch.arange(7, device="meta"), SHORTCUT),
+    (lambda x: torch.arange(7.0, device="meta"), FALLBACK),
+    (lambda x: x.pow(2), SHORTCUT),
+    (lambda x: x.clone().add_(x[:, :1]), SHORTCUT),
+    (lambda x: x.clone().add_(x.flatten()[:11]), SHORTCUT),
+    (lambda x: x.clone().mul_(0.5), SHORTCUT),
+    (lambda x: x[:, :1].clone().add_(x), FALLBACK),  # invalid: in-place cannot broadcast the result
+    (lambda x: x.to(torch.int64).add_(1), FALLBACK),
+    (lambda x: torch.empty_like(x), SHORTCUT),
+    (lambda x: x.mean((2, 3), keepdim=True), SHORTCUT),
+    (lambda x: F.batch_norm(x.to(torch.bfloat16), torch.zeros(4, device="meta"), torch.ones(4, device="meta"),
+                            training=True), SHORTCUT),
+    (lambda x: F.linear(x.flatten(1), torch.empty(5, 4 * 11 * 11, device="meta"), torch.empty(5, device="meta")),
+     SHORTCUT),
+])
+def test_aten_shortcuts_match_meta_kernels_on_edge_cases(call, expected, monkeypatch):
+    checked = _Checked(monkeypatch)
+    with mem.MetaShortcuts(), contextlib.suppress(RuntimeError):
+        call(torch.empty(2, 4, 11, 11, device="meta"))
+    assert checked.differences == []
+    assert bool(checked.taken) == expected

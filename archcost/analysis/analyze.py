@@ -132,7 +132,9 @@ def _resolve(model_or_name, builder_kwargs):
 
 def _build(builder, device, dtype):
     if device == "meta":
-        with torch.device("meta"):
+        from .memory import MetaShortcuts
+
+        with torch.device("meta"), MetaShortcuts():  # weight init: no values to draw
             model = builder()
     else:
         model = builder()

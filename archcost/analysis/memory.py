@@ -15,6 +15,10 @@ Two passes, each on the same model and input:
   That is the activation memory of a training step (dropout masks and max-pool indices
   included), not the "every feature map" figure of ``activation_bytes``.
 
+On meta tensors both passes run the heavy ops (convolution, batch norm, addmm, cat) in
+closed form (``MetaShortcuts``), since PyTorch's Python meta kernels for them cost more
+than the rest of the analysis; the outputs are the same, and tests compare.
+
 Both attribute bytes to modules: ``saved`` to the innermost module running when the
 storage was saved, ``peak`` as the highest live total while each module ran.
 """
@@ -31,6 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .engine import module_hooks
+from .shapes import aten_shortcut
 from .storage import StorageTracker
 
 OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per parameter
@@ -82,7 +87,30 @@ def _eval_bn_statistics(func, args, kwargs) -> bool:
     return not training
 
 
-class LiveBytes(TorchDispatchMode):
+def _on_meta(inputs) -> bool:
+    return any(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in inputs)
+
+
+class MetaShortcuts(TorchDispatchMode):
+    """Runs the heavy ATen ops of a meta forward (convolution, batch norm, addmm, cat) in
+    closed form (shapes.aten_shortcut: same outputs, strides included, tested against the
+    meta kernels); everything else, and every non-meta tensor, runs as usual."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Nothing here is ever compiled. Without this, torch wraps __torch_dispatch__ in
+        # torch._dynamo.disable, whose first call imports torch._dynamo (~2 s).
+        return False
+
+    def call(self, func, args, kwargs):
+        out = aten_shortcut(func, args, kwargs)
+        return func(*args, **(kwargs or {})) if out is None else out
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return self.call(func, args, kwargs)
+
+
+class LiveBytes(MetaShortcuts):
     """Live bytes of the storages created under it; ``peak`` is their maximum. Storages
     in ``exclude`` (weights, buffers, inputs) are not counted."""
 
@@ -95,7 +123,7 @@ class LiveBytes(TorchDispatchMode):
         self.frames: List[list] = []  # [name, highest live total while it ran]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        out = self.call(func, args, kwargs)
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
             outs = outs[:1]  # count what the CPU kernel allocates
@@ -154,7 +182,8 @@ def saved_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict
     try:
         with running_as(model, train=True), \
                 module_hooks(model, lambda name, args: stack.append(name), lambda name, out: stack.pop()), \
-                torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+                (MetaShortcuts() if _on_meta(inputs) else contextlib.nullcontext()):
             model(*inputs)
         return total
     finally:

@@ -1,12 +1,19 @@
 """Output shapes of common operators on ``meta`` tensors, in closed form.
 
 PyTorch's meta kernels for these ops are Python decompositions whose first use imports
-sympy and torch._dynamo (about a second per process). For a shape-only pass that cost
-dominates, so the counting mode asks here first; ``None`` means "not handled: run the real
-meta kernel". In-place ops and eval-mode dropout return their input, as PyTorch does, so
-storage identity (and thus activation counting) is preserved. A test checks every zoo
-model against the real meta kernels.
-"""
+sympy and torch._dynamo (about a second per process), and some cost milliseconds a call
+(batch norm). Two tables:
+
+- ``SHORTCUTS`` (``shortcut``): torch functions, for the counting mode. In-place ops and
+  eval-mode dropout return their input, as PyTorch does, so storage identity (and thus
+  activation counting) is preserved. A test checks every zoo model against the real meta
+  kernels.
+- ``ATEN_SHORTCUTS`` (``aten_shortcut``): ATen ops, for the memory passes, which track
+  allocations below autograd. These return exactly what the meta kernel returns, strides
+  and extra outputs included, and take only dense contiguous inputs. Tests run each beside
+  the real kernel on the zoo and on edge cases.
+
+``None`` means "not handled: run the real meta kernel"."""
 
 import math
 
@@ -132,6 +139,14 @@ def _linear(args, kwargs):
     return _new(tuple(x.shape[:-1]) + (w.shape[0],), x)
 
 
+def _matmul(args, kwargs):
+    a, b = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    if not isinstance(b, torch.Tensor) or a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] \
+            or a.dtype != b.dtype or b.device.type != "meta":
+        return None
+    return _new((a.shape[0], b.shape[1]), a)
+
+
 def _cat(args, kwargs):
     tensors = list(_arg(args, kwargs, 0, "tensors"))
     dim = _arg(args, kwargs, 1, "dim", 0)
@@ -183,7 +198,7 @@ SHORTCUTS = {
     "avg_pool2d": lambda a, k: _avg_pool(a, k, 2),
     "adaptive_avg_pool2d": lambda a, k: _adaptive(a, k, 2),
     "adaptive_avg_pool1d": lambda a, k: _adaptive(a, k, 1),
-    "linear": _linear, "cat": _cat, "concat": _cat,
+    "linear": _linear, "matmul": _matmul, "mm": _matmul, "cat": _cat, "concat": _cat,
     "batch_norm": _norm, "group_norm": _same, "layer_norm": _same, "instance_norm": _same,
     "local_response_norm": _same, "sigmoid": _same, "tanh": _same, "gelu": _same, "silu": _same,
     "relu": _relu, "relu_": _inplace, "hardtanh": _hardtanh, "hardtanh_": _inplace, "relu6": _relu,
@@ -203,6 +218,185 @@ def shortcut(raw_name, args, kwargs):
         return None
     first = args[0][0] if isinstance(args[0], (list, tuple)) and args[0] else args[0]
     if not isinstance(first, torch.Tensor) or first.device.type != "meta":
+        return None
+    try:
+        return fn(args, kwargs)
+    except Exception:
+        return None
+
+
+# ATen-level closed forms, for the memory passes (which track allocations at the dispatcher,
+# below autograd). They must return what the meta kernel returns, strides included, so
+# they only take the dense, contiguous case; anything else runs the real meta kernel.
+# Measured on the zoo: native_batch_norm's Python meta kernel alone cost ~2 ms a call.
+
+def _dense(*tensors):
+    return all(t.device.type == "meta" and t.is_contiguous() and t.numel() > 0 for t in tensors)
+
+
+def _aten_convolution(args, kwargs):
+    x, w, _, stride, padding, dilation, transposed, _, groups = args
+    nd = x.dim() - 2
+    if transposed or nd < 1 or not _dense(x, w) or x.dtype != w.dtype or x.shape[1] != w.shape[1] * groups:
+        return None
+    spatial = []
+    for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], _tup(stride, nd), _tup(padding, nd), _tup(dilation, nd)):
+        o = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if o < 1:
+            return None
+        spatial.append(o)
+    return _new((x.shape[0], w.shape[0]) + tuple(spatial), x)
+
+
+def _aten_native_batch_norm(args, kwargs):
+    x = args[0]
+    if x.dim() < 2 or not _dense(x) or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return None
+    # As the meta kernel: per-channel float32 statistics, in eval too (where CPU's are
+    # empty: memory.py's _eval_bn_statistics leaves them out, for both).
+    c = x.shape[1]
+    return (_new(tuple(x.shape), x), torch.empty(c, device="meta"), torch.empty(c, device="meta"))
+
+
+def _aten_addmm(args, kwargs):
+    bias, a, b = args[:3]
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0] or not (a.dtype == b.dtype == bias.dtype) \
+            or _broadcast(bias.shape, (a.shape[0], b.shape[1])) != (a.shape[0], b.shape[1]) \
+            or not all(t.device.type == "meta" for t in (bias, a, b)):
+        return None
+    return _new((a.shape[0], b.shape[1]), a)
+
+
+def _aten_cat(args, kwargs):
+    tensors = list(args[0])
+    if not tensors or not _dense(*tensors):
+        return None
+    return _cat([tensors] + list(args[1:]), kwargs)
+
+
+def _aten_max_pool(args, kwargs):
+    x = args[0]
+    dilation = _tup(_arg(args, kwargs, 4, "dilation", 1), x.dim() - 2)
+    if x.dim() not in (3, 4) or not _dense(x) or any(d != 1 for d in dilation):
+        return None
+    stride, padding = _arg(args, kwargs, 2, "stride", ()), _arg(args, kwargs, 3, "padding", 0)
+    out = _pool((x, args[1], stride, padding, 1, _arg(args, kwargs, 5, "ceil_mode", False)), {}, 2)
+    if out is None:
+        return None
+    return out, torch.empty(tuple(out.shape), dtype=torch.int64, device="meta")
+
+
+def _aten_binary(args, kwargs):
+    a, b = args[0], args[1]
+    if not a.is_floating_point():
+        return None  # integer division promotes; leave dtype rules to the real kernel
+    if isinstance(b, torch.Tensor) and b.dim() == 0:
+        # a Python number arrives as a 0-dim CPU tensor; a 0-dim operand never changes
+        # the dtype of a dimensioned floating one
+        ok = a.dim() > 0 and not b.is_complex() and _dense(a)
+        return _new(tuple(a.shape), a) if ok else None
+    if isinstance(b, torch.Tensor):
+        return _binary(args, kwargs) if _dense(a, b) else None
+    return _binary(args, kwargs) if type(b) in (int, float) and _dense(a) else None
+
+
+def _aten_mean(args, kwargs):
+    return _reduce(args, kwargs) if _dense(args[0]) else None
+
+
+def _aten_adaptive_avg_pool(args, kwargs):
+    x = args[0]
+    return _adaptive(args, kwargs, 2) if x.dim() in (3, 4) and _dense(x) else None
+
+
+def _aten_empty_like(args, kwargs):
+    return _new(tuple(args[0].shape), args[0]) if len(args) == 1 and _dense(args[0]) else None
+
+
+def _aten_avg_pool(nd):
+    def fn(args, kwargs):
+        x = args[0]
+        if x.dim() not in (nd + 1, nd + 2) or not _dense(x) or _arg(args, kwargs, 6, "divisor_override"):
+            return None
+        return _pool((x, args[1], _arg(args, kwargs, 2, "stride", ()), _arg(args, kwargs, 3, "padding", 0),
+                      1, _arg(args, kwargs, 4, "ceil_mode", False)), {}, nd)
+    return fn
+
+
+def _aten_pow(args, kwargs):
+    x, e = args[0], args[1]
+    return _new(tuple(x.shape), x) if type(e) in (int, float) and x.is_floating_point() and _dense(x) else None
+
+
+def _aten_binary_inplace(args, kwargs):
+    a, b = args[0], args[1]
+    if not a.is_floating_point() or (isinstance(b, torch.Tensor) and (b.dtype != a.dtype or b.device != a.device)):
+        return None
+    return _binary_inplace(args, kwargs)
+
+
+def _aten_arange(args, kwargs):
+    # arange(end, *, dtype, layout, device, pin_memory): integer end gives int64
+    end = args[0]
+    if len(args) != 1 or type(end) is not int or end < 0 or kwargs.get("device") != torch.device("meta") \
+            or kwargs.get("dtype") not in (None, torch.int64) or kwargs.get("layout") not in (None, torch.strided):
+        return None
+    return torch.empty(end, dtype=torch.int64, device="meta")
+
+
+def _aten_mm(args, kwargs):
+    a, b = args[0], args[1]
+    return _matmul(args, kwargs) if a.device.type == "meta" else None
+
+
+def _aten_unary(args, kwargs):
+    x = args[0]
+    return _new(tuple(x.shape), x) if x.is_floating_point() and _dense(x) else None
+
+
+def _aten_inplace(args, kwargs):
+    return args[0] if args[0].device.type == "meta" else None
+
+
+ATEN_SHORTCUTS = {
+    torch.ops.aten.convolution.default: _aten_convolution,
+    torch.ops.aten.native_batch_norm.default: _aten_native_batch_norm,
+    torch.ops.aten.addmm.default: _aten_addmm,
+    torch.ops.aten.cat.default: _aten_cat,
+    torch.ops.aten.max_pool2d_with_indices.default: _aten_max_pool,
+    torch.ops.aten.mul.Tensor: _aten_binary,
+    torch.ops.aten.add.Tensor: _aten_binary,
+    torch.ops.aten.div.Tensor: _aten_binary,
+    torch.ops.aten.add_.Tensor: _aten_binary_inplace,
+    torch.ops.aten.mul_.Tensor: _aten_binary_inplace,
+    torch.ops.aten.empty_like.default: _aten_empty_like,
+    torch.ops.aten.pow.Tensor_Scalar: _aten_pow,
+    torch.ops.aten.mm.default: _aten_mm,
+    torch.ops.aten.tanh.default: _aten_unary,
+    torch.ops.aten.relu.default: _aten_unary,
+    torch.ops.aten.sigmoid.default: _aten_unary,
+    torch.ops.aten.avg_pool2d.default: _aten_avg_pool(2),
+    torch.ops.aten.avg_pool3d.default: _aten_avg_pool(3),
+    torch.ops.aten.mean.dim: _aten_mean,
+    torch.ops.aten.sum.dim_IntList: _aten_mean,
+    torch.ops.aten.sub.Tensor: _aten_binary,
+    torch.ops.aten._adaptive_avg_pool2d.default: _aten_adaptive_avg_pool,
+    torch.ops.aten.hardtanh_.default: _aten_inplace,
+    torch.ops.aten.bernoulli_.float: _aten_inplace,
+    torch.ops.aten.div_.Scalar: _aten_inplace,
+    torch.ops.aten.uniform_.default: _aten_inplace,  # weight init on meta: nothing to fill
+    torch.ops.aten.normal_.default: _aten_inplace,
+    torch.ops.aten.arange.default: _aten_arange,
+}
+_TAKES_KWARGS = {torch.ops.aten.arange.default}
+
+
+def aten_shortcut(func, args, kwargs):
+    """The ATen op's output on dense meta inputs, or None: run the real meta kernel."""
+    fn = ATEN_SHORTCUTS.get(func)
+    if fn is None:
+        return None
+    if func not in _TAKES_KWARGS and any(not (k == "pin_memory" and v is False) for k, v in (kwargs or {}).items()):
         return None
     try:
         return fn(args, kwargs)

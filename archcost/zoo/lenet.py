@@ -55,9 +55,12 @@ class PartialConv(nn.Module):
         super().__init__()
         self.table = [list(t) for t in table]
         self.maps = nn.ModuleList(nn.Conv2d(len(t), 1, kernel_size) for t in self.table)
+        for j, t in enumerate(self.table):  # the input maps of output map j, as an index
+            self.register_buffer(f"inputs{j}", torch.tensor(t), persistent=False)
 
     def forward(self, x):
-        return torch.cat([conv(x[:, t]) for conv, t in zip(self.maps, self.table)], 1)
+        return torch.cat([conv(x.index_select(1, getattr(self, f"inputs{j}")))
+                          for j, conv in enumerate(self.maps)], 1)
 
 
 class EuclideanRBF(nn.Module):
@@ -70,8 +73,8 @@ class EuclideanRBF(nn.Module):
 
     def __init__(self, in_features=84, out_features=10):
         super().__init__()
-        pattern = torch.arange(out_features * in_features).reshape(out_features, in_features)
-        self.register_buffer("centres", torch.where(pattern % 3 == 0, 1.0, -1.0))
+        signs = [1.0 if k % 3 == 0 else -1.0 for k in range(out_features * in_features)]
+        self.register_buffer("centres", torch.tensor(signs).reshape(out_features, in_features))
 
     def forward(self, x):
         cross = torch.matmul(x, self.centres.t())
