@@ -301,7 +301,8 @@ def _condition_notes(frame, latency):
     if latency:
         notes.append(f"latency: {r['repeats']} forwards after {r['warmup']} warm-up, {r['clock']}"
                      + (f", {r['threads']} CPU threads" if r["clock"] == "perf_counter" else "")
-                     + (f"; peak = {r['device_peak_tflops']} TFLOP/s ({r['peak_source']})"
+                     + (f"; peak = {r['device_peak_tflops']} TFLOP/s {r.get('peak_dtype', '')} dense "
+                        f"({r['peak_source']})"
                         if r.get("peak_source") else "; no datasheet peak known for this device"))
     if "peak_bytes_allocator" in frame:
         notes.append("CUDA caching allocator (max_memory_allocated) for comparison: " + ", ".join(

@@ -395,3 +395,107 @@ def test_aten_shortcuts_match_meta_kernels_on_edge_cases(call, expected, monkeyp
         call(torch.empty(2, 4, 11, 11, device="meta"))
     assert checked.differences == []
     assert bool(checked.taken) == expected
+
+
+def test_aten_shortcuts_leave_real_tensors_to_their_kernels(monkeypatch):
+    """On CPU (or CUDA) tensors every op runs its real kernel: values are computed."""
+    checked = _Checked(monkeypatch)
+    model = archcost.get_model("resnet18").eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        plain = model(x)
+        with mem.MetaShortcuts():
+            y = model(x)
+            z = torch.ones(2, 3).add_(torch.ones(3))  # an in-place op a closed form would skip
+    assert checked.taken == set() and torch.equal(plain, y) and torch.equal(z, torch.full((2, 3), 2.0))
+
+
+def test_float32_on_a_gpu_compares_with_the_tf32_peak_while_cudnn_uses_it():
+    from archcost.analysis.devices import find_peak, peak_key
+
+    h100 = find_peak("NVIDIA H100 80GB HBM3")
+    assert h100.name == "NVIDIA H100 SXM5" and find_peak("NVIDIA H100 PCIe").name == "NVIDIA H100 PCIe"
+    assert peak_key("float32", "cuda", cudnn_tf32=True) == "tf32"
+    assert peak_key("float32", "cuda", cudnn_tf32=False) == "float32"
+    assert peak_key("bfloat16", "cuda", cudnn_tf32=True) == "bfloat16"
+    assert peak_key("float32", "cpu", cudnn_tf32=True) == "float32"
+    assert h100.tflops["float32"] < h100.tflops["tf32"] < h100.tflops["bfloat16"]
+
+
+class _FakeClock:
+    """A clock that only the test's modules advance, standing in for the GPU's (CUDA
+    events) and the CPU's (perf_counter): the timing code's pairing, warm-up dropping and
+    per-layer sums are checked exactly, on CPU, without timing anything real."""
+
+    def __init__(self, monkeypatch):
+        self.now_ms = 0.0
+        clock = self
+
+        class Event:
+            def __init__(self, enable_timing=False):
+                assert enable_timing
+                self.at = None
+
+            def record(self, stream=None):
+                self.at = clock.now_ms
+
+            def elapsed_time(self, end):
+                assert clock.synced, "elapsed_time before torch.cuda.synchronize()"
+                return end.at - self.at
+
+        self.synced = False
+        monkeypatch.setattr(torch.cuda, "Event", Event)
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: setattr(clock, "synced", True))
+        import archcost.analysis.timing as timing
+
+        monkeypatch.setattr(timing.time, "perf_counter", lambda: clock.now_ms / 1e3)
+
+
+class _Takes(nn.Module):
+    """A leaf module that takes ``ms`` of the fake clock."""
+
+    def __init__(self, clock, ms, cold_calls=0, cold_ms=0.0):
+        super().__init__()
+        self.clock, self.ms, self.cold_calls, self.cold_ms = clock, ms, cold_calls, cold_ms
+
+    def forward(self, x):
+        self.cold_calls -= 1
+        self.clock.now_ms += self.cold_ms if self.cold_calls >= 0 else self.ms
+        return x
+
+
+class _TwoCalls(nn.Module):
+    def __init__(self, clock):
+        super().__init__()
+        self.a, self.b = _Takes(clock, 2.0), _Takes(clock, 0.5)
+
+    def forward(self, x):
+        return self.b(self.a(self.b(x)))  # b runs twice per forward
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_timing_logic_on_a_fake_clock(device, monkeypatch):
+    from archcost.analysis import timing
+
+    clock = _FakeClock(monkeypatch)
+    net = _TwoCalls(clock)
+    x = torch.zeros(1)
+    t = timing.time_forward(net, (x,), device, repeats=7, warmup=3)
+    approx = pytest.approx  # perf_counter is in seconds: ms -> s -> ms rounds
+    assert (t.median_ms, t.p20_ms, t.p80_ms) == approx((3.0, 3.0, 3.0)) and t.repeats == 7
+    assert t.clock == ("cuda events" if device == "cuda" else "perf_counter")
+    per_layer, plain, hooked, overhead = timing.time_layers(net, (x,), device, repeats=4, warmup=2)
+    assert per_layer == {"a": approx(2.0), "b": approx(2 * 0.5)}  # b's two calls summed per forward
+    assert (plain.median_ms, hooked.median_ms, overhead) == approx((3.0, 3.0, 0.0))
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_per_layer_timing_drops_the_warm_up_forwards(device, monkeypatch):
+    from archcost.analysis import timing
+
+    clock = _FakeClock(monkeypatch)
+    # 2 plain warm-up + 2 plain timed + 2 hooked warm-up calls are slow (20 ms), then 2 ms
+    net = nn.Sequential(_Takes(clock, 2.0, cold_calls=6, cold_ms=20.0))
+    per_layer, plain, hooked, _ = timing.time_layers(net, (torch.zeros(1),), device, repeats=2, warmup=2)
+    assert per_layer == {"0": pytest.approx(2.0)} and hooked.median_ms == pytest.approx(2.0)
+    assert plain.median_ms == pytest.approx(20.0)

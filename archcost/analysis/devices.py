@@ -50,6 +50,15 @@ def find_peak(device_name: str) -> Optional[DevicePeak]:
     return None
 
 
+def peak_key(dtype: str, device: str, cudnn_tf32: bool) -> str:
+    """Which datasheet column an achieved rate compares with. float32 convolutions on a GPU
+    run as TF32 on tensor cores while ``torch.backends.cudnn.allow_tf32`` is on (PyTorch's
+    default), so their ceiling is the TF32 figure, not the plain FP32 one."""
+    if dtype == "float32" and device == "cuda" and cudnn_tf32:
+        return "tf32"
+    return dtype
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:

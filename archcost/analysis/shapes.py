@@ -396,6 +396,10 @@ def aten_shortcut(func, args, kwargs):
     fn = ATEN_SHORTCUTS.get(func)
     if fn is None:
         return None
+    for t in args:  # real tensors run their kernels (a Python number may come as a 0-dim CPU tensor)
+        for x in (t if isinstance(t, (list, tuple)) else (t,)):
+            if isinstance(x, torch.Tensor) and x.device.type != "meta" and not (x.dim() == 0 and x.device.type == "cpu"):
+                return None
     if func not in _TAKES_KWARGS and any(not (k == "pin_memory" and v is False) for k, v in (kwargs or {}).items()):
         return None
     try:
