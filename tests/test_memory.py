@@ -499,3 +499,22 @@ def test_per_layer_timing_drops_the_warm_up_forwards(device, monkeypatch):
     per_layer, plain, hooked, _ = timing.time_layers(net, (torch.zeros(1),), device, repeats=2, warmup=2)
     assert per_layer == {"0": pytest.approx(2.0)} and hooked.median_ms == pytest.approx(2.0)
     assert plain.median_ms == pytest.approx(20.0)
+
+
+def test_gpu_report_script_runs_its_steps_on_cpu(tmp_path):
+    """bench/gpu_reports.sh is what a session with a GPU runs; the same steps on CPU."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "gpu_reports.sh"
+    env = dict(os.environ, DEVICE="cpu", OUT=str(tmp_path), MODELS="lenet5", LAYER_MODEL="lenet5",
+               BATCHES="1,2", REPEAT="2", WARMUP="1", PYTHON=sys.executable)
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"table_cpu_float32_b1.csv", "table_cpu_float16-amp_b1.csv", "sweep_cpu_float32.csv",
+            "lenet5_layers_cpu_float32_b1.csv", "memcheck_lenet5_cpu_float32_b1.csv"} <= names
+    check = pd.read_csv(tmp_path / "memcheck_lenet5_cpu_float32_b1.csv")
+    assert (check["archcost"] > 0).all() and not any(n.endswith(".tmp") for n in names)

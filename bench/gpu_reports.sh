@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU reports of issue #5 in one run, on a machine with a CUDA GPU:
+#   bash bench/gpu_reports.sh            # writes under reports/, file names carry the GPU
+# Every report names its conditions (GPU, dtype, batch, torch version) in its CSV and in
+# its file name, e.g. reports/table_nvidia-h100-80gb-hbm3_float32_b1.csv.
+#
+# Environment (defaults in brackets): DEVICE [cuda], OUT [reports],
+# MODELS [the lecture line-up], LAYER_MODEL [vgg16], BATCHES [1,2,4,...,64], REPEAT [50],
+# WARMUP [10], PYTHON [python] (archcost runs as "$PYTHON -m archcost.cli").
+# DEVICE=cpu with small MODELS/BATCHES runs the same steps on CPU (the tests do).
+set -euo pipefail
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-reports}
+MODELS=${MODELS:-"alexnet vgg16 googlenet resnet50 densenet121"}
+LAYER_MODEL=${LAYER_MODEL:-vgg16}
+BATCHES=${BATCHES:-"1,2,4,...,64"}
+REPEAT=${REPEAT:-50}
+WARMUP=${WARMUP:-10}
+PYTHON=${PYTHON:-python}
+archcost() { "$PYTHON" -m archcost.cli "$@"; }
+mkdir -p "$OUT"
+run="--device $DEVICE --repeat $REPEAT --warmup $WARMUP --out $OUT"
+
+# Memory vs compute at batch 1 with latency, fp32 and fp16 autocast.
+archcost table $MODELS --latency $run
+archcost table $MODELS --latency --dtype float16 --amp $run
+# Memory and latency against batch size (Canziani et al. 2016, Bianco et al. 2018).
+archcost sweep $MODELS --batch-sizes "$BATCHES" $run
+# Per-layer latency, with the hooks' overhead stated.
+archcost layer-breakdown "$LAYER_MODEL" --latency $run
+# The tracker's peak_bytes/saved_bytes against the allocator, per model.
+slug=$("$PYTHON" -c "from archcost.analysis.devices import slug; print(slug('$DEVICE'))")
+for m in $MODELS; do
+    target="$OUT/memcheck_${m}_${slug}_float32_b1.csv"
+    archcost memory "$m" --device "$DEVICE" --format csv > "$target.tmp"
+    mv "$target.tmp" "$target"
+done
+echo "wrote the $DEVICE reports under $OUT/"
