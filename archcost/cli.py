@@ -303,7 +303,7 @@ def _condition_notes(frame, latency):
                      + (f", {r['threads']} CPU threads" if r["clock"] == "perf_counter" else "")
                      + (f"; peak = {r['device_peak_tflops']} TFLOP/s {r.get('peak_dtype', '')} dense "
                         f"({r['peak_source']})"
-                        if r.get("peak_source") else "; no datasheet peak known for this device"))
+                        if r.get("peak_dtype") else "; no datasheet peak known for this device and dtype"))
     if "peak_bytes_allocator" in frame:
         notes.append("CUDA caching allocator (max_memory_allocated) for comparison: " + ", ".join(
             f"{m} {b / 2**20:.1f} MiB" for m, b in zip(frame["model"], frame["peak_bytes_allocator"])))

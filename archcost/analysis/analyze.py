@@ -401,9 +401,10 @@ def _add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, pe
     peak = devices.find_peak(devices.device_name(device)) if device == "cuda" else None
     key = str(amp_dtype or s["dtype"].iloc[0]).replace("torch.", "").split(" ")[0]
     key = devices.peak_key(key, device, torch.backends.cudnn.allow_tf32)
-    s["device_peak_tflops"] = peak.tflops.get(key) if peak else float("nan")
-    s["peak_dtype"] = key if peak and peak.tflops.get(key) else ""
-    s["peak_fraction"] = tflops / s["device_peak_tflops"].iloc[0] if peak and peak.tflops.get(key) else float("nan")
+    peak_tflops = peak.tflops.get(key) if peak else None
+    s["device_peak_tflops"] = peak_tflops or float("nan")
+    s["peak_dtype"] = key if peak_tflops else ""
+    s["peak_fraction"] = tflops / peak_tflops if peak_tflops else float("nan")
     s["peak_source"] = peak.source if peak else ""
 
 

@@ -15,9 +15,10 @@ Two passes, each on the same model and input:
   That is the activation memory of a training step (dropout masks and max-pool indices
   included), not the "every feature map" figure of ``activation_bytes``.
 
-On meta tensors both passes run the heavy ops (convolution, batch norm, addmm, cat) in
-closed form (``MetaShortcuts``), since PyTorch's Python meta kernels for them cost more
-than the rest of the analysis; the outputs are the same, and tests compare.
+On meta tensors both passes run common ops (convolution, batch norm, pooling, matrix
+products, elementwise arithmetic) in closed form (``MetaShortcuts``), since PyTorch's
+Python meta kernels for them cost more than the rest of the analysis; the outputs are the
+same, and tests compare.
 
 Both attribute bytes to modules: ``saved`` to the innermost module running when the
 storage was saved, ``peak`` as the highest live total while each module ran.
@@ -87,14 +88,10 @@ def _eval_bn_statistics(func, args, kwargs) -> bool:
     return not training
 
 
-def _on_meta(inputs) -> bool:
-    return any(isinstance(t, torch.Tensor) and t.device.type == "meta" for t in inputs)
-
-
 class MetaShortcuts(TorchDispatchMode):
-    """Runs the heavy ATen ops of a meta forward (convolution, batch norm, addmm, cat) in
-    closed form (shapes.aten_shortcut: same outputs, strides included, tested against the
-    meta kernels); everything else, and every non-meta tensor, runs as usual."""
+    """Runs the common ATen ops of a meta forward in closed form (shapes.aten_shortcut: same
+    outputs, strides included, tested against the meta kernels); everything else, and
+    every op on real tensors, runs its kernel as usual."""
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
@@ -183,7 +180,7 @@ def saved_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict
         with running_as(model, train=True), \
                 module_hooks(model, lambda name, args: stack.append(name), lambda name, out: stack.pop()), \
                 torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
-                (MetaShortcuts() if _on_meta(inputs) else contextlib.nullcontext()):
+                MetaShortcuts():
             model(*inputs)
         return total
     finally:

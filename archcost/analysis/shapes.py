@@ -34,6 +34,17 @@ def _new(shape, like):
     return torch.empty(shape, dtype=like.dtype, device="meta")
 
 
+def _conv_spatial(x, w, stride, padding, dilation, nd):
+    """Output sizes of an nd convolution, or None where the real kernel must raise."""
+    spatial = []
+    for n, k, s, p, d in zip(x.shape[-nd:], w.shape[2:], stride, padding, dilation):
+        o = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        if o < 1:
+            return None  # let the real kernel raise its own error
+        spatial.append(o)
+    return tuple(spatial)
+
+
 def _conv(args, kwargs, nd):
     x, w = args[0], _arg(args, kwargs, 1, "weight")
     groups = _arg(args, kwargs, 6, "groups", 1)
@@ -47,14 +58,8 @@ def _conv(args, kwargs, nd):
             padding = (0,) * nd
         else:
             return None
-    padding = _tup(padding, nd)
-    spatial = []
-    for n, k, s, p, d in zip(x.shape[-nd:], w.shape[2:], stride, padding, dilation):
-        o = (n + 2 * p - d * (k - 1) - 1) // s + 1
-        if o < 1:
-            return None  # let the real kernel raise its own error
-        spatial.append(o)
-    return _new(tuple(x.shape[:-nd - 1]) + (w.shape[0],) + tuple(spatial), x)
+    spatial = _conv_spatial(x, w, stride, _tup(padding, nd), dilation, nd)
+    return None if spatial is None else _new(tuple(x.shape[:-nd - 1]) + (w.shape[0],) + spatial, x)
 
 
 def _pool(args, kwargs, nd):
@@ -239,13 +244,8 @@ def _aten_convolution(args, kwargs):
     nd = x.dim() - 2
     if transposed or nd < 1 or not _dense(x, w) or x.dtype != w.dtype or x.shape[1] != w.shape[1] * groups:
         return None
-    spatial = []
-    for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], _tup(stride, nd), _tup(padding, nd), _tup(dilation, nd)):
-        o = (n + 2 * p - d * (k - 1) - 1) // s + 1
-        if o < 1:
-            return None
-        spatial.append(o)
-    return _new((x.shape[0], w.shape[0]) + tuple(spatial), x)
+    spatial = _conv_spatial(x, w, _tup(stride, nd), _tup(padding, nd), _tup(dilation, nd), nd)
+    return None if spatial is None else _new((x.shape[0], w.shape[0]) + spatial, x)
 
 
 def _aten_native_batch_norm(args, kwargs):
@@ -300,7 +300,7 @@ def _aten_binary(args, kwargs):
     return _binary(args, kwargs) if type(b) in (int, float) and _dense(a) else None
 
 
-def _aten_mean(args, kwargs):
+def _aten_reduce(args, kwargs):
     return _reduce(args, kwargs) if _dense(args[0]) else None
 
 
@@ -344,18 +344,13 @@ def _aten_arange(args, kwargs):
     return torch.empty(end, dtype=torch.int64, device="meta")
 
 
-def _aten_mm(args, kwargs):
-    a, b = args[0], args[1]
-    return _matmul(args, kwargs) if a.device.type == "meta" else None
-
-
 def _aten_unary(args, kwargs):
     x = args[0]
     return _new(tuple(x.shape), x) if x.is_floating_point() and _dense(x) else None
 
 
 def _aten_inplace(args, kwargs):
-    return args[0] if args[0].device.type == "meta" else None
+    return args[0]
 
 
 ATEN_SHORTCUTS = {
@@ -371,14 +366,14 @@ ATEN_SHORTCUTS = {
     torch.ops.aten.mul_.Tensor: _aten_binary_inplace,
     torch.ops.aten.empty_like.default: _aten_empty_like,
     torch.ops.aten.pow.Tensor_Scalar: _aten_pow,
-    torch.ops.aten.mm.default: _aten_mm,
+    torch.ops.aten.mm.default: _matmul,
     torch.ops.aten.tanh.default: _aten_unary,
     torch.ops.aten.relu.default: _aten_unary,
     torch.ops.aten.sigmoid.default: _aten_unary,
     torch.ops.aten.avg_pool2d.default: _aten_avg_pool(2),
     torch.ops.aten.avg_pool3d.default: _aten_avg_pool(3),
-    torch.ops.aten.mean.dim: _aten_mean,
-    torch.ops.aten.sum.dim_IntList: _aten_mean,
+    torch.ops.aten.mean.dim: _aten_reduce,
+    torch.ops.aten.sum.dim_IntList: _aten_reduce,
     torch.ops.aten.sub.Tensor: _aten_binary,
     torch.ops.aten._adaptive_avg_pool2d.default: _aten_adaptive_avg_pool,
     torch.ops.aten.hardtanh_.default: _aten_inplace,
@@ -396,10 +391,12 @@ def aten_shortcut(func, args, kwargs):
     fn = ATEN_SHORTCUTS.get(func)
     if fn is None:
         return None
-    for t in args:  # real tensors run their kernels (a Python number may come as a 0-dim CPU tensor)
-        for x in (t if isinstance(t, (list, tuple)) else (t,)):
-            if isinstance(x, torch.Tensor) and x.device.type != "meta" and not (x.dim() == 0 and x.device.type == "cpu"):
-                return None
+    # Real tensors run their kernels: the first operand must be meta, the others meta or a
+    # Python number (which arrives as a 0-dim CPU tensor).
+    tensors = [x for t in args for x in (t if isinstance(t, (list, tuple)) else (t,)) if isinstance(x, torch.Tensor)]
+    if tensors and (tensors[0].device.type != "meta" or any(
+            x.device.type != "meta" and not (x.dim() == 0 and x.device.type == "cpu") for x in tensors[1:])):
+        return None
     if func not in _TAKES_KWARGS and any(not (k == "pin_memory" and v is False) for k, v in (kwargs or {}).items()):
         return None
     try:
