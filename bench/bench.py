@@ -162,7 +162,7 @@ def main():
         lines.append(f"| {tool} | {wall:.2f} s | {ratio} | {rss / 2**20:.0f} MiB | {same} |")
     target = rows[0][1] / fv[1] if fv[1] else None
     lines += ["", f"Target of issue #7: archcost's table at most half of fvcore's time: ratio "
-              f"{target:.2f}, {'met' if target is not None and target <= 0.5 else 'NOT met'}."
+              f"{target:.2f}, {'met' if target <= 0.5 else 'NOT met'}."
               if target is not None else "Target of issue #7: fvcore not installed, ratio not measured."]
     lines += ["", f"`archcost table '*'` (the whole zoo, {len(__import__('archcost').list_models())} models): "
               f"{zoo_wall:.2f} s, peak RSS {zoo_rss / 2**20:.0f} MiB.",
