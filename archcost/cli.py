@@ -272,7 +272,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
                                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
                                 latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory).summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = _uncounted_notes(frame) + _condition_notes(frame, latency)
+    notes = _uncounted_notes(frame) + _row_notes(frame) + _condition_notes(frame, latency)
     emit(render(frame, fmt, TABLE_COLUMNS + (LATENCY_COLUMNS if latency else []), notes=notes))
     if folder is not None:
         from archcost.report.plots import memory_vs_compute
@@ -308,6 +308,13 @@ def _condition_notes(frame, latency):
         notes.append("CUDA caching allocator (max_memory_allocated) for comparison: " + ", ".join(
             f"{m} {b / 2**20:.1f} MiB" for m, b in zip(frame["model"], frame["peak_bytes_allocator"])))
     return notes
+
+
+def _row_notes(frame):
+    """Each row's ``notes`` (a count not taken on meta tensors, and why) as a line under the table."""
+    if "notes" not in frame:
+        return []
+    return [f"{m}: {n}" for m, n in zip(frame["model"], frame["notes"]) if isinstance(n, str) and n]
 
 
 def _uncounted_notes(frame):
@@ -357,7 +364,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
              "(activations count each storage once: in-place rows add nothing; saved is attributed to the "
              "layer that saved it first; peak is the model's live total while the layer ran)."]
-    notes += _uncounted_notes(a.summary) + _condition_notes(a.summary, False)
+    notes += _uncounted_notes(a.summary) + _row_notes(a.summary) + _condition_notes(a.summary, False)
     if latency:
         notes.append(f"latency: median of {s['repeats']} forwards after {s['warmup']} warm-up with a "
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
