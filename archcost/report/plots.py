@@ -227,13 +227,13 @@ def experiment_bars(rows, target, title):
         ax.set_yticklabels(labels if ax is axes[0] else [""] * len(rows), fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, max(max(vals), 1) * 1.45)  # room for the value labels
-        ax.set_xlabel(f"{name} (linear, from zero; K/M/G = 10^3/10^6/10^9)")
+        ax.set_xlabel(f"{name}, linear axis from 0")
         _si_ticks(ax.xaxis)
         for i, (b, v) in enumerate(zip(bars, vals)):
             ratio = f"  (x{v / vals[0]:.3f})" if i and vals[0] else ""
             ax.text(v, b.get_y() + b.get_height() / 2, f" {v:,}{ratio}", va="center", fontsize=7)
         ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(title + "  (xN: ratio to the first variant, in blue)", fontsize=10)
+    fig.suptitle(title + "  (xN: ratio to the first variant, in blue; K/M/G = 10^3/10^6/10^9)", fontsize=10)
     _save(fig, target)
 
 
@@ -272,3 +272,69 @@ def diff_deltas(frame, target, name_a, name_b, limit=60):
     fig.suptitle(f"{name_b} against {name_a}: per-layer deltas{cut}\ntotal: {fmt(tot['params_delta'])} params, "
                  f"{fmt(tot['macs_delta'])} MACs (one fused multiply-add = 1)", fontsize=10)
     _save(fig, target)
+
+
+PROTOCOL_MARKERS = ["o", "s", "^", "D", "v", "P", "X"]  # "o": a small dot
+
+
+def accuracy_vs_cost(frame, target, x="macs", title="Published top-1 accuracy against cost"):
+    """Top-1 (%) against GMACs (log) or a memory column (MiB, log): bubble area = params
+    on the absolute scale, colour = family, marker = accuracy protocol (source kind and
+    dataset), so figures measured differently are marked apart, never mixed silently.
+    Rows without a top-1 or not on ImageNet are named in a note, not drawn."""
+    import textwrap
+
+    from matplotlib.lines import Line2D
+
+    from . import bubbles
+
+    plt = _plt()
+    frame = frame.reset_index(drop=True)
+    imagenet = frame["accuracy_dataset"].str.contains("ImageNet|ILSVRC", regex=True)
+    ok = frame[frame["top1"].notna() & imagenet]
+    left = frame[~(frame["top1"].notna() & imagenet)]
+    xval = ok[x] / (1e9 if x == "macs" else 2**20)
+    protocols = list(ok["protocol"].value_counts().index)  # the most common gets the circle
+    markers = {p: PROTOCOL_MARKERS[i % len(PROTOCOL_MARKERS)] for i, p in enumerate(protocols)}
+    colors = _family_colors(ok["family"])
+    fig, ax = plt.subplots(figsize=(11, 7.2), dpi=120, layout="constrained")
+    for (fam, proto), g in ok.groupby(["family", "protocol"], sort=False):
+        gx = g[x] / (1e9 if x == "macs" else 2**20)
+        # Discs for every protocol (areas stay comparable); the protocol is the centre mark.
+        ax.scatter(gx, g["top1"], s=[bubbles.area(p) for p in g["params"]], alpha=0.5,
+                   color=colors[fam], edgecolors="black", linewidths=0.6, zorder=2)
+        ax.scatter(gx, g["top1"], s=14 if markers[proto] != "o" else 4, marker=markers[proto], color="black",
+                   zorder=3)
+    ax.set_xscale("log")
+    xs, ys, ps = list(xval), list(ok["top1"]), list(ok["params"])
+    bubbles.fit_limits(ax, xs, ys, ps, ylog=False, pad_pt=12)
+    _plain_log_ticks(ax.xaxis)
+    ax.set_xlabel("compute: GMACs per forward at the model's input (1 MAC = one fused multiply-add), log scale"
+                  if x == "macs" else {"train_bytes": "training memory, batch 1: weights + grads + SGD state + "
+                                       "saved activations (MiB), log scale",
+                                       "peak_bytes": "inference peak activation memory, batch 1 (MiB), log scale"
+                                       }.get(x, f"{x} (MiB), log scale"))
+    ax.set_ylabel("published top-1 accuracy (%)")
+    ax.grid(True, which="both", alpha=0.25)
+    fams = list(dict.fromkeys(ok["family"]))
+    fam_leg = _family_legend(ax, fams, colors, loc="lower right", ncols=2)
+    proto_handles = [Line2D([], [], marker=markers[p], ls="", ms=4 if markers[p] != "o" else 2, color="black")
+                     for p in protocols]
+    proto_leg = ax.legend(proto_handles, [f"{p} ({(ok['protocol'] == p).sum()})" for p in protocols],
+                          loc="upper left", fontsize=7.5, title="accuracy protocol (mark at the bubble's centre)", title_fontsize=7.5)
+    ax.add_artist(proto_leg)
+    size_leg = bubbles.size_legend(ax, loc="lower left")
+    fig.canvas.draw()
+    avoid = [lg.get_window_extent() for lg in (fam_leg, proto_leg, size_leg)]
+    bubbles.place_labels(ax, xs, ys, list(ok["model"]), ps, fontsize=7, avoid=avoid)
+    fig.suptitle(title, fontsize=11)
+    notes = ["Accuracies are the published figures stored with each model (`archcost list --format csv` "
+             "gives sources); ImageNet-1k val = ILSVRC-2012 val. Papers' crops and training recipes differ "
+             "from torchvision's: compare within one centre mark."]
+    if len(left):
+        notes.append("Not drawn: " + "; ".join(
+            f"{r.model} ({'top-5 only' if r.top1 != r.top1 or r.top1 is None else f'top-1 {r.top1}%'}, "
+            f"{r.accuracy_dataset})" for r in left.itertuples()) + ".")
+    ax.set_title(textwrap.fill(" ".join(notes), 160), fontsize=7.5, loc="left", color="0.3")
+    _save(fig, target)
+
