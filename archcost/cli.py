@@ -478,16 +478,16 @@ def diff(model_a, model_b, input_size, batch_size, fmt, show_all, no_memory, out
     reports/diff_<A>_vs_<B>.csv and a plot of the per-layer deltas unless --no-save.
     """
     from archcost.analysis.diff import diff as diff_frames
-    from archcost.analysis.diff_sides import input_of
+    from archcost.analysis.diff_sides import input_of, is_baseline_ref
     from archcost.report.diffs import diff_report
 
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
     a = _diff_side(model_a, sizes, batch_size, not no_memory)
-    sides_b_sizes, b_batch = (sizes, batch_size)
-    if a.summary.get("input_shape") and sizes is None and ":" in model_a and model_a.lower().split(":")[0].endswith(".csv"):
-        sides_b_sizes, b_batch = input_of(a)  # compare now at the baseline's recorded input
-    b = _diff_side(model_b, sides_b_sizes, b_batch, not no_memory)
+    b_sizes, b_batch = sizes, batch_size
+    if is_baseline_ref(model_a) and sizes is None:
+        b_sizes, b_batch = input_of(a)  # B measured at the baseline row's recorded input
+    b = _diff_side(model_b, b_sizes, b_batch, not no_memory)
     frame = diff_frames(a.layers, a.summary, b.layers, b.summary)
     notes = [n for n in (a.note, b.note) if n]
     if a.summary.get("input_shape") != b.summary.get("input_shape"):

@@ -139,7 +139,7 @@ def test_check_names_the_layer_that_drifted(tmp_path):
     assert f"fc: {d_fc:+,} params" in r.stdout and "conv1" not in r.stdout
     r = run("check", "--baseline", str(base), "--format", "json")
     rows = json.loads(r.stdout)
-    assert {"model": f"{net}:build", "layer": "conv2", "column": "params", "baseline": 16 * 32 * 9 + 32,
+    assert {"model": f"{net}:build", "layer": "conv2", "type": "Conv2d", "column": "params", "baseline": 16 * 32 * 9 + 32,
             "now": 16 * 40 * 9 + 40, "delta": d_conv2} in rows
     total = [x for x in rows if x["layer"] == "(total)" and x["column"] == "params"][0]
     assert total["delta"] == d_conv2 + d_fc
@@ -204,3 +204,28 @@ def test_concurrent_updates_keep_both_models(tmp_path):
     assert set(frame.index) == {"lenet5", a, b}
     assert frame.loc[a, "params"] == 3 * 4 * 9 + 4
     assert frame.loc[b, "params"] == 3 * 6 * 9 + 6
+
+
+def test_header_only_baseline_says_it_is_empty(tmp_path):
+    base = tmp_path / "b.csv"
+    base.write_text("model,input_shape,params,macs\n")
+    r = run("check", "--baseline", str(base))
+    assert r.exit_code == 2 and "has no rows" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_diff_against_a_baseline_row(tmp_path):
+    net = tmp_path / "net.py"
+    net.write_text(textwrap.dedent(MYNET.format(c2=32)))
+    base = tmp_path / "base.csv"
+    assert run("check", "--update", "--layers", "--baseline", str(base), f"{net}:build",
+               "--input-size", "3x8x8").exit_code == 0
+    net.write_text(textwrap.dedent(MYNET.format(c2=40)))
+    # B is measured at the input the baseline row recorded (no --input-size needed).
+    r = run("diff", f"{base}:{net}:build", f"{net}:build", "--format", "json", "--no-save")
+    assert r.exit_code == 0, r.stderr
+    rows = {x["layer"]: x for x in json.loads(r.stdout)}
+    assert set(rows) == {"conv2", "pool", "fc", "(total)"}  # conv1 is the same, not shown
+    assert rows["pool"]["params_delta"] == 0 and rows["pool"]["macs_delta"] == 8 * 8 * 8  # 1 MAC per input element
+    assert rows["pool"]["activation_bytes_delta"] == 8 * 4  # 8 more float32 outputs
+    assert rows["conv2"]["params_delta"] == 16 * 8 * 9 + 8 and rows["fc"]["params_delta"] == 8 * 10
+    assert rows["(total)"]["params_b"] == 3 * 16 * 9 + 16 + 16 * 40 * 9 + 40 + 40 * 10 + 10

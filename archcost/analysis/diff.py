@@ -71,6 +71,11 @@ def _position(pairs):
     return sorted(pairs, key=key)
 
 
+def _drop_memory_only(side: pd.DataFrame) -> pd.DataFrame:
+    own = side["layer"].str.endswith(" [own ops]") & (side["params"] == 0) & (side["macs"] == 0)
+    return side[~own].reset_index(drop=True)
+
+
 def _num(v):
     return None if v is None or v != v else int(v)
 
@@ -79,6 +84,13 @@ def diff_layers(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Aligned rows with ``status`` same/changed/added/removed and per-quantity a, b, delta
     (b - a; missing side counts as 0 for the delta, a quantity neither side has is empty)."""
     a, b = side_rows(a), side_rows(b)
+    # An '[own ops]' row exists only for a module whose own code counts params, MACs or
+    # saved bytes; a side without the memory pass (a baseline) has none of the latter
+    # kind, so drop them from the other side rather than call them added.
+    if a["saved_bytes"].isna().all():
+        b = _drop_memory_only(b)
+    if b["saved_bytes"].isna().all():
+        a = _drop_memory_only(a)
     rows = []
     for i, j, how in _position(_pairs(a, b)):
         ra = a.iloc[i] if i is not None else None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,13 +21,19 @@ class Side:
     note: str = ""
 
 
+def _split(ref: str):
+    """'dir/base.csv:MODEL' -> ('dir/base.csv', 'MODEL'); MODEL may hold ':' itself
+    (a file.py:builder row). None when ``ref`` names no CSV."""
+    m = re.match(r"^(.+?\.csv):(.+)$", str(ref), re.I)
+    return (m.group(1), m.group(2)) if m else None
+
+
 def is_baseline_ref(ref: str) -> bool:
-    target, sep, _ = str(ref).rpartition(":")
-    return bool(sep) and target.lower().endswith(".csv")
+    return _split(ref) is not None
 
 
 def baseline_side(ref: str) -> Side:
-    path, _, model = ref.rpartition(":")
+    path, model = _split(ref)
     frame = read_baseline(path)
     tops = model_rows(frame)
     row = tops[tops["model"] == model]

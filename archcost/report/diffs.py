@@ -79,10 +79,10 @@ def drift_lines(drift: pd.DataFrame) -> list:
     """'model  layer: +1,024 params, +3,211,264 MACs' for every changed layer."""
     out = []
     layers = drift[drift["layer"] != "(total)"]
-    for (model, layer), g in layers.groupby(["model", "layer"], sort=False):
+    for (model, layer, kind), g in layers.groupby(["model", "layer", "type"], sort=False):
         parts = [f"{exact(r.delta, sign=True)} {'params' if r.column == 'params' else 'MACs'}"
                  for r in g.itertuples()]
-        out.append(f"  {model}  {layer}: " + ", ".join(parts))
+        out.append(f"  {model}  {layer}: " + ", ".join(parts) + (f"  ({kind})" if kind else ""))
     return out
 
 

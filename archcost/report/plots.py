@@ -54,7 +54,7 @@ def _family_legend(ax, families, colors, loc="upper left", **kwargs):
     return leg
 
 
-def _off_scale(x, frame):
+def _off_scale(x):
     """Rows whose x is over 100x below the median: drawn on their own they would stretch
     a log axis over empty decades (LeNet-5's 0.3 MMACs against ImageNet's GMACs)."""
     return x < x.median() / 100
@@ -73,7 +73,7 @@ def memory_vs_compute(summary, target, title="Memory vs compute", y="activation_
     summary = summary.reset_index(drop=True)
     gmacs = summary["macs"] / 1e9
     mem = summary[y] / 2**20
-    off = _off_scale(gmacs, summary) | (mem <= 0)
+    off = _off_scale(gmacs) | (mem <= 0)
     on = summary[~off]
     colors = _family_colors(summary["family"])
     for fam, g in on.groupby("family", sort=False):
