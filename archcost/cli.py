@@ -664,9 +664,12 @@ def reproduce(experiments, fmt, out, no_save):
         wrote(paths)
 
 
-@main.group()
-def plot():
+@main.group(invoke_without_command=True)
+@click.pass_context
+def plot(ctx):
     """Figures from the zoo or from a CSV archcost wrote."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 @plot.command("lineage")

@@ -122,6 +122,11 @@ def measure_analysis(model: str, input_shape: str | None = None, base_dir=None, 
                      batch_size=1):
     """``analyze`` of a baseline row's model at its recorded input (counts only)."""
     ref = runnable_ref(model, base_dir)
+    path = _file_ref(ref)
+    if path is not None and not os.path.isfile(path[0]):
+        raise BaselineError(f"baseline row {model!r}: no file {path[0]!r}; a file.py:builder path in a baseline "
+                            f"is relative to the baseline's folder ({str(base_dir or '.')!r}): fix the row or "
+                            "re-create it with --update from the folder you named the model in")
     if input_shape:
         try:
             input_sizes, batch_size = _shape_args(input_shape)

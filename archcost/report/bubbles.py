@@ -11,7 +11,7 @@ import math
 # Bubble area in points^2 per parameter: 1 pt^2 per 100K parameters (VGG19's 144M is a
 # disc of 1,437 pt^2, 43 pt wide). Models under MIN_AREA pt^2 are drawn at MIN_AREA.
 PARAMS_PER_PT2 = 100_000
-MIN_AREA = 6.0
+MIN_AREA = 8.0
 
 
 def disc_area(params) -> float:
@@ -29,11 +29,14 @@ def radius_pt(params) -> float:
     return math.sqrt(disc_area(params) / math.pi)
 
 
-def size_legend(ax, loc="lower right", values=(1e6, 10e6, 100e6), **kwargs):
-    """A legend of reference bubbles (1M, 10M, 100M parameters) on the absolute scale."""
-    handles = [ax.scatter([], [], s=area(v), facecolor="none", edgecolor="0.3", linewidths=0.8) for v in values]
+def size_legend(ax, loc="lower right", values=(1e6, 10e6, 100e6), floored=False, **kwargs):
+    """A legend of reference bubbles (1M, 10M, 100M parameters) on the absolute scale;
+    ``floored``: some bubble was drawn at the minimum size, and the title says so."""
+    exact = [v / PARAMS_PER_PT2 * 4 / math.pi for v in values]  # the scale itself, no floor
+    handles = [ax.scatter([], [], s=s, facecolor="none", edgecolor="0.3", linewidths=0.8) for s in exact]
     labels = [f"{v / 1e6:g}M params" for v in values]
-    leg = ax.legend(handles, labels, loc=loc, title=f"bubble area = params\n(1 pt\u00b2 per {PARAMS_PER_PT2 // 1000}K)",
+    leg = ax.legend(handles, labels, loc=loc, title=f"bubble area = params\n(1 pt\u00b2 per {PARAMS_PER_PT2 // 1000}K"
+                    + (f";\nunder {MIN_AREA * PARAMS_PER_PT2 / 1e6:g}M: {MIN_AREA:g} pt\u00b2)" if floored else ")"),
                     fontsize=7.5, title_fontsize=7.5, labelspacing=2.6, borderpad=1.6, handletextpad=1.8,
                     frameon=True, **kwargs)
     ax.add_artist(leg)

@@ -3,6 +3,7 @@
 import math
 
 from .files import atomic_path
+from .units import si
 
 
 def _plt():
@@ -28,8 +29,6 @@ def _si_ticks(axis):
     """Tick labels in K/M/G (powers of 1000) instead of an offset exponent."""
     from matplotlib.ticker import FuncFormatter
 
-    from .units import si
-
     axis.set_major_formatter(FuncFormatter(lambda v, _: si(v)))
 
 
@@ -54,10 +53,21 @@ def _family_legend(ax, families, colors, loc="upper left", **kwargs):
     return leg
 
 
+def _short(model: str) -> str:
+    """A label for a model: a file.py:builder reference without its folders."""
+    return model.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _floored(params) -> bool:
+    from . import bubbles
+
+    return any(bubbles.disc_area(p) > p / bubbles.PARAMS_PER_PT2 for p in params)
+
+
 def _off_scale(x):
     """Rows whose x is over 100x below the median: drawn on their own they would stretch
     a log axis over empty decades (LeNet-5's 0.3 MMACs against ImageNet's GMACs)."""
-    return x < x.median() / 100
+    return (x < x.median() / 100) & (len(x) >= 4)
 
 
 def memory_vs_compute(summary, target, title="Memory vs compute", y="activation_bytes",
@@ -79,7 +89,7 @@ def memory_vs_compute(summary, target, title="Memory vs compute", y="activation_
     for fam, g in on.groupby("family", sort=False):
         ax.scatter(g["macs"] / 1e9, g[y] / 2**20, s=[bubbles.area(p) for p in g["params"]], alpha=0.5,
                    color=colors[fam], edgecolors="black", linewidths=0.6, zorder=2)
-        ax.scatter(g["macs"] / 1e9, g[y] / 2**20, s=4, color="black", zorder=3)
+        ax.scatter(g["macs"] / 1e9, g[y] / 2**20, s=2, color="black", zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
     xs, ys, ps = list(on["macs"] / 1e9), list(on[y] / 2**20), list(on["params"])
@@ -90,16 +100,16 @@ def memory_vs_compute(summary, target, title="Memory vs compute", y="activation_
     ax.set_ylabel(y_label + ", log scale")
     ax.grid(True, which="both", alpha=0.25)
     fam_leg = _family_legend(ax, list(dict.fromkeys(on["family"])), colors, loc="upper left")
-    size_leg = bubbles.size_legend(ax, loc="lower right")
+    size_leg = bubbles.size_legend(ax, loc="lower right", floored=_floored(ps))
     fig.canvas.draw()
     avoid = [fam_leg.get_window_extent(), size_leg.get_window_extent()]
-    bubbles.place_labels(ax, xs, ys, [f"{m} ({p / 1e6:.1f}M)" for m, p in zip(on["model"], ps)], ps,
+    bubbles.place_labels(ax, xs, ys, [f"{_short(m)} ({si(p)})" for m, p in zip(on["model"], ps)], ps,
                          avoid=avoid)
     fig.suptitle(textwrap.fill(title, 95), fontsize=10)
     notes = ["label: model (parameters)"]
     for r in summary[off].itertuples():
-        notes.append(f"not drawn, off the scale: {r.model} ({getattr(r, 'macs') / 1e6:.2f} MMACs, "
-                     f"{getattr(r, y) / 2**20:.2f} MiB, {r.params / 1e3:.1f}K params, input {r.input_shape})")
+        notes.append(f"not drawn, off the scale: {_short(r.model)} ({si(r.macs)} MACs, "
+                     f"{getattr(r, y) / 2**20:.2f} MiB, {si(r.params)} params, input {r.input_shape})")
     ax.set_title("; ".join(notes), fontsize=7.5, loc="left", color="0.3")
     _save(fig, target)
 
@@ -303,7 +313,7 @@ def accuracy_vs_cost(frame, target, x="macs", title="Published top-1 accuracy ag
         # Discs for every protocol (areas stay comparable); the protocol is the centre mark.
         ax.scatter(gx, g["top1"], s=[bubbles.area(p) for p in g["params"]], alpha=0.5,
                    color=colors[fam], edgecolors="black", linewidths=0.6, zorder=2)
-        ax.scatter(gx, g["top1"], s=14 if markers[proto] != "o" else 4, marker=markers[proto], color="black",
+        ax.scatter(gx, g["top1"], s=14 if markers[proto] != "o" else 2, marker=markers[proto], color="black",
                    zorder=3)
     ax.set_xscale("log")
     xs, ys, ps = list(xval), list(ok["top1"]), list(ok["params"])
@@ -323,7 +333,7 @@ def accuracy_vs_cost(frame, target, x="macs", title="Published top-1 accuracy ag
     proto_leg = ax.legend(proto_handles, [f"{p} ({(ok['protocol'] == p).sum()})" for p in protocols],
                           loc="upper left", fontsize=7.5, title="accuracy protocol (mark at the bubble's centre)", title_fontsize=7.5)
     ax.add_artist(proto_leg)
-    size_leg = bubbles.size_legend(ax, loc="lower left")
+    size_leg = bubbles.size_legend(ax, loc="lower left", floored=_floored(ps))
     fig.canvas.draw()
     avoid = [lg.get_window_extent() for lg in (fam_leg, proto_leg, size_leg)]
     bubbles.place_labels(ax, xs, ys, list(ok["model"]), ps, fontsize=7, avoid=avoid)
