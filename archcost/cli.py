@@ -724,6 +724,8 @@ def plot_sweep(csv, output):
 
 
 def _sweep_title(frame) -> str:
+    if not len(frame):
+        return "Batch-size sweep (no batch fitted)"
     r = frame.iloc[0]
     return f"Batch-size sweep ({r['device_name']}, {r['dtype']}, batch {frame['batch_size'].min()} to {frame['batch_size'].max()})"
 
