@@ -276,7 +276,7 @@ def diff_deltas(frame, target, name_a, name_b, limit=60):
     axes[0].set_yticklabels(names, fontsize=6.5)
     axes[0].invert_yaxis()
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
-    axes[1].legend(handles, ["added (only in B)", "removed (only in A)", "changed"], fontsize=7, loc="lower right")
+    axes[1].legend(handles, ["added (only in B)", "removed (only in A)", "changed"], fontsize=7, loc="best")
     tot = frame[frame["layer"] == "(total)"].iloc[0]
     fmt = lambda v: "-" if v is None or v is pd.NA or v != v else f"{int(v):+,}"  # noqa: E731
     fig.suptitle(f"{name_b} against {name_a}: per-layer deltas{cut}\ntotal: {fmt(tot['params_delta'])} params, "
