@@ -40,6 +40,7 @@ class Analysis:
     layers: pd.DataFrame
     summary: pd.DataFrame
     by_operator: pd.DataFrame
+    ops: Optional[list] = None  # the engine's per-operator records (roofline bytes); None under fvcore
 
     @property
     def row(self) -> dict:
@@ -275,6 +276,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
+    analysis.ops = getattr(result, "ops", None)
+    analysis.interim = (model_or_name, input_size, batch_size, dtype)  # TEMPORARY: until the engine has ops
     s = analysis.summary
     s["dtype"] = str(dtype).replace("torch.", "") + (" (amp)" if amp else "")
     s["channels_last"] = channels_last
