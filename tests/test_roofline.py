@@ -188,3 +188,156 @@ def test_peak_dtype_falls_back_where_a_gpu_has_no_tf32():
     t4, a100 = devices.by_key("t4"), devices.by_key("a100-80gb")
     assert devices.peak_dtype(a100, "float32") == "tf32" and devices.peak_dtype(a100, "float32", tf32=False) == "float32"
     assert devices.peak_dtype(t4, "float32") == "float32" and devices.peak_dtype(t4, "bfloat16") is None
+
+
+# --- end to end: the engine's per-operator records on real layers --------------------------
+
+import io  # noqa: E402
+import json  # noqa: E402
+import textwrap  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from archcost.cli import main  # noqa: E402
+
+TINY = textwrap.dedent('''
+    import torch.nn as nn
+
+    def build():
+        # 3x16x16 -> conv3x3(8) -> BN -> ReLU(in place) -> avgpool 2 -> depthwise 3x3 -> flatten -> FC 10
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+                             nn.AvgPool2d(2), nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+                             nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+''')
+
+
+def cli(args):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def strict_json(text):
+    def refuse(c):
+        raise ValueError(f"non-standard JSON constant {c}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY)
+    return f"{path}:build"
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_tiny_net_bytes_and_bounds_by_formula(tiny, batch):
+    r = cli(["roofline", tiny, "--input-size", "3x16x16", "-b", str(batch), "--target", "a100-80gb",
+             "--format", "json", "--no-save"])
+    assert r.exit_code == 0, r.output
+    out = strict_json(r.stdout)
+    rows = {x["layer"]: x for x in out["layers"]}
+    n = batch
+    x_in, act, half = n * 3 * 16 * 16 * F32, n * 8 * 16 * 16 * F32, n * 8 * 8 * 8 * F32
+    assert rows["0"]["bytes_read"] == x_in + (8 * 3 * 9 + 8) * F32 and rows["0"]["bytes_written"] == act
+    assert rows["0"]["macs"] == n * 16 * 16 * 8 * 3 * 9
+    assert rows["1"]["bytes_read"] == act + 4 * 8 * F32  # x; weight, bias, running mean and var
+    # y; ATen's inference batch norm may also return its per-channel save_mean/save_invstd (C each)
+    assert rows["1"]["bytes_written"] in (act, act + 2 * 8 * F32)
+    assert rows["2"]["bytes_read"] == rows["2"]["bytes_written"] == act  # in-place ReLU: both directions
+    assert rows["3"]["bytes_read"] == act and rows["3"]["bytes_written"] == half
+    assert rows["4"]["macs"] == n * 8 * 8 * 8 * 9 and rows["4"]["bytes_read"] == half + 8 * 9 * F32  # depthwise
+    assert rows["6"]["bytes_read"] == half + (512 * 10 + 10) * F32 and rows["6"]["bytes_written"] == n * 10 * F32
+    peak, bw = 156e12, 2039e9  # A100 datasheet: TF32 dense, HBM2e (float32 runs as TF32 under cuDNN)
+    for row in rows.values():
+        moved = row["bytes_read"] + row["bytes_written"]
+        assert row["time_bound_ms"] == pytest.approx(max(2 * row["macs"] / peak, moved / bw) * 1e3)
+        assert row["bound"] == ("compute" if 2 * row["macs"] / peak > moved / bw else "memory")
+    fc_ridge = ridge_batch(512 * 10, (512 * 10 + 10) * F32, (512 + 10) * F32, peak / bw)
+    assert rows["6"]["ridge_batch"] == fc_ridge  # None: a 512->10 FC never reaches the A100's ridge
+    s = out["summary"][0]
+    assert s["time_bound_ms"] == pytest.approx(sum(x["time_bound_ms"] for x in rows.values()))
+    assert s["time_bound_per_image_ms"] == pytest.approx(s["time_bound_ms"] / batch)
+
+
+def test_per_layer_macs_sum_to_the_models(tiny):
+    from archcost.analysis import analyze
+    from archcost.analysis.roofline_pass import layer_rows, resolve_target
+
+    a = analyze(tiny.split(":")[0] + ":build", input_size=(3, 16, 16), memory=False)
+    rows = layer_rows(a, resolve_target("a100-80gb", "float32").roof)
+    by_layer = dict(zip(a.layers["layer"], a.layers["macs"]))
+    for r in rows:
+        assert r["macs"] == by_layer[r["layer"]], r["layer"]
+    assert sum(r["macs"] for r in rows) == a.row["macs"]
+
+
+def test_vgg16_fc_layers_cross_the_ridge_where_the_formula_says(tmp_path):
+    r = cli(["roofline", "vgg16", "--target", "a100-80gb", "--format", "csv", "--no-save"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout)).set_index("layer")
+    ridge = 156e12 / 2039e9
+    for name, (i, o) in {"classifier.0": (512 * 7 * 7, 4096), "classifier.3": (4096, 4096),
+                         "classifier.6": (4096, 1000)}.items():
+        assert df.loc[name, "bound"] == "memory"  # batch 1: ~0.5 FLOP/byte
+        assert df.loc[name, "ridge_batch"] == ridge_batch(i * o, (i * o + o) * F32, (i + o) * F32, ridge)
+    assert (df.loc[[f"features.{i}" for i in (2, 7, 12, 19, 26)], "bound"] == "compute").all()
+
+
+def test_table_target_adds_the_bound(tmp_path):
+    r = cli(["table", "alexnet", "--target", "a100-80gb", "--no-memory", "--format", "csv", "--no-save"])
+    assert r.exit_code == 0, r.output
+    t = pd.read_csv(io.StringIO(r.stdout)).iloc[0]
+    r2 = cli(["roofline", "alexnet", "--target", "a100-80gb", "--format", "json", "--no-save"])
+    s = strict_json(r2.stdout)["summary"][0]
+    assert t["time_bound_ms"] == pytest.approx(s["time_bound_ms"])
+    assert t["bound_share_memory"] == pytest.approx(s["bound_share_memory"])
+    plain = pd.read_csv(io.StringIO(cli(["table", "alexnet", "--no-memory", "--format", "csv", "--no-save"]).stdout))
+    assert "time_bound_ms" not in plain  # roofline columns only with --target
+
+
+@pytest.mark.parametrize("args, words", [
+    (["roofline", "alexnet", "--target", "nosuch"], "unknown target"),
+    (["roofline", "alexnet", "--target", "t4", "--dtype", "bfloat16"], "no bfloat16 figure"),
+    (["roofline", "alexnet", "--target", "a100-80gb", "--latency"], "measured times need the target here"),
+    (["roofline", "alexnet", "--launch-overhead-us", "-1"], "launch-overhead-us"),
+    (["table", "alexnet", "--target", "h999"], "unknown target"),
+])
+def test_roofline_mistakes_are_one_line(args, words):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "archcost.cli", *args, "--no-save"], capture_output=True, text=True)
+    assert p.returncode == 2 and words in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_devices_lists_the_table_as_csv_and_strict_json():
+    df = pd.read_csv(io.StringIO(cli(["devices", "--format", "csv"]).stdout))
+    assert set(df["target"]) == {d.key for d in devices.DEVICES}
+    a100 = df.set_index("target").loc["a100-80gb"]
+    assert a100["tf32_tflops"] == 156 and a100["bandwidth_gbs"] == 2039
+    rows = strict_json(cli(["devices", "--format", "json"]).stdout)
+    assert next(r for r in rows if r["target"] == "t4")["tf32_tflops"] is None
+
+
+def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
+    from archcost.analysis import calibrate
+
+    monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
+    calls = []
+    real = calibrate.measure
+
+    def small():
+        calls.append(1)
+        return real(gemm_sizes={"float32": 64}, copy_bytes=2**20)
+
+    monkeypatch.setattr(calibrate, "measure", small)
+    first = calibrate.calibration()
+    again = calibrate.calibration()
+    assert len(calls) == 1 and again.flops == first.flops and again.path.startswith(str(tmp_path))
+    assert first.bandwidth == max(first.copy_bandwidth, first.read_bandwidth) > 0
+    calibrate.calibration(refresh=True)
+    assert len(calls) == 2
+    roof = calibrate.cpu_roof("float32", again)
+    assert roof.peak_flops == again.flops["float32"] and roof.bandwidth == again.bandwidth
+    with pytest.raises(ValueError, match="no calibration for bfloat16"):
+        calibrate.cpu_roof("bfloat16", again)
