@@ -590,7 +590,7 @@ def reproduce(experiments, fmt, out, no_save):
     names = list(dict.fromkeys(experiments)) or rp.NAMES
     folder = out_dir(out, no_save)
     rows, claim_rows = rp.run(names)
-    frame = pd.DataFrame(rows, columns=rp.ROW_COLUMNS + (["receptive_field", "connections"] if rows else []))
+    frame = pd.DataFrame(rows, columns=rp.ROW_COLUMNS + (rp.EXTRA_COLUMNS if rows else []))
     frame = frame.loc[:, [c for c in frame.columns if c in rp.ROW_COLUMNS or frame[c].notna().any()]]
     claims = pd.DataFrame(claim_rows, columns=rp.CLAIM_COLUMNS)
     parts = []
@@ -608,6 +608,12 @@ def reproduce(experiments, fmt, out, no_save):
             paths.append(write_csv(folder / "reproductions.csv", frame))
             for name, group in frame.groupby("experiment", sort=False):
                 target = folder / f"reproduce_{name}.png"
+                if name == "roofline":
+                    from archcost.report.plots_roofline import batch_experiment
+
+                    batch_experiment(group.to_dict("records"), target)
+                    paths.append(target)
+                    continue
                 experiment_bars(group.to_dict("records"), target, f"{name}: params and MACs per variant")
                 paths.append(target)
         if len(claims):

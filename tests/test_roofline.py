@@ -341,3 +341,23 @@ def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
     assert roof.peak_flops == again.flops["float32"] and roof.bandwidth == again.bandwidth
     with pytest.raises(ValueError, match="no calibration for bfloat16"):
         calibrate.cpu_roof("bfloat16", again)
+
+
+def test_reproduce_roofline_fc_layers_cross_the_ridge_with_batch(tmp_path):
+    r = cli(["reproduce", "roofline", "--format", "csv", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout))
+    fc = df[df["variant"] == "VGG16 FC layers (3, together)"].set_index("batch_size")
+    shapes = [(25088, 4096), (4096, 4096), (4096, 1000)]
+    ridge = 156e12 / 2039e9  # A100 80GB, TF32 / HBM2e
+    for b in (1, 4, 16, 64, 256):
+        flops = 2 * b * sum(i * o for i, o in shapes)
+        moved = sum((i * o + o) * F32 + b * (i + o) * F32 for i, o in shapes)
+        assert fc.loc[b, "arithmetic_intensity"] == pytest.approx(flops / moved)
+        assert ("memory-bound" in fc.loc[b, "note"]) == (flops / moved < ridge)
+    assert "memory-bound" in fc.loc[1, "note"] and "compute-bound" in fc.loc[256, "note"]
+    conv = df[df["variant"] == "VGG16 conv layers (13, together)"]
+    assert (conv["arithmetic_intensity"] > ridge).all()
+    lineup = df[df["variant"].str.contains(" on ")]
+    assert len(lineup) == 8 and (lineup["bound_share_memory"].between(0, 1)).all()
+    assert (tmp_path / "reproduce_roofline.png").stat().st_size > 10_000

@@ -71,3 +71,55 @@ def roofline(layers, summary, path, target, title):
             h.set_sizes([40])
     fig.tight_layout()
     _save(fig, path)
+
+
+def batch_experiment(rows, path):
+    """``reproduce roofline``: left, arithmetic intensity against batch size for VGG16's
+    conv and FC layers with the GPU's ridge; right, the line-up's time bound per image at
+    batch 1 and 256, hatched by the share spent in memory-bound layers."""
+    plt = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=120)
+    ridge = rows[0]["ridge_flop_per_byte"]
+    curves = {}
+    for r in rows:
+        if r["variant"].startswith("VGG16"):
+            curves.setdefault(r["variant"], []).append((r["batch_size"], r["arithmetic_intensity"]))
+    colors = ["#1f77b4", "#ff7f0e", "#d62728"]
+    for (label, pts), color, style in zip(curves.items(), colors, ("-", "--", "-.")):
+        xs, ys = zip(*sorted(pts))
+        left.plot(xs, ys, marker="o", ls=style, color=color, label=label)
+    left.axhline(ridge, color="black", ls=":", lw=1)
+    gpu = next(r["variant"].split(" on ", 1)[1] for r in rows if " on " in r["variant"])
+    left.annotate(f"ridge of the {gpu} ({ridge:.0f} FLOP/byte): compute-bound above", (1, ridge),
+                  textcoords="offset points", xytext=(2, 4), fontsize=8)
+    left.set_xscale("log", base=2)
+    left.set_yscale("log")
+    left.set_xlabel("batch size (log scale)")
+    left.set_ylabel("arithmetic intensity, FLOP/byte (FLOPs = 2 x MACs), log scale")
+    left.set_title("VGG16, float32: intensity grows with batch where weights dominate the bytes", fontsize=9)
+    left.grid(True, which="both", alpha=0.25)
+    left.legend(fontsize=8, loc="lower right")
+    lineup = [r for r in rows if " on " in r["variant"]]
+    models = list(dict.fromkeys(r["variant"].split(" on ")[0] for r in lineup))
+    batches = sorted({r["batch_size"] for r in lineup})
+    width = 0.8 / len(batches)
+    for j, b in enumerate(batches):
+        sel = {r["variant"].split(" on ")[0]: r for r in lineup if r["batch_size"] == b}
+        xs = [i + (j - (len(batches) - 1) / 2) * width for i in range(len(models))]
+        us = [sel[m]["time_bound_per_image_ms"] * 1e3 for m in models]
+        mem = [u * sel[m]["bound_share_memory"] for u, m in zip(us, models)]
+        right.bar(xs, us, width, color=colors[j % 3], alpha=0.45, label=f"batch {b}: time bound per image")
+        right.bar(xs, mem, width, color="none", edgecolor="black", hatch="//", lw=0.6,
+                  label="of which memory-bound layers" if j == 0 else None)
+        for x, u, m in zip(xs, us, models):
+            right.annotate(f"{sel[m]['bound_share_memory']:.0%}", (x, u), ha="center", fontsize=7,
+                           textcoords="offset points", xytext=(0, 2))
+    right.set_xticks(range(len(models)))
+    right.set_xticklabels(models)
+    right.set_yscale("log")
+    right.set_ylabel("least time per image (us), log scale")
+    right.set_title(f"{gpu}: least time per image (labels: share in memory-bound layers)", fontsize=9)
+    right.legend(fontsize=8)
+    right.grid(True, axis="y", which="both", alpha=0.25)
+    fig.tight_layout()
+    _save(fig, path)
