@@ -309,6 +309,29 @@ def _add_roofline_bound(a, tgt, measured_on):
         s["measured_over_bound"] = s["latency_ms"] / b["time_bound_ms"]
 
 
+def _add_layer_bounds(frame, a, tgt, measured):
+    """Per breakdown row: the roofline bound of the leaf layers under it (or of its own
+    ops), the bound's kind for single layers, and measured / bound when timed on the target."""
+    from archcost.analysis.roofline_pass import layer_rows
+
+    rows = guarded(layer_rows, a, tgt.roof)
+    bounds, kinds = [], []
+    for name in frame["layer"]:
+        if name == "(total)":
+            inside = rows
+        else:
+            inside = [r for r in rows if r["layer"] == name or r["layer"].startswith(name + ".")]
+        bounds.append(sum(r["time_bound_ms"] for r in inside) if inside else float("nan"))
+        kinds.append(inside[0]["bound"] if len(inside) == 1 else "")
+    frame["time_bound_ms"] = bounds
+    frame["bound"] = kinds
+    cols = ["time_bound_ms", "bound"]
+    if measured:
+        frame["measured_over_bound"] = frame["latency_ms"] / frame["time_bound_ms"]
+        cols.append("measured_over_bound")
+    return cols
+
+
 def _condition_title(frame) -> str:
     r = frame.iloc[0]
     return f"{r['device_name']}, {r['dtype']}, batch {r['batch_size']}"
@@ -351,8 +374,10 @@ def _uncounted_notes(frame):
 @analysis_options
 @click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
 @run_options
+@click.option("--target", default=None, metavar="NAME|cpu|auto",
+              help="Add each layer's roofline time bound on this device (with --latency on it: measured / bound).")
 def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
-                    amp, channels_last, optimizer, repeat, warmup):
+                    amp, channels_last, optimizer, repeat, warmup, target):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
     peak while the layer runs, with a total row equal to its `archcost table` row.
     Writes reports/<model>_layers_<conditions>.csv and .png unless --no-save."""
@@ -379,6 +404,11 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     if latency:
         total["latency_ms"] = s["latency_ms"]
     frame = pd.concat([rows, pd.DataFrame([total])], ignore_index=True)
+    extra = []
+    if target:
+        tgt = resolve_roofline_target(target, dtype)
+        extra = _add_layer_bounds(frame, a, tgt, latency and device == tgt.local)
+        notes_target = [f"roofline target: {tgt.note}"]
     frame.insert(0, "model", s["model"])
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
              "(activations count each storage once: in-place rows add nothing; saved is attributed to the "
@@ -389,7 +419,9 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
                      f"whole forward takes {s['latency_ms']:.3f} ms plain and {s['hooked_latency_ms']:.3f} ms "
                      f"with the per-layer clocks (overhead {s['layer_timing_overhead_ms']:+.3f} ms per forward).")
-    emit(render(frame, fmt, LAYER_COLUMNS + (["latency_ms"] if latency else []), notes=notes))
+    if target:
+        notes += notes_target
+    emit(render(frame, fmt, LAYER_COLUMNS + (["latency_ms"] if latency else []) + extra, notes=notes))
     if folder is not None:
         from archcost.report.plots import layer_breakdown as plot
 

@@ -361,3 +361,15 @@ def test_reproduce_roofline_fc_layers_cross_the_ridge_with_batch(tmp_path):
     lineup = df[df["variant"].str.contains(" on ")]
     assert len(lineup) == 8 and (lineup["bound_share_memory"].between(0, 1)).all()
     assert (tmp_path / "reproduce_roofline.png").stat().st_size > 10_000
+
+
+def test_layer_breakdown_target_bounds_sum_to_the_total():
+    r = cli(["layer-breakdown", "resnet18", "--target", "a100-80gb", "--format", "csv", "--no-save"])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(io.StringIO(r.stdout))
+    total = df.loc[df["layer"] == "(total)", "time_bound_ms"].item()
+    assert df.loc[df["layer"] != "(total)", "time_bound_ms"].sum() == pytest.approx(total)
+    deep = pd.read_csv(io.StringIO(cli(["layer-breakdown", "resnet18", "--depth", "1", "--target", "a100-80gb",
+                                        "--format", "csv", "--no-save"]).stdout))
+    assert deep.loc[deep["layer"] != "(total)", "time_bound_ms"].sum() == pytest.approx(total)
+    assert set(df["bound"].dropna()) <= {"compute", "memory", "overhead"}
