@@ -314,7 +314,17 @@ def _add_layer_bounds(frame, a, tgt, measured):
     ops), the bound's kind for single layers, and measured / bound when timed on the target."""
     from archcost.analysis.roofline_pass import layer_rows
 
+    import pandas as pd
+
     rows = guarded(layer_rows, a, tgt.roof)
+    names = [n for n in frame["layer"] if n != "(total)"]
+    # A container's own operators without MACs or params (ResNet's `out += identity`) have no
+    # breakdown row, but they take time: add their rows, before the total.
+    missing = [r for r in rows if not any(r["layer"] == n or r["layer"].startswith(n + ".") for n in names)]
+    if missing:
+        add = pd.DataFrame([{"layer": r["layer"], "type": "functional", "params": 0, "macs": r["macs"],
+                             "is_leaf": False, "aliased": False} for r in missing])
+        frame = pd.concat([frame.iloc[:-1], add, frame.iloc[-1:]], ignore_index=True)
     bounds, kinds = [], []
     for name in frame["layer"]:
         if name == "(total)":
@@ -329,7 +339,7 @@ def _add_layer_bounds(frame, a, tgt, measured):
     if measured:
         frame["measured_over_bound"] = frame["latency_ms"] / frame["time_bound_ms"]
         cols.append("measured_over_bound")
-    return cols
+    return frame, cols
 
 
 def _condition_title(frame) -> str:
@@ -407,7 +417,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     extra = []
     if target:
         tgt = resolve_roofline_target(target, dtype)
-        extra = _add_layer_bounds(frame, a, tgt, latency and device == tgt.local)
+        frame, extra = _add_layer_bounds(frame, a, tgt, latency and device == tgt.local)
         notes_target = [f"roofline target: {tgt.note}"]
     frame.insert(0, "model", s["model"])
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
