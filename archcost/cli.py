@@ -274,7 +274,8 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
         for n in bar:
             a = guarded(analyze, n, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                         device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
-                        latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory)
+                        latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory,
+                        record_ops=tgt is not None)
             if tgt is not None:
                 _add_roofline_bound(a, tgt, device if latency else None)
             rows.append(a.summary)
@@ -403,7 +404,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     device = run_device(device)
     a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
-                layer_latency=latency, repeats=repeat, warmup=warmup)
+                layer_latency=latency, repeats=repeat, warmup=warmup, record_ops=bool(target))
     rows = a.breakdown(depth)
     s = a.row
     total = {"layer": "(total)", "type": s["model"], "depth": 0, "is_leaf": False,

@@ -26,7 +26,7 @@ def _rows_at(model, batch, roof):
     from archcost.analysis import analyze
     from archcost.analysis.roofline_pass import layer_rows
 
-    a = analyze(model, batch_size=batch, memory=False)
+    a = analyze(model, batch_size=batch, memory=False, record_ops=True)
     return a, layer_rows(a, roof)
 
 

@@ -263,7 +263,7 @@ def test_per_layer_macs_sum_to_the_models(tiny):
     from archcost.analysis import analyze
     from archcost.analysis.roofline_pass import layer_rows, resolve_target
 
-    a = analyze(tiny.split(":")[0] + ":build", input_size=(3, 16, 16), memory=False)
+    a = analyze(tiny, input_size=(3, 16, 16), memory=False, record_ops=True)
     rows = layer_rows(a, resolve_target("a100-80gb", "float32").roof)
     by_layer = dict(zip(a.layers["layer"], a.layers["macs"]))
     for r in rows:
@@ -373,3 +373,29 @@ def test_layer_breakdown_target_bounds_sum_to_the_total():
                                         "--format", "csv", "--no-save"]).stdout))
     assert deep.loc[deep["layer"] != "(total)", "time_bound_ms"].sum() == pytest.approx(total)
     assert set(df["bound"].dropna()) <= {"compute", "memory", "overhead"}
+
+
+def test_own_ops_cat_and_add_move_bytes_views_do_not():
+    import torch
+    import torch.nn as nn
+
+    from archcost.analysis import analyze
+    from archcost.analysis.roofline_pass import layer_rows, resolve_target
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(4, 4, 1, bias=False)
+            self.b = nn.Conv2d(4, 4, 1, bias=False)
+
+        def forward(self, x):
+            y = torch.cat([self.a(x), self.b(x)], 1)  # reads 2 x (4 maps), writes 8 maps
+            return (y + y).flatten(1)  # add reads y once (one storage), writes 8 maps; flatten is a view
+
+    a = analyze(Block(), input_size=(4, 5, 5), memory=False, record_ops=True)
+    rows = {r["layer"]: r for r in layer_rows(a, resolve_target("a100-80gb", "float32").roof)}
+    maps = 4 * 5 * 5 * F32
+    own = rows["(model) [own ops]"]
+    assert own["kernels"] == 2  # cat and add; the flatten view moves nothing and is not an operator here
+    assert own["bytes_read"] == 2 * maps + 2 * maps and own["bytes_written"] == 2 * maps + 2 * maps
+    assert rows["a"]["bytes_read"] == maps + 4 * 4 * F32 and rows["a"]["bytes_written"] == maps

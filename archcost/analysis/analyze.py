@@ -198,7 +198,7 @@ def smallest_working_size(builder, channels, dtype, hi, lo=1) -> Optional[str]:
     return f"{channels}x{hi}x{hi}"
 
 
-def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult, nn.Module, str]:
+def _run(name, spec, builder, module, shapes, engine, dtype, record_ops=False) -> Tuple[PassResult, nn.Module, str]:
     if module is not None:
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
         was_training = module.training
@@ -207,7 +207,8 @@ def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult
             inputs = _make_inputs(shapes, device, dtype)
             if engine == "fvcore":
                 return run_fvcore(module, inputs), module, "fvcore"
-            return run_pass(module, inputs), module, "meta" if device.type == "meta" else device.type
+            return run_pass(module, inputs, record_ops=record_ops), module, "meta" if device.type == "meta" \
+                else device.type
         except LayerFailure as f:
             raise AnalysisError(_failure_message(name, f, shapes)) from None
         finally:
@@ -216,7 +217,7 @@ def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult
         if engine in ("auto", "meta"):
             model = _build(builder, "meta", dtype)
             try:
-                return run_pass(model, _make_inputs(shapes, "meta", dtype)), model, "meta"
+                return run_pass(model, _make_inputs(shapes, "meta", dtype), record_ops=record_ops), model, "meta"
             except LayerFailure as f:
                 if engine == "meta" or _is_shape_error(f.exc):
                     raise
@@ -224,7 +225,7 @@ def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult
         inputs = _make_inputs(shapes, "cpu", dtype)
         if engine == "fvcore":
             return run_fvcore(model, inputs), model, "fvcore"
-        return run_pass(model, inputs), model, "cpu"
+        return run_pass(model, inputs, record_ops=record_ops), model, "cpu"
     except LayerFailure as f:
         smallest = None
         if _is_shape_error(f.exc) and len(shapes) == 1 and len(shapes[0]) == 4:
@@ -241,7 +242,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             dtype: Union[str, torch.dtype] = torch.float32, engine: str = "auto",
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
             channels_last: bool = False, amp: bool = False, latency: bool = False,
-            layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
+            layer_latency: bool = False, repeats: int = 20, warmup: int = 5, record_ops: bool = False,
             **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
@@ -257,6 +258,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     ``latency``: time the forward (``repeats`` after ``warmup``); ``layer_latency``: per
     leaf module too. ``amp``: run under ``torch.autocast(dtype)`` with float32 weights
     instead of casting the model to ``dtype``. ``channels_last``: NHWC memory format.
+    ``record_ops``: keep the engine's per-operator records in ``Analysis.ops`` (the roofline's bytes).
     """
     if engine not in ENGINES:
         raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
@@ -274,10 +276,9 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     weight_dtype = torch.float32 if amp else dtype
     name, spec, builder, module = _resolve(model_or_name, builder_kwargs)
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
-    result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
+    result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype, record_ops)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
-    analysis.ops = getattr(result, "ops", None)
-    analysis.interim = (model_or_name, input_size, batch_size, dtype)  # TEMPORARY: until the engine has ops
+    analysis.ops = result.ops if record_ops and used != "fvcore" else None
     s = analysis.summary
     s["dtype"] = str(dtype).replace("torch.", "") + (" (amp)" if amp else "")
     s["channels_last"] = channels_last

@@ -74,13 +74,9 @@ def _leaves(a):
 
 def op_records(a):
     ops = getattr(a, "ops", None)
-    if ops is None and a.row.get("engine") != "fvcore" and a.interim is not None:
-        from ._interim_oprecords import for_analysis  # TEMPORARY until the engine provides ops
-
-        ops = a.ops = for_analysis(*a.interim)
     if ops is None:
-        raise AnalysisError("bytes per layer need the per-operator records of archcost's counting engine; "
-                            "--engine fvcore does not provide them (use --engine auto)")
+        raise AnalysisError("bytes per layer need the per-operator records of archcost's counting engine "
+                            "(analyze(..., record_ops=True)); --engine fvcore does not provide them (use --engine auto)")
     return ops
 
 
@@ -106,13 +102,13 @@ def run(model, target: Target, batch_size: int = 1, dtype: str = "float32", inpu
                             "device (use --target cpu or auto, or drop --latency)")
     device = target.local if latency else "cpu"
     a = analyze(model, input_size=input_size, batch_size=batch_size, dtype=dtype, engine=engine, memory=False,
-                layer_latency=latency, device=device, repeats=repeats, warmup=warmup)
+                layer_latency=latency, device=device, repeats=repeats, warmup=warmup, record_ops=True)
     rows = layer_rows(a, target.roof)
     if ridge:
         # Bytes are affine in the batch: a second count at twice the batch splits every
         # layer's bytes into a fixed part (weights) and a per-image part (activations).
         b = analyze(model, input_size=input_size, batch_size=2 * batch_size, dtype=dtype, engine=engine,
-                    memory=False)
+                    memory=False, record_ops=True)
         parts = roofline.split_bytes(rows, batch_size, layer_rows(b, target.roof), 2 * batch_size)
         roofline.add_ridge_batches(rows, parts, target.roof.ridge)
     s = a.row
