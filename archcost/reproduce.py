@@ -381,6 +381,7 @@ def markdown_report(frame, claims) -> str:
     for name, group in frame.groupby("experiment", sort=False):
         cols = ["variant", "input_shape", "params", "macs", "activation_bytes", "ratio_params", "ratio_macs", "note"]
         if name == "roofline":
+            group = group.assign(batch_size=group["batch_size"].astype(int))
             cols = ["variant", "batch_size", "macs", "bytes_moved", "arithmetic_intensity", "time_bound_per_image_ms",
                     "bound_share_memory", "note"]
         out += [f"## {name}", "", INTROS.get(name, ""), "",
