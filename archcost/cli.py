@@ -672,7 +672,8 @@ ROOFLINE_LAYER_COLUMNS = ["layer", "type", "macs", "bytes_read", "bytes_written"
                           "time_compute_ms", "time_memory_ms", "time_bound_ms", "bound", "share_of_bound",
                           "ridge_batch"]
 ROOFLINE_SUMMARY_COLUMNS = ["model", "batch_size", "flops", "bytes_moved", "arithmetic_intensity", "time_bound_ms",
-                            "time_bound_per_image_ms", "bound_share_memory", "ridge_batch_heaviest", "last_to_cross"]
+                            "time_bound_per_image_ms", "bound_share_memory", "bound_share_never_compute",
+                            "ridge_batch_heaviest", "last_to_cross"]
 
 
 def resolve_roofline_target(target, dtype, launch_overhead_us=0.0, refresh=False):

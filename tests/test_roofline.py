@@ -257,6 +257,27 @@ def test_tiny_net_bytes_and_bounds_by_formula(tiny, batch):
     s = out["summary"][0]
     assert s["time_bound_ms"] == pytest.approx(sum(x["time_bound_ms"] for x in rows.values()))
     assert s["time_bound_per_image_ms"] == pytest.approx(s["time_bound_ms"] / batch)
+    never = [x for x in rows.values() if x["ridge_batch"] is None]
+    assert {x["layer"] for x in never} >= {"1", "2", "3", "6"}  # BN, ReLU, pooling; the small FC
+    assert s["bound_share_never_compute"] == pytest.approx(sum(x["time_bound_ms"] for x in never) / s["time_bound_ms"])
+    crossing = [x for x in rows.values() if x["ridge_batch"] is not None]
+    assert s["ridge_batch_heaviest"] == (max(x["ridge_batch"] for x in heaviest(crossing)) if crossing else None)
+
+
+def test_ridge_batch_of_the_heaviest_layers_skips_those_that_never_cross():
+    m, w, a = fc_parts(4096, 4096)
+    ops = [Op("fc", "linear", m, w + a, 4096 * F32, False),
+           Op("relu", "relu", 0, 4096 * F32, 4096 * F32, True),
+           Op("conv", "conv2d", 56 * 56 * 64 * 64 * 9, (64 * 56 * 56 + 64 * 64 * 9) * F32, 64 * 56 * 56 * F32, False)]
+    rows = bound_layers(aggregate(ops), ROOF)
+    parts = {"fc": (m, w, a), "relu": (0, 0, 2 * 4096 * F32),
+             "conv": (56 * 56 * 64 * 64 * 9, 64 * 64 * 9 * F32, 2 * 64 * 56 * 56 * F32)}
+    add_ridge_batches(rows, parts, ROOF.ridge)
+    s = summarize(rows, ROOF, 1)
+    by = {r["layer"]: r for r in rows}
+    assert by["relu"]["ridge_batch"] is None and by["conv"]["ridge_batch"] == 1
+    assert s["bound_share_never_compute"] == pytest.approx(by["relu"]["time_bound_ms"] / s["time_bound_ms"])
+    assert s["ridge_batch_heaviest"] == ridge_batch(m, w, a, ROOF.ridge) and s["last_to_cross"] == "fc"
 
 
 def test_per_layer_macs_sum_to_the_models(tiny):

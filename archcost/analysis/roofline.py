@@ -176,8 +176,8 @@ def heaviest(rows: Sequence[dict], share: float = HEAVIEST_SHARE) -> List[dict]:
 def summarize(rows: Sequence[dict], roof: Roof, batch_size: int) -> dict:
     """Model-level roofline: the time bound (sum over layers, kernels run one after another),
     per image, the share of it in memory- and overhead-bound layers, the model's aggregate
-    intensity, and (when the rows carry ``ridge_batch``) the batch from which every one of
-    its heaviest layers is compute-bound."""
+    intensity, and (when the rows carry ``ridge_batch``) the share in layers that never turn
+    compute-bound and the batch from which every one of the heaviest other layers is."""
     total = sum(r["time_bound_ms"] for r in rows)
     flops = sum(r["flops"] for r in rows)
     moved = sum(r["bytes_read"] + r["bytes_written"] for r in rows)
@@ -190,11 +190,14 @@ def summarize(rows: Sequence[dict], roof: Roof, batch_size: int) -> dict:
            "time_bound_ms": total, "time_bound_per_image_ms": total / batch_size,
            "bound_share_memory": share["memory"], "bound_share_compute": share["compute"],
            "bound_share_overhead": share["overhead"]}
-    heavy = heaviest(rows)
-    if heavy and all("ridge_batch" in r for r in heavy):
-        crossing = [r["ridge_batch"] for r in heavy]
+    if rows and all("ridge_batch" in r for r in rows):
+        # Layers whose intensity levels off below the ridge (ReLU, pooling, batch norm: no weights
+        # to reuse) stay memory-bound at any batch; the heaviest of the others say when batching
+        # has made the model's weight-bound work compute-bound.
+        never = sum(r["time_bound_ms"] for r in rows if r["ridge_batch"] is None)
+        out["bound_share_never_compute"] = never / total if total else None
+        heavy = heaviest([r for r in rows if r["ridge_batch"] is not None])
         out["heaviest_layers"] = len(heavy)
-        out["ridge_batch_heaviest"] = None if any(c is None for c in crossing) else max(crossing)
-        last = max(heavy, key=lambda r: math.inf if r["ridge_batch"] is None else r["ridge_batch"])
-        out["last_to_cross"] = last["layer"]
+        out["ridge_batch_heaviest"] = max(r["ridge_batch"] for r in heavy) if heavy else None
+        out["last_to_cross"] = max(heavy, key=lambda r: r["ridge_batch"])["layer"] if heavy else ""
     return out

@@ -29,8 +29,11 @@ ROOFLINE_COLUMNS = {
     "time_bound_per_image_ms": ("bound/image", _ms, "time bound / batch size (ms)"),
     "bound_share_memory": ("memory-bound", lambda v: f"{v:.1%}", "share of the time bound spent in memory-bound layers"),
     "bound_share_overhead": ("launch-bound", lambda v: f"{v:.1%}", "share of the time bound in launch-bound layers"),
-    "ridge_batch_heaviest": ("ridge batch", _batch, "smallest batch from which all the heaviest layers (those "
-                             "with MACs making up 80% of their time bound) are compute-bound"),
+    "ridge_batch_heaviest": ("ridge batch", _batch, "smallest batch from which all the heaviest layers are "
+                             "compute-bound (of the layers that can get there, those making up 80% of their "
+                             "time bound)"),
+    "bound_share_never_compute": ("never compute", lambda v: f"{v:.1%}", "share of the time bound in layers whose "
+                                  "intensity stays below the ridge at any batch (ReLU, pooling, batch norm, ...)"),
     "last_to_cross": ("last to cross", str, "the heaviest layer that reaches the ridge last"),
     "measured_over_bound": ("measured/bound", lambda v: f"{v:.1f}x", "measured median time / time bound: how far "
                             "from the physical limit the run is"),
