@@ -184,7 +184,8 @@ class CountingMode(MetaShortcuts):
         if frame is None:
             label = ops.aten_label(packet, args)
         else:
-            label = frame.relabel.get(packet, frame.name) if frame.relabel else frame.name
+            label = (frame.relabel.get(packet) or ops.ATEN_LABELS.get(packet, frame.name)) if frame.relabel \
+                else frame.name
         if macs is None:
             if rule is None and frame is None:
                 self.uncounted[label] += 1
