@@ -508,6 +508,8 @@ def _add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, pe
     peak = devices.find_peak(devices.device_name(device)) if device == "cuda" else None
     key = str(amp_dtype or s["dtype"].iloc[0]).replace("torch.", "").split(" ")[0]
     key = devices.peak_key(key, device, torch.backends.cudnn.allow_tf32)
+    if peak is not None and key == "tf32" and "tf32" not in peak.tflops:
+        key = "float32"  # no TF32 on this GPU (V100, T4): float32 runs at the FP32 rate
     peak_tflops = peak.tflops.get(key) if peak else None
     s["device_peak_tflops"] = peak_tflops or float("nan")
     s["peak_dtype"] = key if peak_tflops else ""
