@@ -442,3 +442,64 @@ def test_vit_memory_matches_real_cpu_tensors():
     assert abs(row["saved_bytes"] - real.saved_bytes) <= 0.01 * real.saved_bytes
     meta = mem.measure(ViT(**small).to("meta"), (torch.empty(2, 3, 64, 64, device="meta"),))
     assert meta.saved_bytes != real.saved_bytes  # why it has to be measured on CPU
+
+
+def _vit_file(tmp_path):
+    path = tmp_path / "vit_small.py"
+    path.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        from test_any_model import ViT
+        def build():
+            return ViT(image=32, layers=2, heads=2, width=32, mlp=64, classes=10)
+    """))
+    return f"{path}:build"
+
+
+def test_memory_check_states_why_attention_is_measured_on_cpu(tmp_path):
+    from archcost.analysis.memcheck import compare
+
+    frame = compare(_vit_file(tmp_path), input_size=(3, 32, 32))
+    meta_rows = frame[frame["by"].str.startswith("the same tracker on meta")]
+    assert len(meta_rows) == 2
+    differs = meta_rows[meta_rows["archcost"] != meta_rows["independent"]]
+    assert len(differs) and differs["why"].str.contains("math decomposition of").all()
+    saved = frame[frame["by"].str.startswith("CPU profiler: bytes still allocated")].iloc[0]
+    assert saved["archcost"] == saved["independent"]  # the CPU figure archcost reports
+
+
+def test_ops_names_the_operator_behind_every_gap(tmp_path):
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+
+    r = CliRunner().invoke(main, ["ops", _vit_file(tmp_path), "--input-size", "3x32x32", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    rows = {x["operator"]: x for x in json.loads(r.stdout)}
+    for op, row in rows.items():
+        if row["difference"] and op != "(total)":
+            assert "one side only" not in row["why"] and row["why"], op
+    assert rows["layer_norm"]["torch_macs"] == 0 and "norms" in rows["layer_norm"]["why"]
+
+
+def test_table_prints_the_notes_of_a_fallback(tmp_path):
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+
+    ref = _write(tmp_path, """
+        import torch.nn as nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 4)
+            def forward(self, x):
+                return self.fc(x) * 2 if x.sum().item() > 0 else self.fc(x)
+        def build():
+            return Net()
+    """)
+    r = CliRunner().invoke(main, ["table", ref, "--input-size", "4", "--no-save"])
+    assert r.exit_code == 0, r.output
+    assert "count depends on them" in r.stdout and "seed 0" in r.stdout

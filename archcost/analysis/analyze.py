@@ -41,6 +41,7 @@ class Analysis:
     summary: pd.DataFrame
     by_operator: pd.DataFrame
     device_paths: list = field(default_factory=list)  # ops whose kernels differ on meta
+    macs_by_aten: dict = field(default_factory=dict)  # MACs by ATen op (crosscheck.py)
     ops: Optional[list] = None  # the engine's per-operator records (roofline bytes); None under fvcore
 
     @property
@@ -369,6 +370,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
     analysis.summary["notes"] = note
     analysis.device_paths = result.device_paths
+    analysis.macs_by_aten = dict(result.macs_by_aten)
     analysis.ops = result.ops if record_ops and used != "fvcore" else None
     s = analysis.summary
     s["dtype"] = str(dtype).replace("torch.", "") + (" (amp)" if amp else "")
