@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from .engine import AnalysisError, LayerFailure, PassResult, run_fvcore, run_pass
+from .restore import restores_model
 
 class OutOfDeviceMemory(AnalysisError):
     """The model runs, but not at this batch size on this device."""
@@ -236,6 +237,7 @@ def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult
         raise AnalysisError(_failure_message(name, f, shapes, smallest)) from None
 
 
+@restores_model
 def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             dtype: Union[str, torch.dtype] = torch.float32, engine: str = "auto",
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
@@ -272,6 +274,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         raise AnalysisError("amp needs a lower precision: add --dtype float16 or --dtype bfloat16")
     weight_dtype = torch.float32 if amp else dtype
     name, spec, builder, module = _resolve(model_or_name, builder_kwargs)
+    if module is not None:
+        module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)

@@ -48,6 +48,8 @@ def write_text(target, text: str) -> pathlib.Path:
 
 
 def write_csv(target, frame) -> pathlib.Path:
+    from .clean import to_csv
+
     with atomic_path(target) as tmp:
-        frame.to_csv(tmp, index=False)
+        to_csv(frame, tmp)
     return pathlib.Path(target)

@@ -1,11 +1,9 @@
 """Frames to text / markdown / CSV / JSON. Text and markdown use human units and a
 legend stating each column's convention; CSV and JSON carry raw integers."""
 
-import io
-import json
-
 import pandas as pd
 
+from .clean import to_csv, to_json
 from .units import mib, si
 
 FORMATS = ("text", "csv", "json", "markdown")
@@ -84,11 +82,9 @@ def legend(cols) -> str:
 def render(frame: pd.DataFrame, fmt: str, columns=None, title: str = "", notes=()) -> str:
     """Render a frame. ``columns`` chooses the human view's columns (text/markdown)."""
     if fmt == "csv":
-        buf = io.StringIO()
-        frame.to_csv(buf, index=False)
-        return buf.getvalue()
+        return to_csv(frame)
     if fmt == "json":
-        return json.dumps(frame.to_dict(orient="records"), indent=1, default=_json_default) + "\n"
+        return to_json(frame)
     human, cols = human_frame(frame, columns or list(frame.columns))
     if fmt == "markdown":
         header = "| " + " | ".join(human.columns) + " |"
@@ -100,9 +96,3 @@ def render(frame: pd.DataFrame, fmt: str, columns=None, title: str = "", notes=(
     text = human.to_string(index=False, justify="right")
     parts = ([title] if title else []) + [text, "", "columns:", legend(cols)] + [n for n in notes if n]
     return "\n".join(parts) + "\n"
-
-
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    return str(o)
