@@ -34,9 +34,15 @@ class Group(click.Group):
             rv = super().main(args=args, prog_name=prog_name or "archcost", standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
+                click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
+                sys.exit(130)
             click.echo("archcost: aborted", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
+            sys.exit(130)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx else "archcost"
             click.echo(f"{where}: error: {e.format_message()} (see '{where} --help')", err=True)
@@ -49,6 +55,23 @@ class Group(click.Group):
             sys.exit(e.exit_code)
         except BrokenPipeError:
             sys.exit(0)
+        except Exception as e:  # never a traceback: one line, and how to see the traceback
+            import os
+
+            if os.environ.get("ARCHCOST_TRACEBACK"):
+                raise
+            if isinstance(e, _user_errors()):  # e.g. a report write that failed (full disk)
+                click.echo(f"archcost: error: {e}", err=True)
+                sys.exit(2)
+            from archcost.analysis.limits import is_out_of_memory, out_of_memory_message
+
+            if is_out_of_memory(e):
+                click.echo(f"archcost: error: {out_of_memory_message(e)}", err=True)
+                sys.exit(2)
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            click.echo(f"archcost: internal error: {type(e).__name__}: {first} (a bug: please report it with "
+                       "the command; ARCHCOST_TRACEBACK=1 shows the traceback)", err=True)
+            sys.exit(3)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -62,10 +85,16 @@ def _user_errors():
 
 
 def guarded(fn, *args, **kwargs):
+    from archcost.analysis.limits import is_out_of_memory, out_of_memory_message
+
     try:
         return fn(*args, **kwargs)
     except _user_errors() as exc:
         fail(str(exc))
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        fail(out_of_memory_message(exc))
 
 
 def parse_sizes(values):
@@ -122,8 +151,11 @@ def wrote(paths):
 
 input_size_option = click.option(
     "--input-size", "input_size", multiple=True, metavar="N|CxHxW",
-    help="Input size without batch: 224 (square, the model's channels) or 3x224x224. "
-         "Repeat for models with several inputs. Default: the model's paper input.")
+    help="Input size without batch. CxHxW (3x224x224) is that image; N (224) is a square N x N image "
+         "with the model's input channels (a zoo model's paper's; your model's first convolution's; a model "
+         "without convolutions: N features). A Conv2d model takes only these two forms; other models "
+         "take the dimensions as given (16x100 for a Conv1d). Repeat for models with several inputs. "
+         "Default: the model's paper input.")
 batch_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=1,
                             show_default=True, help="Batch size.")
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
@@ -131,6 +163,9 @@ format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), defa
 out_option = click.option("--out", type=click.Path(file_okay=False), default="reports",
                           show_default=True, help="Folder for the CSV and plot.")
 nosave_option = click.option("--no-save", is_flag=True, help="Print only; write no files.")
+name_option = click.option("--name", default=None, metavar="NAME",
+                           help="Last part of the report file names, instead of the one derived from the "
+                                "models (README: 'Report names').")
 engine_option = click.option("--engine", type=click.Choice(["auto", "meta", "cpu", "fvcore"]),
                              default="auto", show_default=True,
                              help="auto: shape-only meta pass (falls back to real CPU tensors); "
@@ -151,7 +186,7 @@ def stack_options(*options):
 
 # What is analysed and how it is reported (table, layer-breakdown).
 analysis_options = stack_options(input_size_option, batch_option, format_option, out_option, nosave_option,
-                                 engine_option, dtype_option)
+                                 name_option, engine_option, dtype_option)
 
 # Where and how memory and time are measured (table, layer-breakdown, sweep).
 run_options = stack_options(
@@ -169,12 +204,12 @@ run_options = stack_options(
 )
 
 
-def conditions(device, dtype, amp, channels_last, batch=None) -> str:
-    """File-name tag of the measuring conditions: device_dtype[-amp][_nhwc][_bN]."""
+def conditions(device, dtype, amp, channels_last, batch=None, **more) -> str:
+    """File-name tag of the run's conditions (the rule: archcost/report/naming.py)."""
     from archcost.analysis.devices import slug
+    from archcost.report.naming import conditions as tag
 
-    tag = f"{slug(device)}_{dtype}" + ("-amp" if amp else "") + ("_nhwc" if channels_last else "")
-    return tag + (f"_b{batch}" if batch is not None else "")
+    return tag(slug(device), dtype, amp, channels_last, batch, **more)
 
 
 def progress(items, label):
@@ -246,7 +281,7 @@ def _meta_build(spec):
 @click.option("--latency", is_flag=True, help="Also time the forward: median, p20, p80 ms, images/s, TFLOP/s.")
 @click.option("--no-memory", is_flag=True, help="Skip the saved/peak/train memory passes (counts only; faster).")
 @run_options
-def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, no_memory, device, amp,
+def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device, amp,
           channels_last, optimizer, repeat, warmup):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
@@ -275,11 +310,16 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
     notes = _uncounted_notes(frame) + _condition_notes(frame, latency)
     emit(render(frame, fmt, TABLE_COLUMNS + (LATENCY_COLUMNS if latency else []), notes=notes))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import memory_vs_compute
 
-        tag = conditions(device, dtype, amp, channels_last, batch_size)
-        paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
-        memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
+        tag = conditions(device, dtype, amp, channels_last, batch_size, input_size=sizes,
+                         optimizer=None if no_memory else optimizer,
+                         extra=["latency" if latency else "", "nomem" if no_memory else ""]) + subset(names, LINEUP, name)
+        with file_set(folder):
+            paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
+            memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
         wrote(paths)
 
 
@@ -325,7 +365,7 @@ def _uncounted_notes(frame):
 @analysis_options
 @click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
 @run_options
-def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
+def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, device,
                     amp, channels_last, optimizer, repeat, warmup):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
     peak while the layer runs, with a total row equal to its `archcost table` row.
@@ -336,6 +376,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     from archcost.report.files import write_csv
     from archcost.report.tables import render
 
+    report_name = name
     name = resolve_models([model])[0] if ":" not in model else model
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
@@ -365,11 +406,16 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
                      f"with the per-layer clocks (overhead {s['layer_timing_overhead_ms']:+.3f} ms per forward).")
     emit(render(frame, fmt, LAYER_COLUMNS + (["latency_ms"] if latency else []), notes=notes))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import layer_breakdown as plot
 
-        stem = file_stem(name) + "_layers_" + conditions(device, dtype, amp, channels_last, batch_size)
-        paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
-        plot(a.layers, s["model"], paths[1])
+        stem = file_stem(name) + "_layers_" + conditions(
+            device, dtype, amp, channels_last, batch_size, input_size=sizes, optimizer=optimizer,
+            extra=["latency" if latency else "", f"d{depth}" if depth else ""]) + subset([], None, report_name)
+        with file_set(folder):
+            paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
+            plot(a.layers, s["model"], paths[1])
         wrote(paths)
 
 
@@ -492,8 +538,9 @@ def parse_batch_sizes(text: str):
 @format_option
 @out_option
 @nosave_option
+@name_option
 def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
-          warmup, fmt, out, no_save):
+          warmup, fmt, out, no_save, name):
     """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
     Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
     A batch that does not fit in device memory is recorded as such and ends that model's sweep."""
@@ -501,6 +548,7 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
 
     from archcost.analysis import analyze
     from archcost.analysis.analyze import OutOfDeviceMemory
+    from archcost.analysis.limits import is_out_of_memory
     from archcost.report.files import write_csv
     from archcost.report.tables import render
 
@@ -520,24 +568,33 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
                 a = analyze(n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
                             channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
                             repeats=repeat, warmup=warmup)
-            except OutOfDeviceMemory:
-                stopped.add(n)
+            except (OutOfDeviceMemory, MemoryError, RuntimeError) as exc:
+                if not isinstance(exc, OutOfDeviceMemory) and not is_out_of_memory(exc):
+                    raise
+                stopped.add(n)  # the rows measured so far are kept
                 rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": "out of memory"}]))
                 continue
             except _user_errors() as exc:
                 fail(str(exc))
             rows.append(a.summary.assign(note=""))
     frame = pd.concat(rows, ignore_index=True)
+    if "params" not in frame or frame["params"].isna().all():
+        fail(f"no batch size of {batch_sizes} fits in {device} memory for {', '.join(names)}: "
+             "try smaller --batch-sizes or --input-size")
     cols = ["model", "batch_size", "saved_bytes", "peak_bytes", "train_bytes"] + (
         [] if no_latency else ["latency_ms", "images_per_s", "achieved_tflops"])
     emit(render(frame, fmt, cols, notes=_condition_notes(frame.dropna(subset=["params"]), not no_latency)))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import sweep as plot
 
-        tag = conditions(device, dtype, amp, channels_last)
-        paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
-        plot(frame, paths[1], f"Batch-size sweep ({_condition_title(frame.dropna(subset=['params']))})",
-             latency=not no_latency)
+        tag = conditions(device, dtype, amp, channels_last, f"{batches[0]}-{batches[-1]}", input_size=sizes,
+                         optimizer=optimizer, extra=["nolatency" if no_latency else ""]) + subset(names, None, name)
+        with file_set(folder):
+            paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
+            plot(frame, paths[1], f"Batch-size sweep ({_condition_title(frame.dropna(subset=['params']))})",
+                 latency=not no_latency)
         wrote(paths)
 
 
@@ -546,7 +603,8 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
 @format_option
 @out_option
 @nosave_option
-def reproduce(experiments, fmt, out, no_save):
+@name_option
+def reproduce(experiments, fmt, out, no_save, name):
     """The lecture's design arguments, measured: EXPERIMENTS among bottleneck, stacked-3x3,
     gap-vs-fc, resnet-bottleneck, grouped-conv, depthwise-separable, se-overhead,
     dense-connectivity, aux-classifiers, claims (all when none is named). With all of
@@ -575,19 +633,24 @@ def reproduce(experiments, fmt, out, no_save):
         parts.append(render(claims, fmt, rp.CLAIM_COLUMNS))
     emit(("\n" if fmt in ("text", "markdown") else "").join(parts))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import experiment_bars
 
         paths = []
-        if len(frame):
-            paths.append(write_csv(folder / "reproductions.csv", frame))
-            for name, group in frame.groupby("experiment", sort=False):
-                target = folder / f"reproduce_{name}.png"
-                experiment_bars(group.to_dict("records"), target, f"{name}: params and MACs per variant")
-                paths.append(target)
-        if len(claims):
-            paths.append(write_csv(folder / "claims.csv", claims))
-        if set(names) == set(rp.NAMES):
-            paths.append(write_text(folder / "REPRODUCTIONS.md", rp.markdown_report(frame, claims)))
+        every = set(names) == set(rp.NAMES)
+        what = subset([n for n in names if n != "claims"], None, name) if name or not every else ""
+        with file_set(folder):
+            if len(frame):
+                paths.append(write_csv(folder / f"reproductions{what}.csv", frame))
+                for exp, group in frame.groupby("experiment", sort=False):
+                    target = folder / f"reproduce_{exp}.png"
+                    experiment_bars(group.to_dict("records"), target, f"{exp}: params and MACs per variant")
+                    paths.append(target)
+            if len(claims):
+                paths.append(write_csv(folder / "claims.csv", claims))
+            if every:
+                paths.append(write_text(folder / "REPRODUCTIONS.md", rp.markdown_report(frame, claims)))
         wrote(paths)
 
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 
 from .engine import AnalysisError, LayerFailure, PassResult, run_fvcore, run_pass
+from .inputs import first_conv, image_layout, needs_model
+from .limits import check_shapes
 from .restore import restores_model
 
 class OutOfDeviceMemory(AnalysisError):
@@ -88,8 +90,10 @@ def parse_input_size(text: str) -> Tuple[int, ...]:
     return dims
 
 
-def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batch_size: int):
-    """Resolve the user's input size(s) to full shapes with the batch dimension."""
+def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batch_size: int, conv=None,
+                 name="the model"):
+    """Resolve the user's input size(s) to full shapes with the batch dimension (the rule:
+    ``inputs.py``; ``conv``: a custom model's first convolution, from ``first_conv``)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise AnalysisError(f"batch size must be a positive integer, got {batch_size!r}")
     if input_size is None:
@@ -104,12 +108,13 @@ def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batc
     else:
         sizes = [tuple(input_size)]
     shapes = []
-    for s in sizes:
+    for i, s in enumerate(sizes):
         if not s or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in s):
             raise AnalysisError(f"input size {s!r} must be positive integers (N or CxHxW)")
-        if len(s) == 1 and default is not None and len(default) == 3:
-            s = (default[0], s[0], s[0])  # a single number is a square image
+        if input_size is not None and (default is not None or i == 0):  # a first conv reads the first input
+            s = image_layout(name, s, (default[0], len(default) - 1) if default is not None else conv)
         shapes.append((batch_size,) + tuple(s))
+    check_shapes(shapes)
     return shapes
 
 
@@ -276,7 +281,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     name, spec, builder, module = _resolve(model_or_name, builder_kwargs)
     if module is not None:
         module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    conv = first_conv(module or _build(builder, "meta", weight_dtype)) if not spec and needs_model(input_size) else None
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, conv, name)
     result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
     s = analysis.summary

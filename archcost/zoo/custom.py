@@ -21,8 +21,14 @@ def resolve_builder(ref: str):
     try:
         if target.endswith(".py") or "/" in target or pathlib.Path(target).exists():
             path = pathlib.Path(target)
-            if not path.is_file():
+            if path.is_dir():
+                raise BuilderError(f"model file {target!r} is a folder: name a Python file in it, "
+                                   "like path/to/file.py:builder")
+            if not path.exists():
                 raise BuilderError(f"model file {target!r} does not exist")
+            if path.suffix != ".py":
+                raise BuilderError(f"model file {target!r} is not a Python file (.py): name one, "
+                                   "like path/to/file.py:builder")
             spec = importlib.util.spec_from_file_location(f"archcost_user_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
