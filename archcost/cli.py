@@ -26,6 +26,11 @@ def fail(message: str):
     raise UserError(message)
 
 
+def say(message: str):
+    """One line on stderr: control characters from the user's input (newlines, \\r) escaped."""
+    click.echo("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message), err=True)
+
+
 class Group(click.Group):
     """Turns usage errors and UserError into one line on stderr (exit 2), no traceback."""
 
@@ -45,13 +50,13 @@ class Group(click.Group):
             sys.exit(130)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx else "archcost"
-            click.echo(f"{where}: error: {e.format_message()} (see '{where} --help')", err=True)
+            say(f"{where}: error: {e.format_message()} (see '{where} --help')")
             sys.exit(2)
         except UserError as e:
-            click.echo(f"archcost: error: {e}", err=True)
+            say(f"archcost: error: {e}")
             sys.exit(2)
         except click.ClickException as e:
-            click.echo(f"archcost: error: {e.format_message()}", err=True)
+            say(f"archcost: error: {e.format_message()}")
             sys.exit(e.exit_code)
         except BrokenPipeError:
             sys.exit(0)
@@ -61,16 +66,16 @@ class Group(click.Group):
             if os.environ.get("ARCHCOST_TRACEBACK"):
                 raise
             if isinstance(e, _user_errors()):  # e.g. a report write that failed (full disk)
-                click.echo(f"archcost: error: {e}", err=True)
+                say(f"archcost: error: {e}")
                 sys.exit(2)
             from archcost.analysis.limits import is_out_of_memory, out_of_memory_message
 
             if is_out_of_memory(e):
-                click.echo(f"archcost: error: {out_of_memory_message(e)}", err=True)
+                say(f"archcost: error: {out_of_memory_message(e)}")
                 sys.exit(2)
             first = (str(e).strip().splitlines() or [""])[0][:300]
-            click.echo(f"archcost: internal error: {type(e).__name__}: {first} (a bug: please report it with "
-                       "the command; ARCHCOST_TRACEBACK=1 shows the traceback)", err=True)
+            say(f"archcost: internal error: {type(e).__name__}: {first} (a bug: please report it with "
+                "the command; ARCHCOST_TRACEBACK=1 shows the traceback)")
             sys.exit(3)
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -126,6 +131,18 @@ def resolve_models(patterns, default=None):
                  else f"no model matches {pat!r}: see `archcost list`")
         names += [n for n in found if n not in names]
     return names
+
+
+def one_model(pattern):
+    """The one model a per-model command (layer-breakdown, ops, memory) takes."""
+    if ":" in pattern:
+        return pattern
+    names = resolve_models([pattern])
+    if len(names) > 1:
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        fail(f"{pattern!r} matches {len(names)} models ({shown}); this command takes one: name it, "
+             "or use `archcost table` for one row per model")
+    return names[0]
 
 
 def out_dir(out, no_save):
@@ -243,11 +260,12 @@ def list_cmd(pattern, fmt):
     import pandas as pd
 
     from archcost.report.tables import render
-    from archcost.zoo.registry import get_spec, list_models
+    from archcost.zoo.registry import get_spec, list_models, unknown_model_message
 
     names = list_models(pattern)
     if not names:
-        fail(f"no model matches {pattern!r}: try `archcost list` for all")
+        fail(unknown_model_message(pattern) if not any(ch in pattern for ch in "*?[")
+             else f"no model matches {pattern!r}: try `archcost list` for all")
     rows = []
     for n in names:
         spec = get_spec(n)
@@ -264,7 +282,8 @@ def list_cmd(pattern, fmt):
                 f"top-5 {r.top5}%" if r.top5 == r.top5 and r.top5 is not None else "")
             click.echo(f"  {r.name:<16} {r.input_size:<10} {r.params / 1e6:>8.2f}M params  "
                        f"depth {r.depth:<4} {r.paper} ({r.year})" + (f"  [{acc}, {r.accuracy_dataset}]" if acc else ""))
-    click.echo("\nparams: trainable parameters; depth: weight layers as the paper counts them; "
+    click.echo("\nparams: parameters, trainable and not (buffers such as BN statistics excluded), each shared "
+               "tensor once, as in `archcost table`; depth: weight layers as the paper counts them; "
                "accuracies are published figures (see --format csv for sources and notes).")
 
 
@@ -329,6 +348,8 @@ def _condition_title(frame) -> str:
 
 
 def _condition_notes(frame, latency):
+    from archcost.report.units import human_bytes
+
     r = frame.iloc[0]
     if "saved_bytes" not in frame:
         return []
@@ -346,7 +367,7 @@ def _condition_notes(frame, latency):
                         if r.get("peak_dtype") else "; no datasheet peak known for this device and dtype"))
     if "peak_bytes_allocator" in frame:
         notes.append("CUDA caching allocator (max_memory_allocated) for comparison: " + ", ".join(
-            f"{m} {b / 2**20:.1f} MiB" for m, b in zip(frame["model"], frame["peak_bytes_allocator"])))
+            f"{m} {human_bytes(b)}" for m, b in zip(frame["model"], frame["peak_bytes_allocator"])))
     return notes
 
 
@@ -377,7 +398,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
     from archcost.report.tables import render
 
     report_name = name
-    name = resolve_models([model])[0] if ":" not in model else model
+    name = one_model(model)
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
     device = run_device(device)
@@ -404,7 +425,12 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
                      f"whole forward takes {s['latency_ms']:.3f} ms plain and {s['hooked_latency_ms']:.3f} ms "
                      f"with the per-layer clocks (overhead {s['layer_timing_overhead_ms']:+.3f} ms per forward).")
-    emit(render(frame, fmt, LAYER_COLUMNS + (["latency_ms"] if latency else []), notes=notes))
+    shared = "shared_params" in frame and frame["shared_params"].fillna(0).gt(0).any()
+    if depth:
+        notes.append(f"at --depth {depth} a container row's activations are the sum of its leaf layers' outputs "
+                     "(each storage once), so the rows add up to the total.")
+    emit(render(frame, fmt, LAYER_COLUMNS + (["shared_params"] if shared else []) + (["latency_ms"] if latency else []),
+                notes=notes))
     if folder is not None:
         from archcost.report.files import file_set
         from archcost.report.naming import subset
@@ -429,7 +455,7 @@ def ops(model, input_size, batch_size, fmt):
     from archcost.analysis.crosscheck import cross_check
     from archcost.report.tables import render
 
-    name = resolve_models([model])[0] if ":" not in model else model
+    name = one_model(model)
     frame = guarded(cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size)
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
                 notes=["torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on the same input."]))
@@ -487,7 +513,7 @@ def memory(model, input_size, batch_size, device, fmt):
     from archcost.analysis.memcheck import compare
     from archcost.report.tables import render
 
-    name = resolve_models([model])[0] if ":" not in model else model
+    name = one_model(model)
     device = run_device(device)
     frame = guarded(compare, name, input_size=parse_sizes(input_size), batch_size=batch_size, device=device)
     emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],

@@ -14,6 +14,7 @@ import torch.nn as nn
 from .engine import AnalysisError, LayerFailure, PassResult, run_fvcore, run_pass
 from .inputs import first_conv, image_layout, needs_model
 from .limits import check_shapes
+from .partition import container_activations, mark_shared
 from .restore import restores_model
 
 class OutOfDeviceMemory(AnalysisError):
@@ -75,7 +76,8 @@ class Analysis:
                 out.append(own)
             if cut.iloc[i] and rec["depth"] > 0:
                 out.append(rec)
-        return pd.DataFrame(out, columns=ly.columns)
+        rows = pd.DataFrame(out, columns=ly.columns)
+        return rows if depth is None else container_activations(rows, ly)
 
 
 def parse_input_size(text: str) -> Tuple[int, ...]:
@@ -285,6 +287,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, conv, name)
     result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
+    mark_shared(analysis.layers, model)
     s = analysis.summary
     s["dtype"] = str(dtype).replace("torch.", "") + (" (amp)" if amp else "")
     s["channels_last"] = channels_last

@@ -4,7 +4,7 @@ legend stating each column's convention; CSV and JSON carry raw integers."""
 import pandas as pd
 
 from .clean import to_csv, to_json
-from .units import mib, si
+from .units import human_bytes as mib, si
 
 FORMATS = ("text", "csv", "json", "markdown")
 
@@ -24,13 +24,13 @@ COLUMNS = {
     "macs": ("MACs", si, "multiply-adds, one fused multiply-add = 1 (fvcore's 'flops')"),
     "flops": ("FLOPs", si, "2 x MACs"),
     "activations": ("activations", si, "elements of the forward outputs of leaf modules, each storage once"),
-    "activation_bytes": ("act. mem", mib, "activations x bytes per element (MiB = 2^20 bytes)"),
-    "param_bytes": ("weights", mib, "parameter memory (MiB)"),
-    "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward (MiB)"),
-    "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input (MiB)"),
-    "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations (MiB)"),
+    "activation_bytes": ("act. mem", mib, "activations x bytes per element (B, KiB, MiB, GiB: powers of 1024)"),
+    "param_bytes": ("weights", mib, "parameter memory"),
+    "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward"),
+    "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input"),
+    "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations"),
     "peak_bytes_allocator": ("peak (alloc.)", mib, "the CUDA caching allocator's max_memory_allocated "
-                             "during the forward, beyond what was allocated before (MiB)"),
+                             "during the forward, beyond what was allocated before"),
     "latency_ms": ("latency", lambda v: f"{v:.2f} ms", "median time of one forward of the batch (ms)"),
     "latency_p20_ms": ("p20", lambda v: f"{v:.2f}", "20th percentile of the forward time (ms)"),
     "latency_p80_ms": ("p80", lambda v: f"{v:.2f}", "80th percentile of the forward time (ms)"),
@@ -56,6 +56,8 @@ COLUMNS = {
     "by": ("by", str, None),
     "relative_difference": ("diff", lambda v: f"{v:+.2%}", "(archcost - independent) / independent"),
     "why": ("why", str, None),
+    "shared_params": ("shared", si, "parameters this row shares with a module outside it (tied weights): "
+                      "in both rows' params, once in the total"),
     "aliased": ("reused", lambda v: "yes" if v else "", "output is an earlier tensor (in-place op, view, or a "
                 "container passing on its child's output): not added to the total"),
 }
