@@ -14,8 +14,8 @@ TABLE_COLUMNS = ["model", "input_shape", "params", "macs", "flops", "activations
                  "activation_bytes", "param_bytes", "saved_bytes", "peak_bytes", "train_bytes"]
 LAYER_COLUMNS = ["layer", "type", "output_shape", "params", "macs", "activations",
                  "activation_bytes", "saved_bytes", "peak_bytes", "aliased"]
-LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "images_per_s", "achieved_tflops",
-                   "peak_fraction"]
+LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "latency_spread", "images_per_s",
+                   "achieved_tflops", "peak_fraction"]
 
 
 class UserError(Exception):
@@ -229,11 +229,26 @@ def conditions(device, dtype, amp, channels_last, batch=None, **more) -> str:
     return tag(slug(device), dtype, amp, channels_last, batch, **more)
 
 
-def progress(items, label):
-    """A progress bar on stderr when it is a terminal; plain iteration otherwise."""
-    if not sys.stderr.isatty() or len(items) < 2:
+def progress(items, label, describe=str):
+    """Progress on stderr for runs of several items: a bar on a terminal, else one line
+    per item (``archcost: [2/13] measuring vgg16``), so a long run is never silent."""
+    if len(items) < 2:
         return contextlib.nullcontext(items)
-    return click.progressbar(items, label=label, file=sys.stderr, item_show_func=lambda x: str(x or ""))
+    if sys.stderr.isatty():
+        return click.progressbar(items, label=label, file=sys.stderr,
+                                 item_show_func=lambda x: describe(x) if x is not None else "")
+
+    def lines():
+        for i, item in enumerate(items, 1):
+            click.echo(f"archcost: [{i}/{len(items)}] {label} {describe(item)}", err=True)
+            yield item
+
+    return contextlib.nullcontext(lines())
+
+
+def step(text):
+    """One progress line on stderr for a long single step (``archcost: [..] text``)."""
+    click.echo(f"archcost: [..] {text}", err=True)
 
 
 def run_device(device):
@@ -313,6 +328,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
 
     from archcost.analysis import analyze
     from archcost.report.files import write_csv
+    from archcost.report.spread import add_spread
     from archcost.report.tables import render
 
     names = resolve_models(models, LINEUP)
@@ -326,7 +342,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
                                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
                                 latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory).summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = _uncounted_notes(frame) + _condition_notes(frame, latency)
+    notes = _uncounted_notes(frame) + _condition_notes(frame, latency) + add_spread(frame)
     emit(render(frame, fmt, TABLE_COLUMNS + (LATENCY_COLUMNS if latency else []), notes=notes))
     if folder is not None:
         from archcost.report.files import file_set
@@ -425,6 +441,9 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
                      f"whole forward takes {s['latency_ms']:.3f} ms plain and {s['hooked_latency_ms']:.3f} ms "
                      f"with the per-layer clocks (overhead {s['layer_timing_overhead_ms']:+.3f} ms per forward).")
+        from archcost.report.spread import add_spread
+
+        notes += add_spread(a.summary)
     shared = "shared_params" in frame and frame["shared_params"].fillna(0).gt(0).any()
     if depth:
         notes.append(f"at --depth {depth} a container row's activations are the sum of its leaf layers' outputs "
@@ -450,13 +469,16 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
 @input_size_option
 @batch_option
 @format_option
-def ops(model, input_size, batch_size, fmt):
+@engine_option
+@dtype_option
+def ops(model, input_size, batch_size, fmt, engine, dtype):
     """MACs by operator, cross-checked against torch.utils.flop_counter, with why they differ."""
-    from archcost.analysis.crosscheck import cross_check
+    from archcost.analysis.opsview import cross_check_with
     from archcost.report.tables import render
 
     name = one_model(model)
-    frame = guarded(cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size)
+    frame = guarded(cross_check_with, name, input_size=parse_sizes(input_size), batch_size=batch_size,
+                    dtype=dtype, engine=engine)
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
                 notes=["torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on the same input."]))
 
@@ -514,8 +536,11 @@ def memory(model, input_size, batch_size, device, fmt):
     from archcost.report.tables import render
 
     name = one_model(model)
+    sizes = parse_sizes(input_size)
     device = run_device(device)
-    frame = guarded(compare, name, input_size=parse_sizes(input_size), batch_size=batch_size, device=device)
+    step(f"memory: measuring {name} on meta and real {device} tensors, then with the "
+         + ("CPU profiler" if device == "cpu" else "CUDA caching allocator") + " (takes a few seconds)")
+    frame = guarded(compare, name, input_size=sizes, batch_size=batch_size, device=device)
     emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],
                 notes=[f"model {name}, batch {batch_size}, float32, on {device}."]))
 
@@ -586,7 +611,7 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
     rows = []
     jobs = [(n, b) for n in names for b in batches]
     stopped = set()
-    with progress(jobs, "sweeping") as bar:
+    with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}") as bar:
         for n, b in bar:
             if n in stopped:
                 continue
@@ -607,9 +632,12 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
     if "params" not in frame or frame["params"].isna().all():
         fail(f"no batch size of {batch_sizes} fits in {device} memory for {', '.join(names)}: "
              "try smaller --batch-sizes or --input-size")
+    from archcost.report.spread import add_spread
+
     cols = ["model", "batch_size", "saved_bytes", "peak_bytes", "train_bytes"] + (
-        [] if no_latency else ["latency_ms", "images_per_s", "achieved_tflops"])
-    emit(render(frame, fmt, cols, notes=_condition_notes(frame.dropna(subset=["params"]), not no_latency)))
+        [] if no_latency else ["latency_ms", "latency_spread", "images_per_s", "achieved_tflops"])
+    spread = add_spread(frame)
+    emit(render(frame, fmt, cols, notes=_condition_notes(frame.dropna(subset=["params"]), not no_latency) + spread))
     if folder is not None:
         from archcost.report.files import file_set
         from archcost.report.naming import subset
@@ -647,7 +675,7 @@ def reproduce(experiments, fmt, out, no_save, name):
         fail(f"unknown experiment {unknown[0]!r}: choose from {', '.join(rp.NAMES)}")
     names = list(dict.fromkeys(experiments)) or rp.NAMES
     folder = out_dir(out, no_save)
-    rows, claim_rows = rp.run(names)
+    rows, claim_rows = rp.run(names, progress=(lambda e: step(f"reproduce: {e}")) if len(names) > 1 else None)
     frame = pd.DataFrame(rows, columns=rp.ROW_COLUMNS + (["receptive_field", "connections"] if rows else []))
     frame = frame.loc[:, [c for c in frame.columns if c in rp.ROW_COLUMNS or frame[c].notna().any()]]
     claims = pd.DataFrame(claim_rows, columns=rp.CLAIM_COLUMNS)

@@ -110,3 +110,52 @@ def test_one_truth_about_params():
     assert "| `params` | parameters (trainable and not" in readme
     listed = pd.read_csv(io.StringIO(run(["list", "vgg16", "--format", "csv"]).stdout)).iloc[0]
     assert listed["params"] == archcost.analyze("vgg16", memory=False).row["params"]
+
+
+def test_latency_spread_is_flagged(monkeypatch):
+    from archcost.analysis import timing
+
+    def busy(model, inputs, device, repeats=20, warmup=5, amp_dtype=None):
+        return timing.summarize([1.0, 1.0, 1.0, 4.0, 4.0], warmup, "perf_counter")  # p20 1 ms, p80 4 ms
+
+    monkeypatch.setattr(timing, "time_forward", busy)
+    r = run(["table", "lenet5", "--latency", "--no-save"])
+    assert r.exit_code == 0
+    assert "4.00 !" in r.stdout and "warning: latency spread p80/p20 above 1.5 for lenet5" in r.stdout
+    df = csv(["table", "lenet5", "--latency", "--no-save"])
+    assert df["latency_spread"].iloc[0] == 4.0
+
+
+def test_steady_latency_has_no_warning(monkeypatch):
+    from archcost.analysis import timing
+
+    monkeypatch.setattr(timing, "time_forward", lambda *a, **k: timing.summarize([2.0, 2.1, 2.2], 0, "perf_counter"))
+    out = run(["table", "lenet5", "--latency", "--no-save"]).stdout
+    assert "warning" not in out and " !" not in out
+
+
+def test_progress_on_stderr():
+    r = run(["table", "lenet5", "alexnet", "--no-memory", "--no-save"])
+    assert "archcost: [1/2] measuring lenet5" in r.stderr and "archcost: [2/2] measuring alexnet" in r.stderr
+    r = run(["sweep", "lenet5", "--batch-sizes", "1,2", "--no-latency", "--no-save"])
+    assert "archcost: [2/2] sweeping lenet5 batch 2" in r.stderr
+    r = run(["reproduce", "bottleneck", "claims", "--no-save"])
+    assert "archcost: [..] reproduce: bottleneck" in r.stderr
+    assert "archcost: [..] memory: measuring lenet5" in run(["memory", "lenet5"]).stderr
+
+
+def test_ops_takes_engine_and_dtype():
+    frames = [csv(["ops", "resnet18", "--engine", e, "--dtype", d]).set_index("operator")
+              for e, d in (("auto", "float32"), ("fvcore", "float32"), ("auto", "bfloat16"))]
+    for df in frames:
+        # convolutions: archcost's count equals torch.utils.flop_counter's, whatever the engine and dtype
+        assert df.loc["convolution", "macs"] == df.loc["convolution", "torch_macs"] > 0
+        assert df.equals(frames[0])
+
+
+@pytest.mark.parametrize("args,width", [(["ops", "resnet18"], 80), (["memory", "lenet5"], 100)])
+def test_text_wraps_to_the_terminal(monkeypatch, args, width):
+    monkeypatch.setenv("COLUMNS", str(width))
+    out = run(args).stdout
+    assert max(len(line) for line in out.splitlines()) <= width
+    assert "torch's counter" in " ".join(out.split()) or "allocator" in out
