@@ -2,6 +2,7 @@
 are imported inside the commands, so ``archcost --help`` answers without torch."""
 
 import contextlib
+import json
 import pathlib
 import sys
 
@@ -680,10 +681,15 @@ def reproduce(experiments, fmt, out, no_save, name):
     frame = frame.loc[:, [c for c in frame.columns if c in rp.ROW_COLUMNS or frame[c].notna().any()]]
     claims = pd.DataFrame(claim_rows, columns=rp.CLAIM_COLUMNS)
     parts = []
-    if len(frame):
+    if fmt == "json":  # one document: {"experiments": [...], "claims": [...]}
+        from archcost.report.clean import records
+
+        parts.append(json.dumps({"experiments": records(frame), "claims": records(claims)}, indent=1,
+                                allow_nan=False) + "\n")
+    elif len(frame):
         parts.append(render(frame, fmt, ["experiment", "variant", "input_shape", "params", "macs",
                                          "activation_bytes", "ratio_params", "ratio_macs", "note"]))
-    if len(claims):
+    if len(claims) and fmt != "json":
         parts.append(render(claims, fmt, rp.CLAIM_COLUMNS))
     emit(("\n" if fmt in ("text", "markdown") else "").join(parts))
     if folder is not None:

@@ -243,3 +243,37 @@ def test_two_numbers_for_an_image_model_are_refused(tmp_path, model, size):
 def test_the_rule_is_in_help():
     text = " ".join(invoke(["table", "--help"]).stdout.split())
     assert "N (224) is a square N x N image with the model's input channels" in text
+
+
+def test_real_sigint_exits_130_and_keeps_the_previous_set(tmp_path):
+    """A real Ctrl-C (SIGINT) in the middle of a run: exit 130, the old files untouched."""
+    import signal
+    import time
+
+    old = {tmp_path / "table_cpu_float32_b1.csv": "old csv\n", tmp_path / "memory_vs_compute_cpu_float32_b1.png": "x"}
+    for p, text in old.items():
+        p.write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "archcost.cli", "table", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    line = ""
+    while time.time() < deadline and "[2/" not in line:  # measuring has begun
+        line = proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-1000:]
+    assert "interrupted" in err.strip().splitlines()[-1] and "Traceback" not in err
+    for p, text in old.items():
+        assert p.read_text() == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in old)
+
+
+def test_reproduce_json_is_strict():
+    import json
+
+    r = invoke(["reproduce", "bottleneck", "claims", "--format", "json", "--no-save"])
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout, parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))
+    assert {row["experiment"] for row in doc["experiments"]} == {"bottleneck"} and len(doc["claims"])
+    direct = next(row for row in doc["experiments"] if row["variant"].startswith("5x5"))
+    assert direct["macs"] == 28 * 28 * 32 * 5 * 5 * 192  # GoogLeNet's example: 120M

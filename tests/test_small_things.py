@@ -29,7 +29,7 @@ def test_units_scale_per_value():
     assert human_bytes(100) == "100 B"
     assert human_bytes(6 * 2**10 + 2**9) == "6.5 KiB"
     assert human_bytes(57.6 * 2**20) == "57.6 MiB"
-    assert human_bytes(3 * 2**30) == "3.0 GiB" and human_bytes(2**41) == "2.0 TiB"
+    assert human_bytes(3 * 2**30) == "3.00 GiB" and human_bytes(2**41) == "2.00 TiB"
     assert si(60_000) == "60K" and si(275 * 10**12) == "275T" and si(3.06e15) == "3.06P"
     assert "e+" not in si(3.06e21)
 

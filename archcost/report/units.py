@@ -18,13 +18,13 @@ def si(n, digits=3) -> str:
 
 def human_bytes(n_bytes, digits=1) -> str:
     """Bytes in the largest binary unit that keeps the value >= 1: '512 B', '96.0 KiB',
-    '57.6 MiB', '1.5 GiB' (powers of 1024)."""
+    '57.6 MiB', '1.10 GiB' (powers of 1024)."""
     if n_bytes is None or n_bytes != n_bytes:
         return "-"
     n = float(n_bytes)
     for unit, scale in _BINARY:
-        if abs(n) >= scale:
-            return f"{n / scale:,.{digits}f} {unit}"
+        if abs(n) >= scale:  # GiB and up: one more decimal (1.10 vs 1.14 GiB, VGG16 vs VGG19 training)
+            return f"{n / scale:,.{digits + (scale >= 2**30)}f} {unit}"
     return f"{int(n)} B"
 
 
