@@ -536,9 +536,12 @@ def memory(model, input_size, batch_size, device, fmt):
     from archcost.analysis.memcheck import compare
     from archcost.report.tables import render
 
+    from archcost.analysis import analyze
+
     name = one_model(model)
     sizes = parse_sizes(input_size)
     device = run_device(device)
+    guarded(analyze, name, input_size=sizes, batch_size=batch_size, memory=False)  # input errors: one line
     step(f"memory: measuring {name} on meta and real {device} tensors, then with the "
          + ("CPU profiler" if device == "cpu" else "CUDA caching allocator") + " (takes a few seconds)")
     frame = guarded(compare, name, input_size=sizes, batch_size=batch_size, device=device)
@@ -595,7 +598,8 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
           warmup, fmt, out, no_save, name):
     """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
     Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
-    A batch that does not fit in device memory is recorded as such and ends that model's sweep."""
+    A batch that does not fit in memory (or is refused as too large) is recorded as such,
+    with the rows measured before it, and ends that model's sweep."""
     import pandas as pd
 
     from archcost.analysis import analyze
@@ -611,7 +615,7 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
     device = run_device(device)
     rows = []
     jobs = [(n, b) for n in names for b in batches]
-    stopped = set()
+    stopped, measured = set(), set()
     with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}") as bar:
         for n, b in bar:
             if n in stopped:
@@ -627,7 +631,12 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
                 rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": "out of memory"}]))
                 continue
             except _user_errors() as exc:
-                fail(str(exc))
+                if n not in measured:  # the input itself is wrong: one line
+                    fail(str(exc))
+                stopped.add(n)  # a larger batch refused (e.g. beyond 2^40 elements): keep the rows so far
+                rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": str(exc)}]))
+                continue
+            measured.add(n)
             rows.append(a.summary.assign(note=""))
     frame = pd.concat(rows, ignore_index=True)
     if "params" not in frame or frame["params"].isna().all():

@@ -144,7 +144,7 @@ def test_csv_name_taken_by_a_folder(tmp_path):
     (["table", "alexnet", "--input-size", "3x4000000000x4000000000"], "2^40"),
     (["table", "alexnet", "-b", "100000000000000"], "smaller --input-size or --batch-size"),
     (["layer-breakdown", "lenet5", "-b", "100000000000000"], "2^40"),
-    (["sweep", "lenet5", "--batch-sizes", "1,100000000000000", "--no-latency"], "2^40"),
+    (["sweep", "lenet5", "--batch-sizes", "100000000000000", "--no-latency"], "2^40"),
     (["table", "/etc/passwd:build"], "not a Python file"),
     (["table", "/tmp:build"], "is a folder"),
 ])
@@ -190,6 +190,14 @@ def test_sweep_keeps_measured_rows_when_memory_runs_out(tmp_path, monkeypatch):
     df = pd.read_csv(tmp_path / "sweep_cpu_float32_b1-8_nolatency_lenet5.csv")
     assert list(df["batch_size"]) == [1, 2, 4] and list(df["note"].fillna("")) == ["", "", "out of memory"]
     assert df["peak_bytes"].iloc[1] > df["peak_bytes"].iloc[0]
+
+
+def test_sweep_records_a_refused_batch_and_keeps_the_rows(tmp_path):
+    r = invoke(["sweep", "lenet5", "--batch-sizes", "1,2,100000000000000", "--no-latency", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(tmp_path / "sweep_cpu_float32_b1-100000000000000_nolatency_lenet5.csv")
+    assert list(df["batch_size"]) == [1, 2, 100000000000000]
+    assert df["note"].fillna("").iloc[:2].tolist() == ["", ""] and "2^40" in df["note"].iloc[2]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ulimit -v")

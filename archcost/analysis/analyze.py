@@ -253,9 +253,10 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
-    reference, or an ``nn.Module`` (returned unchanged: same mode, no hooks left).
+    reference, or an ``nn.Module`` (handed back bit for bit: mode, hooks, weights, buffers,
+    dtype, device, memory format; see ``restore.py``).
 
-    ``input_size``: N (square image), (C, H, W), or a list of shapes for several inputs;
+    ``input_size``: N (square image; the rule: ``inputs.py``), (C, H, W), or a list of shapes;
     the batch dimension is added. Zoo models default to their paper's input size.
 
     ``memory``: also measure ``saved_bytes``, ``peak_bytes`` and ``train_bytes`` (with
