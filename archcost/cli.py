@@ -5,6 +5,7 @@ import contextlib
 import json
 import pathlib
 import sys
+import textwrap
 
 import click
 
@@ -276,7 +277,11 @@ def list_cmd(pattern, fmt):
     import pandas as pd
 
     from archcost.report.tables import render
+    from archcost.report.tables import terminal_width
+    from archcost.report.units import si
     from archcost.zoo.registry import get_spec, list_models, unknown_model_message
+
+    width = terminal_width()
 
     names = list_models(pattern)
     if not names:
@@ -296,11 +301,14 @@ def list_cmd(pattern, fmt):
         for r in group.itertuples():
             acc = f"top-1 {r.top1}%" if r.top1 == r.top1 and r.top1 is not None else (
                 f"top-5 {r.top5}%" if r.top5 == r.top5 and r.top5 is not None else "")
-            click.echo(f"  {r.name:<16} {r.input_size:<10} {r.params / 1e6:>8.2f}M params  "
-                       f"depth {r.depth:<4} {r.paper} ({r.year})" + (f"  [{acc}, {r.accuracy_dataset}]" if acc else ""))
-    click.echo("\nparams: parameters, trainable and not (buffers such as BN statistics excluded), each shared "
-               "tensor once, as in `archcost table`; depth: weight layers as the paper counts them; "
-               "accuracies are published figures (see --format csv for sources and notes).")
+            click.echo(textwrap.fill(f"  {r.name:<16} {r.input_size:<10} {si(r.params):>6} params  depth "
+                                     f"{r.depth:<4} {r.paper} ({r.year})" + (f"  [{acc}, {r.accuracy_dataset}]"
+                                                                             if acc else ""),
+                                     width, subsequent_indent=" " * 56, break_on_hyphens=False))
+    click.echo("\n" + textwrap.fill("params: parameters, trainable and not (buffers such as BN statistics excluded), "
+                                    "each shared tensor once, as in `archcost table`; depth: weight layers as the "
+                                    "paper counts them; accuracies are published figures (see --format csv for "
+                                    "sources and notes).", width))
 
 
 def _meta_build(spec):
