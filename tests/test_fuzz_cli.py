@@ -28,7 +28,7 @@ size = st.one_of(
 )
 batch = st.one_of(st.integers(1, 4), st.integers(1, 4), st.integers(-3, 0), HUGE).map(str) | st.sampled_from(
     ["", "abc", "1.5", "0x10"])
-model = st.sampled_from(["lenet5"] * 4 + [f"{NET}:build"] * 4 + ["LeNet5", "LENET5", "lenet*", "lenet", "nosuch", "vgg17", "", ":", "a:b",
+model = st.sampled_from(["lenet5"] * 4 + [f"{NET}:build"] * 4 + ["mobilenet_v2", "LeNet5", "LENET5", "lenet*", "lenet", "nosuch", "vgg17", "", ":", "a:b",
                          "/etc/passwd:build", "/tmp:build", "missing.py:build", "os:path", "archcost:analyze",
                          "[", "*x*"])
 junk = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)

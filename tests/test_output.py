@@ -71,3 +71,16 @@ def test_table_latency_json_is_strict():
     rows = strict_json(run(["table", "lenet5", "--latency", "--repeat", "2", "--warmup", "0", "--format",
                             "json", "--no-save"]).stdout)
     assert rows[0]["params"] == 60000 and rows[0]["peak_fraction"] is None  # no datasheet peak on a CPU
+
+
+def test_a_measurement_that_could_not_be_taken_is_a_dash_empty_and_null():
+    """MobileNetV2 on a 1x1 image: BatchNorm cannot run in train mode on one value per
+    channel, so saved_bytes is missing (pandas' NA): '-' in text, empty in CSV, null in JSON."""
+    args = ["table", "mobilenet_v2", "--input-size", "1", "--no-save"]
+    text = run(args)
+    assert text.exit_code == 0, text.output
+    assert "no train-mode forward" in run(args + ["--format", "csv"]).stdout
+    row = strict_json(run(args + ["--format", "json"]).stdout)[0]
+    assert row["saved_bytes"] is None and row["train_bytes"] is None and isinstance(row["peak_bytes"], int)
+    header, values = text.stdout.splitlines()[:2]
+    assert values.split()[header.split().index("saved") + 1] == "-"  # 'act. mem' is two words in the header

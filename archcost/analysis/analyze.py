@@ -114,7 +114,8 @@ def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batc
         if not s or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in s):
             raise AnalysisError(f"input size {s!r} must be positive integers (N or CxHxW)")
         if input_size is not None and (default is not None or i == 0):  # a first conv reads the first input
-            s = image_layout(name, s, (default[0], len(default) - 1) if default is not None else conv)
+            s = image_layout(name, s, (default[0], len(default) - 1) if default is not None else conv,
+                             "x".join(map(str, default[1:])) if default is not None else "224x224")
         shapes.append((batch_size,) + tuple(s))
     check_shapes(shapes)
     return shapes

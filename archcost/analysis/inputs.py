@@ -26,7 +26,7 @@ def first_conv(model: nn.Module) -> Optional[Tuple[int, int]]:
     return None
 
 
-def image_layout(name, size, conv) -> Tuple[int, ...]:
+def image_layout(name, size, conv, example="224x224") -> Tuple[int, ...]:
     """One per-sample size (no batch) read by the rule above; ``conv`` from :func:`first_conv`."""
     if conv is None:
         return tuple(size)
@@ -35,7 +35,7 @@ def image_layout(name, size, conv) -> Tuple[int, ...]:
         return (channels,) + (size[0],) * spatial
     if spatial == 2 and len(size) != 3:
         raise AnalysisError(f"input size {'x'.join(map(str, size))} for {name}: give N (a square N x N image "
-                            f"with its {channels} channels) or CxHxW, e.g. {channels}x224x224")
+                            f"with its {channels} channels) or CxHxW, e.g. {channels}x{example}")
     return tuple(size)
 
 

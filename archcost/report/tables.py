@@ -67,7 +67,7 @@ COLUMNS = {
 
 
 def _fmt(col, v):
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
         return "-"
     spec = COLUMNS.get(col)
     return spec[1](v) if spec else str(v)

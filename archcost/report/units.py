@@ -6,7 +6,7 @@ _BINARY = (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB
 
 def si(n, digits=3) -> str:
     """12_443_648 -> '12.4M' (powers of 1000, K to E; for counts: params, MACs, FLOPs)."""
-    if n is None or n != n:
+    if _missing(n):
         return "-"
     n = float(n)
     for unit, scale in _SI:
@@ -19,13 +19,20 @@ def si(n, digits=3) -> str:
 def human_bytes(n_bytes, digits=1) -> str:
     """Bytes in the largest binary unit that keeps the value >= 1: '512 B', '96.0 KiB',
     '57.6 MiB', '1.10 GiB' (powers of 1024)."""
-    if n_bytes is None or n_bytes != n_bytes:
+    if _missing(n_bytes):
         return "-"
     n = float(n_bytes)
     for unit, scale in _BINARY:
         if abs(n) >= scale:  # GiB and up: one more decimal (1.10 vs 1.14 GiB, VGG16 vs VGG19 training)
             return f"{n / scale:,.{digits + (scale >= 2**30)}f} {unit}"
     return f"{int(n)} B"
+
+
+def _missing(v) -> bool:
+    try:
+        return v is None or bool(v != v)
+    except TypeError:  # pandas' NA: "boolean value of NA is ambiguous"
+        return True
 
 
 mib = human_bytes  # the name older callers use; the unit is now chosen per value
