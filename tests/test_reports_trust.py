@@ -285,3 +285,34 @@ def test_reproduce_json_is_strict():
     assert {row["experiment"] for row in doc["experiments"]} == {"bottleneck"} and len(doc["claims"])
     direct = next(row for row in doc["experiments"] if row["variant"].startswith("5x5"))
     assert direct["macs"] == 28 * 28 * 32 * 5 * 5 * 192  # GoogLeNet's example: 120M
+
+
+def test_readme_reports_are_what_their_commands_write(tmp_path, monkeypatch):
+    """Every generated report the README shows is the file its command writes (the commands
+    run here with the analysis and the plots stubbed: only the names are under test)."""
+    import re
+    from pathlib import Path
+
+    import archcost.analysis as analysis
+    from archcost.report import plots
+
+    real = analysis.analyze
+    cache = {}
+
+    def quick(name, batch_size=1, **k):  # lenet5's frames under every name: fast
+        a = cache.setdefault((batch_size, k.get("latency")), real("lenet5", batch_size=batch_size, repeats=1,
+                                                                   warmup=0, latency=k.get("latency", False)))
+        a.summary["model"] = name
+        return a
+
+    monkeypatch.setattr(analysis, "analyze", quick)
+    for fn in ("memory_vs_compute", "layer_breakdown", "sweep"):
+        monkeypatch.setattr(plots, fn, lambda *a, **k: next(Path(t) for t in a if str(t).endswith(".png"))
+                            .write_text("png"))
+    for args in (["table"], ["layer-breakdown", "vgg16"],
+                 ["sweep", "alexnet", "googlenet", "resnet50", "--batch-sizes", "1,2,4,...,16"]):
+        assert invoke(args + ["--out", str(tmp_path)]).exit_code == 0
+    written = {p.name for p in tmp_path.iterdir()}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = set(re.findall(r"reports/((?:table|memory_vs_compute|sweep|\w+_layers)_[\w.+-]+\.(?:png|csv))", readme))
+    assert shown and shown - {n.replace(".png", ".csv") for n in written} - written == set()
