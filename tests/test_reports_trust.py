@@ -202,19 +202,20 @@ def test_sweep_records_a_refused_batch_and_keeps_the_rows(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ulimit -v")
 def test_real_memory_cap_under_ulimit(tmp_path):
-    """table alexnet -b 2048 --latency needs 1.6 GB for one activation: refused in one line
-    under a 3 GB address-space cap; the sweep keeps batch 1 and records 2048."""
+    """Under a 3 GB address-space cap, LeNet-5 timed at batch 2^20 (a 4 GiB input alone:
+    2^20 x 32 x 32 x 4 bytes) is refused in one line; the sweep keeps batch 1 and records
+    2^20 as out of memory. (The issue's case, table alexnet -b 2048 --latency, fails the same way.)"""
     cap = "ulimit -v 3000000; "
     cli = f"'{sys.executable}' -m archcost.cli"
-    done = subprocess.run(["bash", "-c", cap + f"{cli} table alexnet -b 2048 --latency --repeat 1 --warmup 0 "
+    done = subprocess.run(["bash", "-c", cap + f"{cli} table lenet5 -b 1048576 --latency --repeat 1 --warmup 0 "
                            "--no-save"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stderr[-1000:]
     assert done.stderr.strip().splitlines()[-1].startswith("archcost: error: out of memory")
-    done = subprocess.run(["bash", "-c", cap + f"{cli} sweep alexnet --batch-sizes 1,2048 --repeat 1 --warmup 0 "
+    done = subprocess.run(["bash", "-c", cap + f"{cli} sweep lenet5 --batch-sizes 1,1048576 --repeat 1 --warmup 0 "
                            f"--out '{tmp_path}'"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-1000:]
-    df = pd.read_csv(tmp_path / "sweep_cpu_float32_b1-2048_alexnet.csv")
-    assert list(df["batch_size"]) == [1, 2048] and df["note"].fillna("").tolist() == ["", "out of memory"]
+    df = pd.read_csv(tmp_path / "sweep_cpu_float32_b1-1048576_lenet5.csv")
+    assert list(df["batch_size"]) == [1, 1048576] and df["note"].fillna("").tolist() == ["", "out of memory"]
 
 
 # --- one input-size rule ----------------------------------------------------------------------
