@@ -407,7 +407,8 @@ def _uncounted_notes(frame):
 @main.command("layer-breakdown")
 @click.argument("model")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
-              help="Show modules at this depth (and shallower leaves) instead of every leaf.")
+              help="Show modules at this depth (and shallower leaves) instead of every leaf; a "
+                   "container's activations are then the sum of its leaf layers', so rows add up to the total.")
 @analysis_options
 @click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
 @run_options
