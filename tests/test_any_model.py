@@ -63,8 +63,8 @@ def test_multihead_attention(batch_first, need_weights):
             return self.attn(x, x, x, need_weights=need_weights)[0]
 
     shape = (length, e) if batch_first else (length, b, e)
-    a = macs_of(Net(), input_size=shape if batch_first else None, batch_size=b,
-                inputs=None if batch_first else [torch.zeros(shape)])
+    a = (macs_of(Net(), input_size=shape, batch_size=b) if batch_first
+         else macs_of(Net(), inputs=[torch.zeros(shape)]))
     linear, attention = mha_macs(b, length, length, e)
     assert a.row["macs"] == linear + attention
     assert by_op(a) == {"linear": linear, "scaled_dot_product_attention": attention}
