@@ -14,6 +14,7 @@ TABLE_COLUMNS = ["model", "input_shape", "params", "macs", "flops", "activations
                  "activation_bytes", "param_bytes", "saved_bytes", "peak_bytes", "train_bytes"]
 LAYER_COLUMNS = ["layer", "type", "output_shape", "params", "macs", "activations",
                  "activation_bytes", "saved_bytes", "peak_bytes", "aliased"]
+TRAIN_COLUMNS = ["trainable_params", "train_peak_bytes", "train_peak_phase"]
 LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "images_per_s", "achieved_tflops",
                    "peak_fraction"]
 
@@ -160,12 +161,23 @@ run_options = stack_options(
     click.option("--amp", is_flag=True, help="torch.autocast to --dtype with float32 weights, instead of "
                  "casting the model (timm's 'amp' precision)."),
     click.option("--channels-last", is_flag=True, help="Model and input in NHWC memory format."),
-    click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd",
-                 show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight)."),
+    click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
+                 show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight) "
+                 "and run in --train's step (torch.optim, foreach)."),
     click.option("--repeat", type=click.IntRange(min=1), default=20, show_default=True,
                  help="Timed forwards for latency."),
     click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
                  help="Untimed forwards before timing."),
+)
+
+
+# A training step (table, layer-breakdown): the optimizer comes from run_options.
+train_options = stack_options(
+    click.option("--train", is_flag=True, help="Also measure one whole training step (forward, backward, "
+                 "optimizer step): train_peak_bytes and the phase of its peak."),
+    click.option("--freeze", multiple=True, metavar="PATTERN",
+                 help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable. "
+                      "Changes trainable_params, saved/train bytes and the training step."),
 )
 
 
@@ -246,8 +258,9 @@ def _meta_build(spec):
 @click.option("--latency", is_flag=True, help="Also time the forward: median, p20, p80 ms, images/s, TFLOP/s.")
 @click.option("--no-memory", is_flag=True, help="Skip the saved/peak/train memory passes (counts only; faster).")
 @run_options
+@train_options
 def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, no_memory, device, amp,
-          channels_last, optimizer, repeat, warmup):
+          channels_last, optimizer, repeat, warmup, train, freeze):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
 
@@ -270,10 +283,12 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
         for n in bar:
             rows.append(guarded(analyze, n, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
-                                latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory).summary)
+                                latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory,
+                                train=train, freeze=freeze).summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = _uncounted_notes(frame) + _condition_notes(frame, latency)
-    emit(render(frame, fmt, TABLE_COLUMNS + (LATENCY_COLUMNS if latency else []), notes=notes))
+    notes = _uncounted_notes(frame) + _condition_notes(frame, latency) + _train_notes(frame, freeze)
+    emit(render(frame, fmt, TABLE_COLUMNS + (TRAIN_COLUMNS if train or freeze else [])
+                + (LATENCY_COLUMNS if latency else []), notes=notes))
     if folder is not None:
         from archcost.report.plots import memory_vs_compute
 
@@ -310,6 +325,19 @@ def _condition_notes(frame, latency):
     return notes
 
 
+def _train_notes(frame, freeze=()):
+    notes = []
+    if freeze:
+        notes.append("frozen (requires_grad off): parameters matching " + ", ".join(repr(p) for p in freeze))
+    if "train_peak_bytes" in frame:
+        r = frame.iloc[0]
+        notes.append(f"train peak: one training step (zero_grad(set_to_none), forward, loss, backward, "
+                     f"torch.optim {r['optimizer']} step, foreach); input batch excluded.")
+        bad = frame[frame["train_note"].astype(bool)] if "train_note" in frame else frame.iloc[:0]
+        notes += [f"{m}: {n}" for m, n in zip(bad["model"], bad["train_note"])]
+    return notes
+
+
 def _uncounted_notes(frame):
     ops = sorted({o.split(" x")[0] for s in frame["uncounted_ops"] for o in s.split("; ") if o})
     if not ops:
@@ -325,8 +353,10 @@ def _uncounted_notes(frame):
 @analysis_options
 @click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
 @run_options
+@click.option("--freeze", multiple=True, metavar="PATTERN",
+              help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable.")
 def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
-                    amp, channels_last, optimizer, repeat, warmup):
+                    amp, channels_last, optimizer, repeat, warmup, freeze):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
     peak while the layer runs, with a total row equal to its `archcost table` row.
     Writes reports/<model>_layers_<conditions>.csv and .png unless --no-save."""
@@ -342,7 +372,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     device = run_device(device)
     a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
-                layer_latency=latency, repeats=repeat, warmup=warmup)
+                layer_latency=latency, repeats=repeat, warmup=warmup, freeze=freeze)
     rows = a.breakdown(depth)
     s = a.row
     total = {"layer": "(total)", "type": s["model"], "depth": 0, "is_leaf": False,
@@ -357,7 +387,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
              "(activations count each storage once: in-place rows add nothing; saved is attributed to the "
              "layer that saved it first; peak is the model's live total while the layer ran)."]
-    notes += _uncounted_notes(a.summary) + _condition_notes(a.summary, False)
+    notes += _uncounted_notes(a.summary) + _condition_notes(a.summary, False) + _train_notes(a.summary, freeze)
     if latency:
         notes.append(f"latency: median of {s['repeats']} forwards after {s['warmup']} warm-up with a "
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "

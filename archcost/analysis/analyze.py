@@ -241,7 +241,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
             channels_last: bool = False, amp: bool = False, latency: bool = False,
             layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
-            **builder_kwargs) -> Analysis:
+            train: bool = False, freeze: Sequence[str] = (), **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
     reference, or an ``nn.Module`` (returned unchanged: same mode, no hooks left).
@@ -256,7 +256,17 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     ``latency``: time the forward (``repeats`` after ``warmup``); ``layer_latency``: per
     leaf module too. ``amp``: run under ``torch.autocast(dtype)`` with float32 weights
     instead of casting the model to ``dtype``. ``channels_last``: NHWC memory format.
+    ``train``: also measure one whole training step (``training.py``: ``train_peak_bytes``
+    and its phase and breakdown). ``freeze``: fnmatch patterns of parameter names to
+    freeze (requires_grad off) for every pass; a user's module gets its flags back.
     """
+    if freeze and isinstance(model_or_name, nn.Module):
+        from .training import frozen
+
+        with frozen(model_or_name, freeze):
+            return analyze(model_or_name, input_size, batch_size, dtype, engine, memory, optimizer, device,
+                           channels_last, amp, latency, layer_latency, repeats, warmup, train, (),
+                           **builder_kwargs)
     if engine not in ENGINES:
         raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if isinstance(dtype, str):
@@ -272,6 +282,10 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         raise AnalysisError("amp needs a lower precision: add --dtype float16 or --dtype bfloat16")
     weight_dtype = torch.float32 if amp else dtype
     name, spec, builder, module = _resolve(model_or_name, builder_kwargs)
+    if freeze:
+        from .training import frozen_builder
+
+        builder = frozen_builder(builder, freeze)
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
@@ -282,7 +296,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
 
     s["device"] = device
     s["device_name"] = device_name(device)
-    if not (memory or latency or layer_latency):
+    if not (memory or latency or layer_latency or train):
         return analysis
     # On CPU the memory passes run on the counted meta model (same allocations, no
     # compute); timing, autocast and CUDA need real tensors.
@@ -295,6 +309,10 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         if memory:
             with amp_ctx():
                 _add_memory(analysis, runner, inputs, optimizer, device)
+        if train:
+            from .training import add_training
+
+            add_training(analysis, runner, inputs, optimizer, amp_ctx if amp else None)
         if latency or layer_latency:
             _add_latency(analysis, runner, inputs, device, repeats, warmup, dtype if amp else None,
                          layer_latency)

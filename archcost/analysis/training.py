@@ -284,3 +284,45 @@ def step_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer: s
     finally:
         for p in model.parameters():
             p.grad = grads.get(id(p))
+
+
+def frozen_builder(builder, patterns: Sequence[str]):
+    """A builder whose models come with ``patterns`` frozen."""
+    def build():
+        model = builder()
+        freeze(model, patterns)
+        return model
+
+    return build
+
+
+TRAIN_COLUMNS = ["train_peak_bytes", "train_peak_phase", "gradient_bytes", "optimizer_state_bytes",
+                 "step_forward_bytes", "activations_at_peak", "gradients_at_peak", "backward_at_peak",
+                 "step_at_peak"]
+
+
+def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=None):
+    """The training-step columns of ``analysis.summary`` (see ``StepMemory``)."""
+    import pandas as pd
+
+    s = analysis.summary
+    s["optimizer"] = optimizer
+    try:
+        r = step_memory(model, inputs, optimizer, autocast)
+    except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, AnalysisError):
+            raise
+        for c in TRAIN_COLUMNS:
+            s[c] = pd.NA
+        s["train_note"] = "no training step on this input: " + str(exc).strip().splitlines()[0]
+        return
+    s["train_peak_bytes"] = r.train_peak_bytes
+    s["train_peak_phase"] = r.peak_phase
+    s["gradient_bytes"] = r.gradient_bytes
+    s["optimizer_state_bytes"] = r.optimizer_state_bytes
+    s["step_forward_bytes"] = r.forward_bytes
+    s["activations_at_peak"] = r.activations_at_peak
+    s["gradients_at_peak"] = r.gradients_at_peak
+    s["backward_at_peak"] = r.backward_at_peak
+    s["step_at_peak"] = r.step_at_peak
+    s["train_note"] = ""

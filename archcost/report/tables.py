@@ -31,6 +31,10 @@ COLUMNS = {
     "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward (MiB)"),
     "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input (MiB)"),
     "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations (MiB)"),
+    "trainable_params": ("trainable", si, "parameters that get a gradient (requires_grad, after --freeze)"),
+    "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
+                         "grads, optimizer state, activations and temporaries, input excluded (MiB)"),
+    "train_peak_phase": ("at", str, "phase of the step where the train peak occurs (forward, backward, step)"),
     "peak_bytes_allocator": ("peak (alloc.)", mib, "the CUDA caching allocator's max_memory_allocated "
                              "during the forward, beyond what was allocated before (MiB)"),
     "latency_ms": ("latency", lambda v: f"{v:.2f} ms", "median time of one forward of the batch (ms)"),
