@@ -35,6 +35,16 @@ COLUMNS = {
     "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
                          "grads, optimizer state, activations and temporaries, input excluded (MiB)"),
     "train_peak_phase": ("at", str, "phase of the step where the train peak occurs (forward, backward, step)"),
+    "batch": ("batch", lambda v: str(int(v)), "largest batch that fits (0: not even batch 1)"),
+    "needed_bytes": ("needed", mib, "memory at that batch: peak of the step (or forward) + input batch (MiB)"),
+    "headroom_bytes": ("headroom", mib, "budget - needed (MiB)"),
+    "weight_bytes": ("weights", mib, "parameters and buffers (MiB)"),
+    "optimizer_state_bytes": ("opt. state", mib, "optimizer state: momentum / Adam moments (MiB)"),
+    "gradients_at_peak": ("grads", mib, "parameter gradients alive at the peak (MiB)"),
+    "activations_at_peak": ("activations", mib, "forward tensors alive at the peak: saved for backward, output (MiB)"),
+    "transient_at_peak": ("transient", mib, "backward's activation gradients and the step's temporaries alive at the peak (MiB)"),
+    "input_bytes": ("input", mib, "the input batch (MiB)"),
+    "peak_phase": ("at", str, "phase of the peak: forward, backward or (optimizer) step"),
     "peak_bytes_allocator": ("peak (alloc.)", mib, "the CUDA caching allocator's max_memory_allocated "
                              "during the forward, beyond what was allocated before (MiB)"),
     "latency_ms": ("latency", lambda v: f"{v:.2f} ms", "median time of one forward of the batch (ms)"),
