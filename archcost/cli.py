@@ -14,7 +14,7 @@ TABLE_COLUMNS = ["model", "input_shape", "params", "macs", "flops", "activations
                  "activation_bytes", "param_bytes", "saved_bytes", "peak_bytes", "train_bytes"]
 LAYER_COLUMNS = ["layer", "type", "output_shape", "params", "macs", "activations",
                  "activation_bytes", "saved_bytes", "peak_bytes", "aliased"]
-TRAIN_COLUMNS = ["trainable_params", "train_peak_bytes", "train_peak_phase"]
+TRAIN_COLUMNS = ["trainable_params", "backward_macs", "train_macs", "train_peak_bytes", "train_peak_phase"]
 LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "images_per_s", "achieved_tflops",
                    "peak_fraction"]
 
@@ -353,10 +353,9 @@ def _uncounted_notes(frame):
 @analysis_options
 @click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
 @run_options
-@click.option("--freeze", multiple=True, metavar="PATTERN",
-              help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable.")
+@train_options
 def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
-                    amp, channels_last, optimizer, repeat, warmup, freeze):
+                    amp, channels_last, optimizer, repeat, warmup, train, freeze):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
     peak while the layer runs, with a total row equal to its `archcost table` row.
     Writes reports/<model>_layers_<conditions>.csv and .png unless --no-save."""
@@ -372,7 +371,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     device = run_device(device)
     a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
-                layer_latency=latency, repeats=repeat, warmup=warmup, freeze=freeze)
+                layer_latency=latency, repeats=repeat, warmup=warmup, train=train, freeze=freeze)
     rows = a.breakdown(depth)
     s = a.row
     total = {"layer": "(total)", "type": s["model"], "depth": 0, "is_leaf": False,
@@ -382,6 +381,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
              "aliased": False, "calls": 1}
     if latency:
         total["latency_ms"] = s["latency_ms"]
+    if train:
+        total["backward_macs"] = s["backward_macs"]
     frame = pd.concat([rows, pd.DataFrame([total])], ignore_index=True)
     frame.insert(0, "model", s["model"])
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
@@ -393,7 +394,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
                      f"whole forward takes {s['latency_ms']:.3f} ms plain and {s['hooked_latency_ms']:.3f} ms "
                      f"with the per-layer clocks (overhead {s['layer_timing_overhead_ms']:+.3f} ms per forward).")
-    emit(render(frame, fmt, LAYER_COLUMNS + (["latency_ms"] if latency else []), notes=notes))
+    emit(render(frame, fmt, LAYER_COLUMNS + (["backward_macs"] if train else []) + (["latency_ms"] if latency else []),
+                notes=notes))
     if folder is not None:
         from archcost.report.plots import layer_breakdown as plot
 
@@ -408,12 +410,24 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
 @input_size_option
 @batch_option
 @format_option
-def ops(model, input_size, batch_size, fmt):
+@click.option("--train", is_flag=True, help="Check the backward instead: archcost's backward MACs per ATen "
+              "operator against FlopCounterMode over a real CPU backward.")
+@click.option("--freeze", multiple=True, metavar="PATTERN", help="With --train: freeze matching parameters.")
+def ops(model, input_size, batch_size, fmt, train, freeze):
     """MACs by operator, cross-checked against torch.utils.flop_counter, with why they differ."""
     from archcost.analysis.crosscheck import cross_check
     from archcost.report.tables import render
 
     name = resolve_models([model])[0] if ":" not in model else model
+    if train:
+        from archcost.analysis.traincheck import backward_cross_check
+
+        frame = guarded(backward_cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size,
+                        freeze=freeze)
+        emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
+                    notes=["backward of one training step (train mode, cross-entropy loss; the loss's own "
+                           "backward left out); torch_macs: FlopCounterMode's FLOPs / 2 over a real CPU backward."]))
+        return
     frame = guarded(cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size)
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
                 notes=["torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on the same input."]))

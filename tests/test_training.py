@@ -282,3 +282,77 @@ def test_table_train_columns_only_with_train():
 def test_freeze_pattern_that_matches_nothing_is_one_line():
     res = CliRunner().invoke(main, ["table", "vgg16", "--freeze", "feat", "--no-save"])
     assert res.exit_code == 2 and "names look like features.0.weight" in res.output
+
+
+# --- backward MACs ------------------------------------------------------------------
+
+from archcost.analysis.backward import backward_pass  # noqa: E402
+from archcost.analysis.traincheck import backward_cross_check  # noqa: E402
+
+F3 = B * C * 3 * 3 * C * H * H  # forward MACs of a C -> C 3x3 conv on H x H (padding 1)
+F1 = B * 3 * 3 * 3 * C * H * H  # of the 3 -> C conv
+
+
+def test_conv_chain_backward_by_hand():
+    # conv3 and conv2: input and weight gradients (each the forward's MACs); conv1: the
+    # weight gradient only (its input is the batch). Frozen block 0: conv3's weight only
+    # (relu2's output needs no gradient: no input gradient either).
+    x = (torch.zeros(B, 3, H, H, device="meta"),)
+    r = backward_pass(chain().to("meta"), x)
+    assert r.macs == 2 * F3 + 2 * F3 + F1
+    assert r.by_module["1"] == 2 * F3 and r.by_module["0.2"] == 2 * F3 and r.by_module["0.0"] == F1
+    assert r.by_module["0"] == 2 * F3 + F1 and r.by_module[""] == r.macs
+    model = chain().to("meta")
+    freeze(model, ["0.*"])
+    assert backward_pass(model, x).macs == F3
+
+
+def test_residual_block_backward_by_hand():
+    # conv2: input and weight gradients; conv1: weight only; the add sends nothing to the batch.
+    r = backward_pass(Residual().to("meta"), (torch.zeros(B, C, H, H, device="meta"),))
+    assert r.macs == 2 * F3 + F3
+
+
+def test_linear_head_backward_by_hand():
+    # fc1's input is the batch: weight gradient (x.T @ grad) only; fc2: grad @ W and grad.T @ h.
+    b, d, h, k = 4, 32, 16, 10
+    model = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k)).to("meta")
+    r = backward_pass(model, (torch.zeros(b, d, device="meta"),))
+    assert r.macs == b * d * h + 2 * b * h * k
+    assert r.by_op == {"mm": b * d * h + 2 * b * h * k}
+
+
+def test_batch_norm_backward_rule():
+    # conv (input gradient not needed, weight gradient: F1) -> BN: the input gradient
+    # 2 per element, weight and bias 1 per element (the rule stated in backward.py).
+    model = nn.Sequential(nn.Conv2d(3, C, 3, padding=1), nn.BatchNorm2d(C)).to("meta")
+    r = backward_pass(model, (torch.zeros(B, 3, H, H, device="meta"),))
+    n = B * C * H * H
+    assert r.by_op["native_batch_norm_backward"] == 2 * n + n
+    assert r.by_op["convolution_backward"] == F1
+
+
+@pytest.mark.parametrize("name", ["alexnet", "resnet18", "googlenet", "mobilenet_v2"])
+def test_backward_agrees_with_torch_flop_counter(name):
+    """Every operator both count is equal (grouped weight gradients: torch's counter counts
+    them x groups, exactly the excess archcost computes); every other row is explained."""
+    frame = backward_cross_check(name, batch_size=2)
+    for r in frame.itertuples():
+        if r.operator == "(total)":
+            continue
+        assert r.difference == 0 or r.why != "counted by one side only", r
+        if r.operator in ("mm", "addmm", "bmm"):
+            assert r.difference == 0
+        if r.operator == "convolution_backward" and r.difference:
+            assert "groups" in r.why
+    assert frame.iloc[-1]["macs"] > 0
+
+
+def test_backward_columns_and_layer_rows_sum():
+    a = analyze("resnet18", train=True)
+    s = a.row
+    assert s["train_macs"] == s["macs"] + s["backward_macs"]
+    rows = a.breakdown()
+    assert rows["backward_macs"].sum() == s["backward_macs"]
+    res = CliRunner().invoke(main, ["layer-breakdown", "lenet5", "--train", "--no-save", "--format", "csv"])
+    assert res.exit_code == 0 and "backward_macs" in res.output.splitlines()[0]

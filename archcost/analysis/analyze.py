@@ -61,12 +61,15 @@ class Analysis:
         out = []
         for i, rec in enumerate(ly.to_dict("records")):
             own_saved = rec.get("self_saved_bytes", 0) or 0
-            if above.iloc[i] and (rec["self_macs"] or rec["self_params"] or own_saved):
+            own_backward = rec.get("self_backward_macs", 0) or 0
+            if above.iloc[i] and (rec["self_macs"] or rec["self_params"] or own_saved or own_backward):
                 own = {**rec, "layer": f"{rec['layer']} [own ops]", "type": "functional",
                        "output_shape": "", "params": rec["self_params"], "macs": rec["self_macs"],
                        "activations": 0, "activation_bytes": 0, "is_leaf": False, "aliased": False}
                 if "saved_bytes" in rec:
                     own.update(saved_bytes=own_saved, peak_bytes=float("nan"))
+                if "backward_macs" in rec:
+                    own["backward_macs"] = rec["self_backward_macs"]
                 if "latency_ms" in rec:
                     own["latency_ms"] = float("nan")
                 out.append(own)
@@ -310,9 +313,12 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             with amp_ctx():
                 _add_memory(analysis, runner, inputs, optimizer, device)
         if train:
+            from .backward import add_backward
             from .training import add_training
 
             add_training(analysis, runner, inputs, optimizer, amp_ctx if amp else None)
+            # MACs depend on shapes only: counted on the (meta) counting model
+            add_backward(analysis, model, _make_inputs(shapes, _device_of(model), weight_dtype))
         if latency or layer_latency:
             _add_latency(analysis, runner, inputs, device, repeats, warmup, dtype if amp else None,
                          layer_latency)

@@ -52,3 +52,79 @@ def allocator_step(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer
         peak = max(peak, current)
     return {"baseline_bytes": sum(tensors.values()), "op_boundary_peak": boundary,
             "allocator_peak": peak}
+
+
+BACKWARD_WHY = {
+    "native_batch_norm_backward": "archcost counts norm gradients (2 per element for the input, 1 for weight "
+                                  "and bias); torch's counter has no formula for normalization",
+    "native_layer_norm_backward": "archcost counts norm gradients; torch's counter does not count norms",
+    "native_group_norm_backward": "archcost counts norm gradients; torch's counter does not count norms",
+    "_adaptive_avg_pool2d_backward": "archcost counts 1 per input element, as fvcore's forward; torch's counter "
+                                     "ignores pooling",
+    "upsample_nearest2d_backward": "archcost counts upsampling gradients as the forward; torch's counter does not",
+    "upsample_bilinear2d_backward": "archcost counts upsampling gradients as the forward; torch's counter does not",
+}
+GROUPED_WHY = ("torch's conv_backward_flop ignores groups in the weight gradient (it counts a grouped "
+               "weight gradient as a dense one, x groups); archcost counts it as the forward, like the "
+               "input gradient: the difference is exactly sum((groups - 1) x forward MACs) over grouped "
+               "convolutions whose weight needs a gradient")
+
+
+def torch_backward_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Dict[str, int]:
+    """torch.utils.flop_counter.FlopCounterMode over a real backward (FLOPs / 2 per ATen
+    operator), the forward and the loss outside the counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .memory import running_as
+    from .training import loss_of
+
+    grads = {id(p): p.grad for p in model.parameters()}
+    try:
+        with running_as(model, train=True), torch.enable_grad():
+            loss = loss_of(model(*inputs), {})
+            mode = FlopCounterMode(display=False)
+            with mode:
+                loss.backward()
+    finally:
+        for p in model.parameters():
+            p.grad = grads.get(id(p))
+    return {str(op).split(".")[-1]: int(f) // 2 for op, f in mode.get_flop_counts()["Global"].items()}
+
+
+def backward_cross_check(name, input_size=None, batch_size: int = 2, freeze=()):
+    """archcost's backward MACs per ATen operator next to FlopCounterMode's over a real
+    CPU backward of the same model, each difference explained. Returns a DataFrame."""
+    import pandas as pd
+
+    from .analyze import _make_inputs, _resolve, _runner, input_shapes
+    from .backward import backward_pass
+    from .training import frozen_builder
+
+    name, spec, builder, module = _resolve(name, {})
+    if module is not None:
+        raise ValueError("backward_cross_check() takes a zoo name or a file.py:builder reference")
+    if freeze:
+        builder = frozen_builder(builder, freeze)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    meta = _runner(builder, None, None, "meta", torch.float32, False)
+    ours = backward_pass(meta, _make_inputs(shapes, "meta", torch.float32))
+    real = _runner(builder, None, None, "cpu", torch.float32, False)
+    theirs = torch_backward_macs(real, _make_inputs(shapes, "cpu", torch.float32))
+    grouped = ours.grouped_weight_excess
+    rows = []
+    for op in sorted(set(ours.by_op) | set(theirs), key=lambda o: -ours.by_op.get(o, 0)):
+        a, b = ours.by_op.get(op, 0), theirs.get(op, 0)
+        if a == b:
+            why = "same count"
+        elif op == "convolution_backward" and b - a == grouped:
+            why = GROUPED_WHY
+        else:
+            why = BACKWARD_WHY.get(op, "counted by one side only")
+        rows.append({"operator": op, "macs": a, "torch_macs": b, "difference": a - b, "why": why})
+    for op, n in sorted(ours.uncounted.items()):
+        rows.append({"operator": op, "macs": 0, "torch_macs": theirs.get(op, 0), "difference": 0,
+                     "why": f"no rule on either side ({n} calls; its forward has none either)"})
+    total_a, total_b = ours.macs, sum(theirs.values())
+    rows.append({"operator": "(total)", "macs": total_a, "torch_macs": total_b, "difference": total_a - total_b,
+                 "why": "sum of the rows above"})
+    return pd.DataFrame(rows)

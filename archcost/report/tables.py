@@ -31,6 +31,9 @@ COLUMNS = {
     "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward (MiB)"),
     "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input (MiB)"),
     "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations (MiB)"),
+    "backward_macs": ("bwd MACs", si, "multiply-adds of the gradients autograd computes in one backward "
+                      "(input gradients skipped where none is needed, frozen weights get none)"),
+    "train_macs": ("train MACs", si, "MACs + bwd MACs: one training step's forward and backward"),
     "trainable_params": ("trainable", si, "parameters that get a gradient (requires_grad, after --freeze)"),
     "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
                          "grads, optimizer state, activations and temporaries, input excluded (MiB)"),

@@ -1,0 +1,293 @@
+"""Backward compute, exactly: the multiply-adds of the gradients autograd really computes.
+
+One train-mode forward on the model (meta tensors: shapes only), a loss (as in
+``training.py``), then ``loss.backward()`` under a TorchDispatchMode that applies a rule
+to every ATen operator the backward runs. Autograd decides what runs: a convolution
+whose input needs no gradient (the first layer, anything below a frozen part) gets a
+``convolution_backward`` whose output mask skips the input gradient; a frozen weight
+gets none; a linear layer's backward runs one ``mm`` per gradient it needs. So the count
+follows freezing and ``requires_grad`` without any rule of thumb.
+
+Convention, one fused multiply-add = 1 MAC, as the forward. The rules, each beside the
+forward rule it mirrors (``ops.py``):
+
+- ``convolution_backward``: the input gradient (a transposed convolution of the output
+  gradient) and the weight gradient (a convolution of the input with the output
+  gradient) each cost the forward convolution's MACs, when requested by the output
+  mask; the bias gradient is a sum (0), as bias adds are not counted forward.
+- ``mm``, ``addmm``, ``bmm``, ``baddbmm``: the forward matmul rules, on the backward's
+  own operands (a linear layer's input gradient is ``grad @ W``, its weight gradient
+  ``grad.T @ x``: each the forward's MACs).
+- scaled-dot-product attention backward: 2 x the forward's (dQ, dK, dV and the score
+  gradient: four matmuls to the forward's two), as torch.utils.flop_counter counts it.
+- batch / layer / group norm backward: the input gradient 2 x numel (x-hat recomputed,
+  then the fused scale of the centred gradient), the weight and bias gradients numel
+  (the dy * x-hat reduction); each only when requested.
+- ``_adaptive_avg_pool2d_backward``: numel of the input (as fvcore counts the forward);
+  upsampling backward: as its forward (nearest 1, bilinear 4 per output element).
+- element-wise gradients (ReLU's ``threshold_backward``, sigmoid, tanh, adds, the loss's
+  ``ones_like``...) cost nothing, as fvcore ignores element-wise ops forward;
+  max/avg-pool backward has no rule, like its forward, and is reported as uncounted.
+
+Each backward operator is attributed to the module whose forward created the autograd
+node running it: the forward labels every new node with the innermost module running;
+a pre-hook on each node tells the counter. The loss's own backward is not the model's
+and is left out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from math import prod
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from . import ops
+from .engine import _tensors, module_hooks
+from .memory import MetaShortcuts, running_as
+
+LOSS = "(loss)"
+
+
+def _arg(args, kwargs, i, name, default=None):
+    if len(args) > i:
+        return args[i]
+    return (kwargs or {}).get(name, default)
+
+
+def _conv_macs(x, w, out, transposed):
+    spatial = tuple(x.shape)[2:] if transposed else tuple(out.shape)[2:]
+    return x.shape[0] * prod(w.shape) * prod(spatial)
+
+
+def convolution_backward(args, kwargs, out):
+    # convolution_backward(grad_output, input, weight, bias_sizes, stride, padding,
+    #                      dilation, transposed, output_padding, groups, output_mask)
+    grad_out, x, w = args[0], args[1], args[2]
+    transposed = bool(_arg(args, kwargs, 7, "transposed", False))
+    mask = _arg(args, kwargs, 10, "output_mask", (True, True, True))
+    forward = _conv_macs(x, w, grad_out, transposed)
+    return forward * (int(bool(mask[0])) + int(bool(mask[1])))
+
+
+def _grouped_weight_excess(args, kwargs):
+    groups = int(_arg(args, kwargs, 9, "groups", 1))
+    mask = _arg(args, kwargs, 10, "output_mask", (True, True, True))
+    if groups == 1 or not mask[1]:
+        return 0
+    transposed = bool(_arg(args, kwargs, 7, "transposed", False))
+    return (groups - 1) * _conv_macs(args[1], args[2], args[0], transposed)
+
+
+def mm(args, kwargs, out):
+    a, b = args[0], args[1]
+    return a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def addmm(args, kwargs, out):
+    return mm(args[1:], kwargs, out)
+
+
+def bmm(args, kwargs, out):
+    a, b = args[0], args[1]
+    return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+
+
+def baddbmm(args, kwargs, out):
+    return bmm(args[1:], kwargs, out)
+
+
+def _norm_backward(mask_index):
+    def rule(args, kwargs, out):
+        x = args[1]
+        mask = _arg(args, kwargs, mask_index, "output_mask", (True, True, True))
+        return 2 * x.numel() * int(bool(mask[0])) + x.numel() * int(bool(mask[1]) or bool(mask[2]))
+
+    return rule
+
+
+def adaptive_avg_pool_backward(args, kwargs, out):
+    return args[1].numel()  # the forward input's elements
+
+
+def _upsample_backward(per_element):
+    def rule(args, kwargs, out):
+        return per_element * args[0].numel()  # the output gradient has the forward output's shape
+
+    return rule
+
+
+def attention_backward(args, kwargs, out):
+    # (grad_out, query, key, value, ...): forward = L*S*E (QK^T) + L*S*Ev (PV) per batch x head
+    q, k, v = args[1], args[2], args[3]
+    batch = prod(q.shape[:-2])
+    forward = batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+    return 2 * forward
+
+
+BACKWARD_RULES = {
+    "convolution_backward": convolution_backward,
+    "mm": mm, "addmm": addmm, "bmm": bmm, "baddbmm": baddbmm,
+    # native_batch_norm_backward(grad, input, weight, rmean, rvar, smean, sinvstd, train, eps, mask)
+    "native_batch_norm_backward": _norm_backward(9),
+    # native_layer_norm_backward(grad, input, shape, mean, rstd, weight, bias, mask)
+    "native_layer_norm_backward": _norm_backward(7),
+    # native_group_norm_backward(grad, input, mean, rstd, weight, N, C, HxW, group, mask)
+    "native_group_norm_backward": _norm_backward(9),
+    "_adaptive_avg_pool2d_backward": adaptive_avg_pool_backward,
+    "upsample_nearest2d_backward": _upsample_backward(1),
+    "upsample_bilinear2d_backward": _upsample_backward(4),
+    "_scaled_dot_product_flash_attention_for_cpu_backward": attention_backward,
+    "_scaled_dot_product_efficient_attention_backward": attention_backward,
+    "_scaled_dot_product_flash_attention_backward": attention_backward,
+    "_scaled_dot_product_cudnn_attention_backward": attention_backward,
+}
+
+# Backward operators that cost nothing here: data movement, and element-wise gradients.
+BACKWARD_NO_COST = {
+    "ones_like", "zeros_like", "new_zeros", "new_empty", "empty_like", "zeros", "full", "fill_", "zero_",
+    "expand", "t", "view", "_unsafe_view", "reshape", "permute", "transpose", "squeeze", "unsqueeze", "slice",
+    "select", "detach", "clone", "copy_", "contiguous", "as_strided", "alias", "cat", "stack", "split",
+    "narrow", "index_add", "index_put", "slice_backward", "select_backward", "_to_copy", "constant_pad_nd",
+    "sum", "mean", "add", "add_", "sub", "mul", "mul_", "div", "div_", "neg", "where", "masked_fill",
+    "threshold_backward", "hardtanh_backward", "sigmoid_backward", "tanh_backward", "gelu_backward",
+    "silu_backward", "leaky_relu_backward", "native_dropout_backward", "_softmax_backward_data",
+    "_log_softmax_backward_data", "nll_loss_backward", "le", "lt", "ge", "gt", "eq", "ne",
+}
+
+
+@dataclass
+class BackwardResult:
+    macs: int  # the model's backward (the loss's own backward left out)
+    by_module: Dict[str, int]  # inclusive: a module's backward, its children's included
+    self_by_module: Dict[str, int]  # the nodes its own forward code created
+    by_op: Counter = field(default_factory=Counter)
+    uncounted: Counter = field(default_factory=Counter)
+    # (groups - 1) x forward MACs over grouped convolutions whose weight gets a gradient:
+    # what torch.utils.flop_counter counts on top (see traincheck.GROUPED_WHY)
+    grouped_weight_excess: int = 0
+
+
+class _NodeLabels(TorchFunctionMode):
+    """During the forward: label each autograd node a call creates with the innermost
+    module running (new nodes are found by walking back from the call's outputs to nodes
+    already labelled)."""
+
+    def __init__(self, stack: List[str]):
+        super().__init__()
+        self.stack = stack
+        self.labels: Dict[object, str] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = self.stack[-1] if self.stack else ""
+        todo = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
+        while todo:
+            node = todo.pop()
+            if node is None or node in self.labels:
+                continue
+            self.labels[node] = name
+            todo.extend(n for n, _ in node.next_functions)
+        return out
+
+
+class _BackwardCount(TorchDispatchMode):
+    def __init__(self, current: List[str]):
+        super().__init__()
+        self.current = current
+        self.own: Counter = Counter()
+        self.by_op: Counter = Counter()
+        self.uncounted: Counter = Counter()
+        self.grouped_excess = 0
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if self.current[0] == LOSS or name in BACKWARD_NO_COST:
+            return out
+        rule = BACKWARD_RULES.get(name)
+        if rule is None:
+            self.uncounted[name] += 1
+            return out
+        macs = int(rule(args, kwargs, out))
+        self.own[self.current[0]] += macs
+        self.by_op[name] += macs
+        if name == "convolution_backward":
+            self.grouped_excess += _grouped_weight_excess(args, kwargs)
+        return out
+
+
+def backward_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> BackwardResult:
+    """Count the backward of one training step of ``model`` on ``inputs``; the model's
+    mode, buffers and parameters' ``grad`` are left as they were."""
+    from .training import loss_of
+
+    stack: List[str] = []
+    labels = _NodeLabels(stack)
+    current = [LOSS]
+    handles = []
+    grads = {id(p): p.grad for p in model.parameters()}
+    try:
+        with running_as(model, train=True), torch.enable_grad(), MetaShortcuts():
+            with module_hooks(model, lambda n, a: stack.append(n), lambda n, o: stack.pop()), labels:
+                out = model(*inputs)
+            loss = loss_of(out, {})
+            for node, name in labels.labels.items():
+                handles.append(node.register_prehook(_setter(current, name)))
+            counter = _BackwardCount(current)
+            with counter:
+                loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+        for p in model.parameters():
+            p.grad = grads.get(id(p))
+    own = counter.own
+    inclusive: Counter = Counter()
+    for name, macs in own.items():
+        parts = name.split(".") if name else []
+        for i in range(len(parts) + 1):
+            inclusive[".".join(parts[:i])] += macs
+    return BackwardResult(sum(own.values()), dict(inclusive), dict(own), counter.by_op, counter.uncounted,
+                          counter.grouped_excess)
+
+
+def _setter(current, name):
+    def hook(grad_outputs):
+        current[0] = name
+
+    return hook
+
+
+def add_backward(analysis, model: nn.Module, inputs: Tuple[torch.Tensor, ...]):
+    """``backward_macs`` and ``train_macs`` (= macs + backward_macs) in the summary;
+    ``backward_macs`` (inclusive) and ``self_backward_macs`` per layer."""
+    import pandas as pd
+
+    s, ly = analysis.summary, analysis.layers
+    try:
+        r = backward_pass(model, inputs)
+    except (ValueError, RuntimeError) as exc:
+        if type(exc).__name__ == "AnalysisError":
+            raise
+        s["backward_macs"] = s["train_macs"] = pd.NA
+        s["backward_uncounted_ops"] = ""
+        s["backward_note"] = "no backward on this input: " + str(exc).strip().splitlines()[0]
+        ly["backward_macs"] = ly["self_backward_macs"] = pd.NA
+        return
+    s["backward_macs"] = r.macs
+    s["train_macs"] = int(s["macs"].iloc[0]) + r.macs
+    s["backward_uncounted_ops"] = "; ".join(f"{op} x{n}" for op, n in sorted(r.uncounted.items()))
+    s["backward_note"] = ""
+    keys = ["" if n == "(model)" else n for n in ly["layer"]]
+    ly["backward_macs"] = [r.by_module.get(k, 0) for k in keys]
+    ly["self_backward_macs"] = [r.self_by_module.get(k, 0) for k in keys]
