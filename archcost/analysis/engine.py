@@ -1,10 +1,20 @@
 """One analysis pass per (model, input): parameters, MACs and activations per module.
 
-The pass runs the model once on shape-only ``meta`` tensors (a model built by archcost
-never gets real weights) under a TorchFunctionMode that applies the MAC rules of
-``ops.py`` to every functional call, while forward hooks record each module's output.
-``engine="fvcore"`` instead traces a real-tensor copy with ``fvcore.nn.FlopCountAnalysis``
-(the same counts, slower); the tests assert both agree on every zoo model.
+The pass runs the model once (on shape-only ``meta`` tensors when it can: a model built by
+archcost never gets real weights) under two modes:
+
+- ``CountingMode``, a TorchDispatchMode, sees every ATen operator that runs, whatever
+  wraps it (``nn.MultiheadAttention``'s functional forward, TorchScript, custom autograd
+  functions, recurrent layers), and applies the MAC rules of ``ops.py`` to it;
+- ``NamingMode``, a TorchFunctionMode, sees the functions a model's code calls
+  (``F.conv2d``, ``x + y``) and names the ATen operators beneath each one after it, so
+  that ``by_operator`` says ``linear`` rather than ``addmm``; for the few composites whose
+  fvcore rule is not the sum of their parts (``ops.FUNCTION_RULES``) it counts the call
+  whole and the operators beneath it not again.
+
+Forward hooks keep the stack of running modules (each MAC goes to every module on it,
+once, even when a module calls itself) and record each module's output.
+``engine="fvcore"`` instead traces a real-tensor copy with ``fvcore.nn.FlopCountAnalysis``.
 """
 
 from __future__ import annotations
@@ -19,11 +29,9 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
-from . import ops, shapes
+from . import ops
+from .shapes import MetaShortcuts
 from .storage import StorageTracker
-
-# Closed-form meta shapes for common ops (see shapes.py); tests turn it off to compare.
-USE_SHORTCUTS = True
 
 
 class AnalysisError(ValueError):
@@ -49,6 +57,18 @@ class LayerRecord:
 
 
 @dataclass
+class OpRecord:
+    """One ATen operator call (views excluded), in execution order."""
+
+    module: str  # innermost module running ('' = the model's own forward code)
+    op: str  # operator name as in by_operator
+    macs: int  # 0 when the op has no MAC rule
+    bytes_read: int  # its tensor operands, each distinct storage once
+    bytes_written: int  # its outputs (an in-place op writes its input's storage: counted)
+    inplace: bool  # an output's storage is an operand's
+
+
+@dataclass
 class PassResult:
     records: Dict[str, LayerRecord]
     macs: int
@@ -57,6 +77,8 @@ class PassResult:
     macs_by_op: Counter
     uncounted: Counter
     output: object = field(default=None, repr=False)
+    ops: List[OpRecord] = field(default_factory=list, repr=False)
+    device_paths: List[str] = field(default_factory=list)  # ops whose kernel differs by device
 
 
 def _tensors(obj) -> List[torch.Tensor]:
@@ -73,36 +95,160 @@ def _shape_str(ts: Sequence[torch.Tensor]) -> str:
     return ",".join("x".join(str(d) for d in t.shape) or "scalar" for t in ts)
 
 
-class _CountingMode(TorchFunctionMode):
-    def __init__(self, stack: List[str], records: Dict[str, LayerRecord]):
+# Operators whose kernel (and so whose memory) differs between meta and a real device:
+# fused attention on CPU/CUDA against meta's math decomposition, the fast paths of
+# nn.MultiheadAttention / TransformerEncoderLayer, oneDNN's fused recurrent layers.
+DEVICE_PATHS = frozenset({
+    "scaled_dot_product_attention", "multi_head_attention_forward", "lstm", "gru", "rnn_tanh",
+    "rnn_relu", "_native_multi_head_attention", "_transformer_encoder_layer_fwd", "mkldnn_rnn_layer",
+    "_scaled_dot_product_flash_attention_for_cpu"})
+
+
+class _Frame:
+    __slots__ = ("name", "suppress", "relabel", "macs", "uncounted")
+
+    def __init__(self, name, suppress, relabel):
+        self.name, self.suppress, self.relabel = name, suppress, relabel
+        self.macs, self.uncounted = 0, False
+
+
+def _storage_bytes(tensors) -> Tuple[int, set]:
+    total, keys = 0, set()
+    for t in tensors:
+        st = t.untyped_storage()
+        k = st._cdata
+        if k not in keys:
+            keys.add(k)
+            total += min(t.numel() * t.element_size(), st.nbytes())
+    return total, keys
+
+
+def _flat_tensors(args) -> List[torch.Tensor]:
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(x for x in a if isinstance(x, torch.Tensor))
+    return out
+
+
+class CountingMode(MetaShortcuts):
+    """Counts the MACs of every ATen operator that runs under it (``ops.ATEN_RULES``),
+    attributed to the modules on ``stack`` (names of running modules, kept by hooks) and to
+    an operator name; with ``record_ops``, one ``OpRecord`` per operator. On meta tensors
+    the common ops run in closed form (``MetaShortcuts``)."""
+
+    def __init__(self, stack: List[str], records: Dict[str, LayerRecord], record_ops: bool = False):
         super().__init__()
-        self.stack, self.records = stack, records
+        self.stack, self.records, self.record_ops = stack, records, record_ops
         self.total = 0
         self.by_op: Counter = Counter()
         self.uncounted: Counter = Counter()
+        self.ops: List[OpRecord] = []
+        self.frames: List[_Frame] = []
+        self.seen: set = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = self.call(func, args, kwargs)
+        packet = func._overloadpacket.__name__
+        if packet in ops.ATEN_NO_COST:
+            return out
+        self.seen.add(packet)
+        frame = self.frames[-1] if self.frames else None
+        rule = ops.ATEN_RULES.get(packet)
+        macs = rule(args, kwargs, out) if rule is not None and not (frame and frame.suppress) else None
+        if frame is None:
+            label = ops.aten_label(packet, args)
+        else:
+            label = frame.relabel.get(packet, frame.name) if frame.relabel else frame.name
+        if macs is None:
+            if rule is None and frame is None:
+                self.uncounted[label] += 1
+            elif rule is None:
+                frame.uncounted = True
+            counted = 0
+        else:
+            counted = self.add(macs, label)
+            if frame is not None:
+                frame.macs += counted
+        if self.record_ops:
+            self._record(label, counted, args, out)
+        return out
+
+    def add(self, macs, label) -> int:
+        """Count ``macs`` (an int, or {operator: MACs} for a fused op) for the running modules."""
+        parts = macs.items() if isinstance(macs, dict) else ((label, macs),)
+        total = 0
+        for name, m in parts:
+            m = int(m)
+            total += m
+            self.by_op[name] += m
+        self.total += total
+        for scope in dict.fromkeys(self.stack):  # a module calling itself counts once
+            self.records[scope].macs += total
+        if self.stack:
+            self.records[self.stack[-1]].self_macs += total
+        return total
+
+    def _record(self, label, macs, args, out):
+        read, keys = _storage_bytes(_flat_tensors(args))
+        outs = _tensors(out)
+        written, out_keys = _storage_bytes(outs)
+        self.ops.append(OpRecord(self.stack[-1] if self.stack else "", label, macs, read, written,
+                                 bool(out_keys & keys)))
+
+
+# Calls that only read metadata or make views: no frame needed (nothing beneath has a cost).
+_PASSTHROUGH = frozenset("""
+size dim numel shape dtype device __get__ __set__ stride is_contiguous __len__ __iter__ __bool__
+__format__ __repr__ __hash__ __contains__ item tolist data_ptr element_size storage_offset
+is_floating_point requires_grad_ untyped_storage view view_as reshape reshape_as flatten unflatten
+permute transpose t squeeze unsqueeze expand expand_as contiguous narrow select detach unbind chunk
+split __getitem__ getitem _has_compatible_shallow_copy_type is_complex get_device __index__
+__int__ __float__ dim_order __eq__ __ne__ movedim
+""".split())
+
+
+class NamingMode(TorchFunctionMode):
+    """Names the ATen operators beneath each function call after the function (frames on
+    ``counter``), and counts ``ops.FUNCTION_RULES`` composites whole."""
+
+    def __init__(self, counter: CountingMode):
+        super().__init__()
+        self.counter = counter
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         raw = getattr(func, "__name__", "")
-        out = shapes.shortcut(raw, args, kwargs) if USE_SHORTCUTS else None
-        if out is None:
-            out = func(*args, **kwargs)
+        if raw in _PASSTHROUGH:
+            return func(*args, **kwargs)
         name = ops.op_name(func)
-        if name in ops.NO_COST or not ops.is_tensor_result(out):
-            return out
-        rule = ops.RULES.get(raw) or ops.RULES.get(name)
-        first = out if isinstance(out, torch.Tensor) else _tensors(out)[0]
-        macs = rule(args, kwargs, first) if rule else None
-        if macs is None:
-            self.uncounted[name] += 1
-            return out
-        macs = int(macs)
-        self.total += macs
-        self.by_op[name] += macs
-        for scope in self.stack:
-            self.records[scope].macs += macs
-        if self.stack:
-            self.records[self.stack[-1]].self_macs += macs
+        if name.startswith("_") and not name.startswith("__"):
+            name = name.lstrip("_")
+        rule = ops.FUNCTION_RULES.get(name)
+        c = self.counter
+        frame = _Frame(name, rule is not None, ops.RELABEL.get(name))
+        start = len(c.ops)
+        c.frames.append(frame)
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            c.frames.pop()
+        c.seen.add(name)
+        if rule is not None and ops.is_tensor_result(out):
+            macs = rule(args, kwargs, out)
+            if macs is None:
+                c.uncounted[name] += 1
+            else:
+                counted = c.add(macs, name)
+                if c.record_ops and len(c.ops) > start:  # on the call's last operator
+                    c.ops[-1].macs += counted
+                elif c.record_ops:
+                    c.ops.append(OpRecord(c.stack[-1] if c.stack else "", name, counted, 0, 0, False))
+        elif frame.uncounted and not frame.macs and name not in ops.FUNCTION_NO_COST:
+            c.uncounted[name] += 1
         return out
 
 
@@ -170,12 +316,13 @@ def _hooks(model, records, stack, tracker, totals, counter):
             rec.aliased = bool(outs) and all(tracker.seen(t) for t in outs)
         rec.calls += 1
         for t in outs:
-            rec.activations += t.numel()
-            rec.activation_bytes += t.numel() * t.element_size()
+            n, size = int(t.numel()), int(t.element_size())  # ints, also under fvcore's JIT trace
+            rec.activations += n
+            rec.activation_bytes += n * size
             new = tracker.add(t)
             if new and rec.is_leaf:
-                totals[0] += t.numel()
-                totals[1] += t.numel() * t.element_size()
+                totals[0] += n
+                totals[1] += n * size
 
     return module_hooks(model, enter, leave)
 
@@ -189,19 +336,24 @@ def _pass_state(model, inputs):
     return module_records(model), [], tracker, [0, 0]
 
 
-def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> PassResult:
-    """Run ``model(*inputs)`` once under counting; the model's mode is left as it was."""
-    records, stack, tracker, totals = _pass_state(model, inputs)
-    mode = _CountingMode(stack, records)
+def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], kwargs: Optional[dict] = None,
+             record_ops: bool = False) -> PassResult:
+    """Run ``model(*inputs, **kwargs)`` once under counting (eval statistics as the model is
+    set, no grad); the model's mode is left as it was. ``record_ops``: keep one ``OpRecord``
+    per ATen operator in ``PassResult.ops``."""
+    records, stack, tracker, totals = _pass_state(model, list(inputs) + _tensors(kwargs or {}))
+    counter = CountingMode(stack, records, record_ops)
     with _hooks(model, records, stack, tracker, totals, [0]), torch.no_grad():
         try:
-            with mode:
-                out = model(*inputs)
+            with counter, NamingMode(counter):
+                out = model(*inputs, **(kwargs or {}))
         except Exception as exc:  # name the layer where it failed
             where = stack[-1] if stack else ""
             raise LayerFailure(where, records.get(where), exc) from exc
     _roll_up_uncalled(records)
-    return PassResult(records, mode.total, totals[0], totals[1], mode.by_op, mode.uncounted, out)
+    paths = sorted(counter.seen & DEVICE_PATHS)
+    return PassResult(records, counter.total, totals[0], totals[1], counter.by_op, counter.uncounted, out,
+                      counter.ops, paths)
 
 
 def _children(records, name):
@@ -228,14 +380,16 @@ class LayerFailure(Exception):
 
 
 def run_fvcore(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> PassResult:
-    """The same pass, with MACs from fvcore's JIT trace (real tensors needed)."""
+    """The same pass, with MACs from fvcore's JIT trace (real tensors needed), run as a user
+    runs ``FlopCountAnalysis(model, inputs)``: in grad mode, so that attention takes the
+    same (unfused) path as in training rather than the inference fast path."""
     from fvcore.nn import FlopCountAnalysis
 
     records, stack, tracker, totals = _pass_state(model, inputs)
     fca = FlopCountAnalysis(model, inputs if len(inputs) != 1 else inputs[0])
     fca.unsupported_ops_warnings(False)
     fca.uncalled_modules_warnings(False)
-    with _hooks(model, records, stack, tracker, totals, [0]), torch.no_grad(), warnings.catch_warnings():
+    with _hooks(model, records, stack, tracker, totals, [0]), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             by_module = fca.by_module()

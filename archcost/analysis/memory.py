@@ -32,11 +32,10 @@ from typing import Dict, Iterable, List, Tuple
 
 import torch
 import torch.nn as nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .engine import module_hooks
-from .shapes import aten_shortcut
+from .shapes import MetaShortcuts  # noqa: F401  (re-exported: memory passes and builders use it)
 from .storage import StorageTracker
 
 OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}  # state tensors per parameter
@@ -86,25 +85,6 @@ def _eval_bn_statistics(func, args, kwargs) -> bool:
         return False
     training = kwargs["training"] if "training" in (kwargs or {}) else args[5]
     return not training
-
-
-class MetaShortcuts(TorchDispatchMode):
-    """Runs the common ATen ops of a meta forward in closed form (shapes.aten_shortcut: same
-    outputs, strides included, tested against the meta kernels); everything else, and
-    every op on real tensors, runs its kernel as usual."""
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # Nothing here is ever compiled. Without this, torch wraps __torch_dispatch__ in
-        # torch._dynamo.disable, whose first call imports torch._dynamo (~2 s).
-        return False
-
-    def call(self, func, args, kwargs):
-        out = aten_shortcut(func, args, kwargs)
-        return func(*args, **(kwargs or {})) if out is None else out
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        return self.call(func, args, kwargs)
 
 
 class LiveBytes(MetaShortcuts):

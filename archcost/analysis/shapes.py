@@ -2,22 +2,17 @@
 
 PyTorch's meta kernels for these ops are Python decompositions whose first use imports
 sympy and torch._dynamo (about a second per process), and some cost milliseconds a call
-(batch norm). Two tables:
-
-- ``SHORTCUTS`` (``shortcut``): torch functions, for the counting mode. In-place ops and
-  eval-mode dropout return their input, as PyTorch does, so storage identity (and thus
-  activation counting) is preserved. A test checks every zoo model against the real meta
-  kernels.
-- ``ATEN_SHORTCUTS`` (``aten_shortcut``): ATen ops, for the memory passes, which track
-  allocations below autograd. These return exactly what the meta kernel returns, strides
-  and extra outputs included, and take only dense contiguous inputs. Tests run each beside
-  the real kernel on the zoo and on edge cases.
+(batch norm). ``ATEN_SHORTCUTS`` (``aten_shortcut``, applied by ``MetaShortcuts``) gives
+their outputs for the counting and memory passes, which both work at the ATen dispatch
+level: exactly what the meta kernel returns, strides and extra outputs included, for dense
+contiguous inputs only. Tests run each beside the real kernel on the zoo and on edge cases.
 
 ``None`` means "not handled: run the real meta kernel"."""
 
 import math
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def _tup(v, n):
@@ -45,23 +40,6 @@ def _conv_spatial(x, w, stride, padding, dilation, nd):
     return tuple(spatial)
 
 
-def _conv(args, kwargs, nd):
-    x, w = args[0], _arg(args, kwargs, 1, "weight")
-    groups = _arg(args, kwargs, 6, "groups", 1)
-    if x.dim() != nd + 2 or x.shape[1] != w.shape[1] * groups:
-        return None  # the real kernel raises the user-facing error
-    stride = _tup(_arg(args, kwargs, 3, "stride", 1), nd)
-    padding = _arg(args, kwargs, 4, "padding", 0)
-    dilation = _tup(_arg(args, kwargs, 5, "dilation", 1), nd)
-    if isinstance(padding, str):
-        if padding == "valid":
-            padding = (0,) * nd
-        else:
-            return None
-    spatial = _conv_spatial(x, w, stride, _tup(padding, nd), dilation, nd)
-    return None if spatial is None else _new(tuple(x.shape[:-nd - 1]) + (w.shape[0],) + spatial, x)
-
-
 def _pool(args, kwargs, nd):
     x = args[0]
     k = _tup(_arg(args, kwargs, 1, "kernel_size"), nd)
@@ -83,14 +61,6 @@ def _pool(args, kwargs, nd):
     return _new(tuple(x.shape[:-nd]) + tuple(spatial), x)
 
 
-def _avg_pool(args, kwargs, nd):
-    # avg_pool2d(input, kernel_size, stride, padding, ceil_mode, ...): ceil_mode is 5th
-    x = args[0]
-    a = list(args[:4]) + [None] + list(args[4:5])
-    kw = dict(kwargs)
-    return _pool(a, kw, nd) if x.dim() >= nd + 1 else None
-
-
 def _adaptive(args, kwargs, nd):
     x = args[0]
     out = _tup(_arg(args, kwargs, 1, "output_size"), nd)
@@ -108,40 +78,8 @@ def _broadcast(a, b):
     return tuple(reversed(out))
 
 
-def _norm(args, kwargs):
-    x, stats = args[0], _arg(args, kwargs, 1, "running_mean")
-    if x.dim() < 2 or (stats is not None and stats.shape[0] != x.shape[1]):
-        return None
-    return _new(tuple(x.shape), x)
-
-
-def _same(args, kwargs):
-    return _new(tuple(args[0].shape), args[0])
-
-
 def _inplace(args, kwargs):
     return args[0]
-
-
-def _relu(args, kwargs):
-    return args[0] if _arg(args, kwargs, 1, "inplace", False) else _new(tuple(args[0].shape), args[0])
-
-
-def _hardtanh(args, kwargs):
-    return args[0] if _arg(args, kwargs, 3, "inplace", False) else _new(tuple(args[0].shape), args[0])
-
-
-def _dropout(args, kwargs):
-    training = _arg(args, kwargs, 2, "training", True)
-    inplace = _arg(args, kwargs, 3, "inplace", False)
-    return args[0] if (not training or inplace) else _new(tuple(args[0].shape), args[0])
-
-
-def _linear(args, kwargs):
-    x, w = args[0], _arg(args, kwargs, 1, "weight")
-    if x.dim() == 0 or x.shape[-1] != w.shape[-1]:
-        return None
-    return _new(tuple(x.shape[:-1]) + (w.shape[0],), x)
 
 
 def _matmul(args, kwargs):
@@ -193,41 +131,6 @@ def _reduce(args, kwargs):
     dims = {d % x.dim() for d in _tup(dim, 1)}
     shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keep or i not in dims]
     return _new(tuple(shape), x)
-
-
-SHORTCUTS = {
-    "conv1d": lambda a, k: _conv(a, k, 1), "conv2d": lambda a, k: _conv(a, k, 2),
-    "conv3d": lambda a, k: _conv(a, k, 3),
-    "max_pool2d": lambda a, k: _pool(a, k, 2), "_max_pool2d": lambda a, k: _pool(a, k, 2),
-    "max_pool1d": lambda a, k: _pool(a, k, 1),
-    "avg_pool2d": lambda a, k: _avg_pool(a, k, 2),
-    "adaptive_avg_pool2d": lambda a, k: _adaptive(a, k, 2),
-    "adaptive_avg_pool1d": lambda a, k: _adaptive(a, k, 1),
-    "linear": _linear, "matmul": _matmul, "mm": _matmul, "cat": _cat, "concat": _cat,
-    "batch_norm": _norm, "group_norm": _same, "layer_norm": _same, "instance_norm": _same,
-    "local_response_norm": _same, "sigmoid": _same, "tanh": _same, "gelu": _same, "silu": _same,
-    "relu": _relu, "relu_": _inplace, "hardtanh": _hardtanh, "hardtanh_": _inplace, "relu6": _relu,
-    "dropout": _dropout,
-    "add": _binary, "__add__": _binary, "__radd__": _binary, "sub": _binary, "__sub__": _binary,
-    "mul": _binary, "__mul__": _binary, "__rmul__": _binary, "div": _binary, "__truediv__": _binary,
-    "add_": _binary_inplace, "__iadd__": _binary_inplace, "mul_": _binary_inplace,
-    "__imul__": _binary_inplace,
-    "mean": _reduce, "sum": _reduce,
-}
-
-
-def shortcut(raw_name, args, kwargs):
-    """The op's output on meta inputs, or None when it must run its real meta kernel."""
-    fn = SHORTCUTS.get(raw_name)
-    if fn is None or not args or not isinstance(args[0], (torch.Tensor, list, tuple)):
-        return None
-    first = args[0][0] if isinstance(args[0], (list, tuple)) and args[0] else args[0]
-    if not isinstance(first, torch.Tensor) or first.device.type != "meta":
-        return None
-    try:
-        return fn(args, kwargs)
-    except Exception:
-        return None
 
 
 # ATen-level closed forms, for the memory passes (which track allocations at the dispatcher,
@@ -403,3 +306,22 @@ def aten_shortcut(func, args, kwargs):
         return fn(args, kwargs)
     except Exception:
         return None
+
+
+class MetaShortcuts(TorchDispatchMode):
+    """Runs the common ATen ops of a meta forward in closed form (shapes.aten_shortcut: same
+    outputs, strides included, tested against the meta kernels); everything else, and
+    every op on real tensors, runs its kernel as usual."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Nothing here is ever compiled. Without this, torch wraps __torch_dispatch__ in
+        # torch._dynamo.disable, whose first call imports torch._dynamo (~2 s).
+        return False
+
+    def call(self, func, args, kwargs):
+        out = aten_shortcut(func, args, kwargs)
+        return func(*args, **(kwargs or {})) if out is None else out
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return self.call(func, args, kwargs)
