@@ -48,10 +48,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import ops
-from .engine import _tensors, module_hooks
+from .engine import CountingMode, _tensors, module_hooks, module_records
 from .memory import MetaShortcuts, running_as
-
-LOSS = "(loss)"
 
 
 def _arg(args, kwargs, i, name, default=None):
@@ -84,24 +82,6 @@ def _grouped_weight_excess(args, kwargs):
     return (groups - 1) * _conv_macs(args[1], args[2], args[0], transposed)
 
 
-def mm(args, kwargs, out):
-    a, b = args[0], args[1]
-    return a.shape[0] * a.shape[1] * b.shape[1]
-
-
-def addmm(args, kwargs, out):
-    return mm(args[1:], kwargs, out)
-
-
-def bmm(args, kwargs, out):
-    a, b = args[0], args[1]
-    return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
-
-
-def baddbmm(args, kwargs, out):
-    return bmm(args[1:], kwargs, out)
-
-
 def _norm_backward(mask_index):
     def rule(args, kwargs, out):
         x = args[1]
@@ -130,9 +110,10 @@ def attention_backward(args, kwargs, out):
     return 2 * forward
 
 
+# The backward-only operators; a backward's mm, addmm, bmm and baddbmm are counted by
+# the forward rules already registered in ops.py (same operands, same formula).
 BACKWARD_RULES = {
     "convolution_backward": convolution_backward,
-    "mm": mm, "addmm": addmm, "bmm": bmm, "baddbmm": baddbmm,
     # native_batch_norm_backward(grad, input, weight, rmean, rvar, smean, sinvstd, train, eps, mask)
     "native_batch_norm_backward": _norm_backward(9),
     # native_layer_norm_backward(grad, input, shape, mean, rstd, weight, bias, mask)
@@ -147,6 +128,8 @@ BACKWARD_RULES = {
     "_scaled_dot_product_flash_attention_backward": attention_backward,
     "_scaled_dot_product_cudnn_attention_backward": attention_backward,
 }
+for _name, _rule in BACKWARD_RULES.items():
+    ops.register_aten_rule(_name)(_rule)
 
 # Backward operators that cost nothing here: data movement, and element-wise gradients.
 BACKWARD_NO_COST = {
@@ -159,6 +142,7 @@ BACKWARD_NO_COST = {
     "silu_backward", "leaky_relu_backward", "native_dropout_backward", "_softmax_backward_data",
     "_log_softmax_backward_data", "nll_loss_backward", "le", "lt", "ge", "gt", "eq", "ne",
 }
+_FREE_LABELS = {ops.aten_label(n, ()) for n in BACKWARD_NO_COST} | BACKWARD_NO_COST
 
 
 @dataclass
@@ -196,74 +180,71 @@ class _NodeLabels(TorchFunctionMode):
         return out
 
 
-class _BackwardCount(TorchDispatchMode):
-    def __init__(self, current: List[str]):
+class _GroupedConvs(TorchDispatchMode):
+    """Sums ``_grouped_weight_excess`` over the backward's convolutions (for the check
+    against torch.utils.flop_counter)."""
+
+    def __init__(self):
         super().__init__()
-        self.current = current
-        self.own: Counter = Counter()
-        self.by_op: Counter = Counter()
-        self.uncounted: Counter = Counter()
-        self.grouped_excess = 0
+        self.excess = 0
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        name = func.overloadpacket.__name__
-        if self.current[0] == LOSS or name in BACKWARD_NO_COST:
-            return out
-        rule = BACKWARD_RULES.get(name)
-        if rule is None:
-            self.uncounted[name] += 1
-            return out
-        macs = int(rule(args, kwargs, out))
-        self.own[self.current[0]] += macs
-        self.by_op[name] += macs
-        if name == "convolution_backward":
-            self.grouped_excess += _grouped_weight_excess(args, kwargs)
-        return out
+        if func._overloadpacket.__name__ == "convolution_backward":
+            self.excess += _grouped_weight_excess(args, kwargs or {})
+        return func(*args, **(kwargs or {}))
+
+
+def _scopes(name: str) -> List[str]:
+    """'layer1.0.conv1' -> ['', 'layer1', 'layer1.0', 'layer1.0.conv1']."""
+    parts = name.split(".") if name else []
+    return [".".join(parts[:i]) for i in range(len(parts) + 1)]
 
 
 def backward_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> BackwardResult:
-    """Count the backward of one training step of ``model`` on ``inputs``; the model's
-    mode, buffers and parameters' ``grad`` are left as they were."""
+    """Count the backward of one training step of ``model`` on ``inputs`` with the engine's
+    ``CountingMode`` (the rules above registered in ``ops.ATEN_RULES``); the model's mode,
+    buffers and parameters' ``grad`` are left as they were."""
     from .training import loss_of
 
     stack: List[str] = []
     labels = _NodeLabels(stack)
-    current = [LOSS]
+    records = module_records(model)
+    scopes: List[str] = []  # the module running the current backward node, and its ancestors
     handles = []
     grads = {id(p): p.grad for p in model.parameters()}
     try:
         with running_as(model, train=True), torch.enable_grad(), MetaShortcuts():
             with module_hooks(model, lambda n, a: stack.append(n), lambda n, o: stack.pop()), labels:
                 out = model(*inputs)
+            outs = [t for t in _tensors(out) if t.requires_grad]
             loss = loss_of(out, {})
+            # The loss's own backward, outside the count: the gradient of the outputs.
+            out_grads = torch.autograd.grad(loss, outs, allow_unused=True)
+            pairs = [(t, g) for t, g in zip(outs, out_grads) if g is not None]
             for node, name in labels.labels.items():
-                handles.append(node.register_prehook(_setter(current, name)))
-            counter = _BackwardCount(current)
-            with counter:
-                loss.backward()
+                if name in records:
+                    handles.append(node.register_prehook(_setter(scopes, _scopes(name))))
+            counter, grouped = CountingMode(scopes, records), _GroupedConvs()
+            with counter, grouped:
+                torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
     finally:
         for h in handles:
             h.remove()
         for p in model.parameters():
             p.grad = grads.get(id(p))
-    own = counter.own
-    inclusive: Counter = Counter()
-    for name, macs in own.items():
-        parts = name.split(".") if name else []
-        for i in range(len(parts) + 1):
-            inclusive[".".join(parts[:i])] += macs
-    return BackwardResult(sum(own.values()), dict(inclusive), dict(own), counter.by_op, counter.uncounted,
-                          counter.grouped_excess)
+    uncounted = Counter({op: n for op, n in counter.uncounted.items() if op not in _FREE_LABELS})
+    return BackwardResult(counter.total, {n: r.macs for n, r in records.items() if r.macs},
+                          {n: r.self_macs for n, r in records.items() if r.self_macs},
+                          counter.by_op, uncounted, grouped.excess)
 
 
-def _setter(current, name):
+def _setter(scopes, names):
     def hook(grad_outputs):
-        current[0] = name
+        scopes[:] = names
 
     return hook
 

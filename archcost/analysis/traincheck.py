@@ -59,7 +59,7 @@ BACKWARD_WHY = {
                                   "and bias); torch's counter has no formula for normalization",
     "native_layer_norm_backward": "archcost counts norm gradients; torch's counter does not count norms",
     "native_group_norm_backward": "archcost counts norm gradients; torch's counter does not count norms",
-    "_adaptive_avg_pool2d_backward": "archcost counts 1 per input element, as fvcore's forward; torch's counter "
+    "adaptive_avg_pool2d_backward": "archcost counts 1 per input element, as fvcore's forward; torch's counter "
                                      "ignores pooling",
     "upsample_nearest2d_backward": "archcost counts upsampling gradients as the forward; torch's counter does not",
     "upsample_bilinear2d_backward": "archcost counts upsampling gradients as the forward; torch's counter does not",
