@@ -479,13 +479,26 @@ def check(models, baseline, update, tolerance, input_size, batch_size):
 @batch_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @format_option
-def memory(model, input_size, batch_size, device, fmt):
+@click.option("--train", is_flag=True, help="Check train_peak_bytes instead: one whole training step on meta "
+              "tensors against the CPU allocator's events over the same step on real tensors.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
+              show_default=True, help="With --train: the step's torch.optim optimizer.")
+def memory(model, input_size, batch_size, device, fmt, train, optimizer):
     """Check peak_bytes and saved_bytes of MODEL against independent measurements of the
     same forward: the CPU profiler's allocator events, or the CUDA caching allocator."""
     from archcost.analysis.memcheck import compare
     from archcost.report.tables import render
 
     name = resolve_models([model])[0] if ":" not in model else model
+    if train:
+        from archcost.analysis.traincheck import compare_step
+
+        frame = guarded(compare_step, name, input_size=parse_sizes(input_size), batch_size=batch_size,
+                        optimizer=optimizer)
+        emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],
+                    notes=[f"model {name}, batch {batch_size}, float32, one training step on cpu "
+                           "(input batch excluded on both sides)."]))
+        return
     device = run_device(device)
     frame = guarded(compare, name, input_size=parse_sizes(input_size), batch_size=batch_size, device=device)
     emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],

@@ -224,6 +224,9 @@ EXPERIMENTS: Dict[str, Callable[[], List[dict]]] = {
     "depthwise-separable": depthwise_separable, "se-overhead": se_overhead,
     "dense-connectivity": dense_connectivity, "aux-classifiers": aux_classifiers,
 }
+from archcost.reproduce_training import training_claims, training_cost, vgg16_head  # noqa: E402
+
+EXPERIMENTS.update({"training-cost": training_cost, "vgg16-head": vgg16_head})
 NAMES = list(EXPERIMENTS) + ["claims"]
 
 
@@ -319,6 +322,8 @@ def claims(results=None):
     se = experiment("se-overhead")
     add("Hu et al. 2018, Table 2", "SE-ResNet-50: ~10% more parameters than ResNet-50", 0.10,
         se["SE-ResNet-50"]["ratio_params"] - 1, "28.09M vs 25.56M; ratio - 1", tol=0.05)
+    for source, claim, claimed, measured, explanation, tol in training_claims(experiment):
+        add(source, claim, claimed, measured, explanation, tol=tol)
     return rows
 
 
@@ -345,6 +350,10 @@ INTROS = {
     "dense-connectivity": "A dense block concatenates every earlier output: L(L+1)/2 connections, growing "
                           "channels, and feature maps that all stay alive for backward.",
     "aux-classifiers": "GoogLeNet's auxiliary classifiers exist only in training: parameters always, MACs only in train mode.",
+    "training-cost": "One training step (forward + backward) against the forward: params are trainable parameters, "
+                     "MACs the step's (train_macs), the MACs ratio train_macs / macs of the same model.",
+    "vgg16-head": "Fine-tuning only VGG16's classifier (features.* frozen): params are trainable parameters, "
+                  "MACs the step's; saved activations and the step's peak in the note.",
 }
 
 

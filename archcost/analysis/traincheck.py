@@ -128,3 +128,41 @@ def backward_cross_check(name, input_size=None, batch_size: int = 2, freeze=()):
     rows.append({"operator": "(total)", "macs": total_a, "torch_macs": total_b, "difference": total_a - total_b,
                  "why": "sum of the rows above"})
     return pd.DataFrame(rows)
+
+
+def compare_step(name, input_size=None, batch_size: int = 2, optimizer: str = "sgd", freeze=()):
+    """archcost's train_peak_bytes (meta tensors) next to the CPU allocator's events over
+    the same step on real tensors, each difference explained. Returns a DataFrame."""
+    import pandas as pd
+
+    from .analyze import _make_inputs, _resolve, _runner, input_shapes
+    from .memcheck import _row
+    from .training import frozen_builder, step_memory
+
+    name, spec, builder, module = _resolve(name, {})
+    if module is not None:
+        raise ValueError("compare_step() takes a zoo name or a file.py:builder reference")
+    if freeze:
+        builder = frozen_builder(builder, freeze)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    ours = step_memory(_runner(builder, None, None, "meta", torch.float32, False),
+                       _make_inputs(shapes, "meta", torch.float32), optimizer)
+    ev = allocator_step(_runner(builder, None, None, "cpu", torch.float32, False),
+                        _make_inputs(shapes, "cpu", torch.float32), optimizer)
+    counters = ev["baseline_bytes"] - (ours.weight_bytes + ours.buffer_bytes + ours.optimizer_state_bytes)
+    base = ev["baseline_bytes"] - counters
+    return pd.DataFrame([
+        _row("weights + buffers + optimizer state", base, ev["baseline_bytes"],
+             "CPU tensors allocated before the step (storage sizes)",
+             "equal, but for Adam's step counters: a 4-byte CPU tensor per parameter, in the CPU model's "
+             "memory, in host memory when the model is on a GPU or meta" if counters else "equal"),
+        _row(f"train_peak_bytes ({optimizer}, peak in {ours.peak_phase})", ours.train_peak_bytes,
+             base + ev["op_boundary_peak"],
+             "CPU profiler allocator events through the step, sampled as each top-level operator returns",
+             "equal unless an operator frees inside itself what it returned to another (max_pool2d's indices), "
+             "or the allocator's order of frees between operators differs from the finalizers' (a few KiB)"),
+        _row(f"train_peak_bytes ({optimizer})", ours.train_peak_bytes, base + ev["allocator_peak"],
+             "CPU profiler allocator events, every allocation",
+             "the allocator also sees scratch that kernels allocate and free inside themselves (im2col, "
+             "oneDNN and convolution_backward workspaces), which no tensor ever holds"),
+    ])
