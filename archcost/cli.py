@@ -178,6 +178,9 @@ train_options = stack_options(
     click.option("--freeze", multiple=True, metavar="PATTERN",
                  help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable. "
                       "Changes trainable_params, saved/train bytes and the training step."),
+    click.option("--checkpoint", multiple=True, metavar="SEGMENTS",
+                 help="With --train: activation checkpointing of the outermost modules matching (fnmatch: "
+                      "'layer?' = ResNet's stages, 'layer?.*' = every block; 'top' = each child); repeatable."),
 )
 
 
@@ -260,7 +263,7 @@ def _meta_build(spec):
 @run_options
 @train_options
 def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, no_memory, device, amp,
-          channels_last, optimizer, repeat, warmup, train, freeze):
+          channels_last, optimizer, repeat, warmup, train, freeze, checkpoint):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
 
@@ -284,10 +287,11 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
             rows.append(guarded(analyze, n, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
                                 latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory,
-                                train=train, freeze=freeze).summary)
+                                train=train or bool(checkpoint), freeze=freeze, checkpoint=checkpoint).summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = _uncounted_notes(frame) + _condition_notes(frame, latency) + _train_notes(frame, freeze)
-    emit(render(frame, fmt, TABLE_COLUMNS + (TRAIN_COLUMNS if train or freeze else [])
+    notes = _uncounted_notes(frame) + _condition_notes(frame, latency) + _train_notes(frame, freeze, checkpoint)
+    emit(render(frame, fmt, TABLE_COLUMNS + (TRAIN_COLUMNS if train or freeze or checkpoint else [])
+                + (["recompute_macs"] if checkpoint else [])
                 + (LATENCY_COLUMNS if latency else []), notes=notes))
     if folder is not None:
         from archcost.report.plots import memory_vs_compute
@@ -325,8 +329,12 @@ def _condition_notes(frame, latency):
     return notes
 
 
-def _train_notes(frame, freeze=()):
+def _train_notes(frame, freeze=(), checkpoint=()):
     notes = []
+    if checkpoint:
+        notes.append("activation checkpointing of the outermost modules matching " + ", ".join(repr(p) for p in checkpoint)
+                     + ": train peak and bwd MACs (recomputation included; recompute = its MACs) measured with it; "
+                     "saved is without it.")
     if freeze:
         notes.append("frozen (requires_grad off): parameters matching " + ", ".join(repr(p) for p in freeze))
     if "train_peak_bytes" in frame:
@@ -355,7 +363,7 @@ def _uncounted_notes(frame):
 @run_options
 @train_options
 def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
-                    amp, channels_last, optimizer, repeat, warmup, train, freeze):
+                    amp, channels_last, optimizer, repeat, warmup, train, freeze, checkpoint):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
     peak while the layer runs, with a total row equal to its `archcost table` row.
     Writes reports/<model>_layers_<conditions>.csv and .png unless --no-save."""
@@ -371,7 +379,9 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     device = run_device(device)
     a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
-                layer_latency=latency, repeats=repeat, warmup=warmup, train=train, freeze=freeze)
+                layer_latency=latency, repeats=repeat, warmup=warmup, train=train or bool(checkpoint), freeze=freeze,
+                checkpoint=checkpoint)
+    train = train or bool(checkpoint)
     rows = a.breakdown(depth)
     s = a.row
     total = {"layer": "(total)", "type": s["model"], "depth": 0, "is_leaf": False,
@@ -388,7 +398,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
              "(activations count each storage once: in-place rows add nothing; saved is attributed to the "
              "layer that saved it first; peak is the model's live total while the layer ran)."]
-    notes += _uncounted_notes(a.summary) + _condition_notes(a.summary, False) + _train_notes(a.summary, freeze)
+    notes += _uncounted_notes(a.summary) + _condition_notes(a.summary, False) + _train_notes(a.summary, freeze, checkpoint)
     if latency:
         notes.append(f"latency: median of {s['repeats']} forwards after {s['warmup']} warm-up with a "
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
@@ -616,12 +626,15 @@ FIT_COLUMNS = ["model", "batch", "needed_bytes", "headroom_bytes", "weight_bytes
 @click.option("--amp", is_flag=True, help="Not supported by fit: autocast needs real tensors (use --dtype).")
 @click.option("--freeze", multiple=True, metavar="PATTERN",
               help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable.")
+@click.option("--checkpoint", multiple=True, metavar="SEGMENTS",
+              help="Activation checkpointing of the outermost modules matching (fnmatch: 'layer?', 'layer?.*'; "
+                   "'top' = each child); repeatable.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=1 << 20, show_default=True,
               help="Largest batch size tried.")
 @format_option
 @out_option
 @nosave_option
-def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, max_batch, fmt, out, no_save):
+def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkpoint, max_batch, fmt, out, no_save):
     """The largest batch of each of MODELS that fits in --memory, with what fills it at that
     batch (weights, optimizer state, gradients, activations, temporaries, input) and the
     headroom. Every candidate batch is measured (a meta pass), never extrapolated: the
@@ -648,7 +661,8 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, max_ba
     with progress(names, "fitting") as bar:
         for n in bar:
             r = guarded(fit_one, n, budget_bytes, train=train, optimizer=optimizer, dtype=dtype,
-                        input_size=sizes, freeze=freeze, max_batch=max_batch, curve_points=folder is not None)
+                        input_size=sizes, freeze=freeze, max_batch=max_batch, curve_points=folder is not None,
+                        checkpoint=checkpoint)
             row = {"model": r.model, "mode": r.mode, "optimizer": optimizer if train else "", "dtype": dtype,
                    "budget_bytes": r.budget_bytes, "batch": r.batch, **r.breakdown,
                    "headroom_bytes": r.headroom_bytes if r.batch else None,
@@ -663,7 +677,8 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, max_ba
     frame = pd.DataFrame(rows)
     what = (f"one training step, torch.optim {optimizer} (foreach)" if train else "an inference forward (no grad)")
     notes = [f"budget {describe(budget)} = {budget_bytes:,} bytes; {what}, {dtype}"
-             + (f"; frozen: {', '.join(freeze)}" if freeze else "") + ".",
+             + (f"; frozen: {', '.join(freeze)}" if freeze else "")
+             + (f"; checkpointed: {', '.join(checkpoint)}" if checkpoint else "") + ".",
              "needed = " + ("train peak" if train else "weights + buffers + inference peak")
              + " + input batch; the parts are what was alive at the peak (they sum to it); "
              "the usable memory of a GPU is less than its nominal size (CUDA context, allocator rounding)."] + notes
@@ -671,7 +686,8 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, max_ba
     if folder is not None:
         from archcost.report.plots_fit import fit_curves
 
-        tag = f"{'train-' + optimizer if train else 'inference'}_{dtype}_{file_stem(budget)}"
+        tag = (f"{'train-' + optimizer if train else 'inference'}_{dtype}_{file_stem(budget)}"
+               + ("_ckpt" if checkpoint else ""))
         curve_frame = pd.DataFrame(curve)
         paths = [write_csv(folder / f"fit_{tag}.csv", frame), write_csv(folder / f"fit_curve_{tag}.csv", curve_frame),
                  folder / f"fit_{tag}.png"]

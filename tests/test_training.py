@@ -356,3 +356,35 @@ def test_backward_columns_and_layer_rows_sum():
     assert rows["backward_macs"].sum() == s["backward_macs"]
     res = CliRunner().invoke(main, ["layer-breakdown", "lenet5", "--train", "--no-save", "--format", "csv"])
     assert res.exit_code == 0 and "backward_macs" in res.output.splitlines()[0]
+
+
+# --- activation checkpointing -------------------------------------------------------
+
+def test_checkpointing_block_0_by_hand():
+    # Segment '0' (conv1, relu, conv2, relu) keeps only its input, the batch: the forward
+    # keeps relu2's output (conv3's input), relu3's and the loss: 2M + 4, not 3M + 4.
+    # Backward reruns the segment's forward: F1 + F3 more MACs.
+    from archcost.analysis.backward import backward_pass
+
+    x = (torch.zeros(B, 3, H, H, device="meta"),)
+    r = step_memory(chain().to("meta"), x, "sgd", checkpoint=["0"])
+    assert r.forward_bytes == 2 * M + 4
+    plain = backward_pass(chain().to("meta"), x).macs
+    assert backward_pass(chain().to("meta"), x, checkpoint=["0"]).macs - plain == F1 + F3
+    cpu = allocator_step(chain(), (torch.zeros(B, 3, H, H),), "sgd", checkpoint=["0"])
+    assert cpu["baseline_bytes"] + cpu["op_boundary_peak"] == r.train_peak_bytes
+
+
+def test_checkpointing_resnet_stages_lowers_the_peak_and_costs_their_forward():
+    a = analyze("resnet18", batch_size=8, train=True, checkpoint=["layer?"])
+    b = analyze("resnet18", batch_size=8, train=True)
+    ly = a.layers
+    stages = ly.set_index("layer").loc[["layer1", "layer2", "layer3", "layer4"], "macs"].sum()
+    # every stage's forward once more, in train mode: batch norm costs 5 MACs an element
+    # there (fvcore's rule) instead of inference's 2
+    bn = ly[(ly["type"] == "BatchNorm2d") & ly["layer"].str.startswith("layer")]["activations"].sum()
+    assert a.row["recompute_macs"] == stages + 3 * bn
+    assert a.row["train_peak_bytes"] < 0.8 * b.row["train_peak_bytes"]
+    assert a.row["checkpoint_segments"] == 4
+    with pytest.raises(AnalysisError, match="matches no module"):
+        analyze("resnet18", train=True, checkpoint=["stage*"])

@@ -244,7 +244,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
             channels_last: bool = False, amp: bool = False, latency: bool = False,
             layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
-            train: bool = False, freeze: Sequence[str] = (), **builder_kwargs) -> Analysis:
+            train: bool = False, freeze: Sequence[str] = (), checkpoint: Sequence[str] = (),
+            **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
     reference, or an ``nn.Module`` (returned unchanged: same mode, no hooks left).
@@ -262,6 +263,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     ``train``: also measure one whole training step (``training.py``: ``train_peak_bytes``
     and its phase and breakdown). ``freeze``: fnmatch patterns of parameter names to
     freeze (requires_grad off) for every pass; a user's module gets its flags back.
+    ``checkpoint``: with ``train``, segments run under activation checkpointing
+    (``checkpointing.py``).
     """
     if freeze and isinstance(model_or_name, nn.Module):
         from .training import frozen
@@ -269,7 +272,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         with frozen(model_or_name, freeze):
             return analyze(model_or_name, input_size, batch_size, dtype, engine, memory, optimizer, device,
                            channels_last, amp, latency, layer_latency, repeats, warmup, train, (),
-                           **builder_kwargs)
+                           checkpoint, **builder_kwargs)
     if engine not in ENGINES:
         raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if isinstance(dtype, str):
@@ -316,9 +319,9 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             from .backward import add_backward
             from .training import add_training
 
-            add_training(analysis, runner, inputs, optimizer, amp_ctx if amp else None)
+            add_training(analysis, runner, inputs, optimizer, amp_ctx if amp else None, checkpoint)
             # MACs depend on shapes only: counted on the (meta) counting model
-            add_backward(analysis, model, _make_inputs(shapes, _device_of(model), weight_dtype))
+            add_backward(analysis, model, _make_inputs(shapes, _device_of(model), weight_dtype), checkpoint)
         if latency or layer_latency:
             _add_latency(analysis, runner, inputs, device, repeats, warmup, dtype if amp else None,
                          layer_latency)

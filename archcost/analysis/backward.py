@@ -204,10 +204,12 @@ def _scopes(name: str) -> List[str]:
     return [".".join(parts[:i]) for i in range(len(parts) + 1)]
 
 
-def backward_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> BackwardResult:
+def backward_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], checkpoint=()) -> BackwardResult:
     """Count the backward of one training step of ``model`` on ``inputs`` with the engine's
     ``CountingMode`` (the rules above registered in ``ops.ATEN_RULES``); the model's mode,
-    buffers and parameters' ``grad`` are left as they were."""
+    buffers and parameters' ``grad`` are left as they were. ``checkpoint``: segments run
+    under activation checkpointing (``checkpointing.py``): their recomputation is counted."""
+    from .checkpointing import checkpointed
     from .training import loss_of
 
     stack: List[str] = []
@@ -217,7 +219,7 @@ def backward_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Backwar
     handles = []
     grads = {id(p): p.grad for p in model.parameters()}
     try:
-        with running_as(model, train=True), torch.enable_grad(), MetaShortcuts():
+        with running_as(model, train=True), torch.enable_grad(), MetaShortcuts(), checkpointed(model, checkpoint):
             with module_hooks(model, lambda n, a: stack.append(n), lambda n, o: stack.pop()), labels:
                 out = model(*inputs)
             outs = [t for t in _tensors(out) if t.requires_grad]
@@ -249,14 +251,17 @@ def _setter(scopes, names):
     return hook
 
 
-def add_backward(analysis, model: nn.Module, inputs: Tuple[torch.Tensor, ...]):
+def add_backward(analysis, model: nn.Module, inputs: Tuple[torch.Tensor, ...], checkpoint=()):
     """``backward_macs`` and ``train_macs`` (= macs + backward_macs) in the summary;
-    ``backward_macs`` (inclusive) and ``self_backward_macs`` per layer."""
+    ``backward_macs`` (inclusive) and ``self_backward_macs`` per layer. With
+    ``checkpoint``: ``backward_macs`` includes the recomputation, and ``recompute_macs``
+    is measured as the difference to a backward without checkpointing."""
     import pandas as pd
 
     s, ly = analysis.summary, analysis.layers
     try:
-        r = backward_pass(model, inputs)
+        r = backward_pass(model, inputs, checkpoint)
+        plain = backward_pass(model, inputs) if checkpoint else r
     except (ValueError, RuntimeError) as exc:
         if type(exc).__name__ == "AnalysisError":
             raise
@@ -267,6 +272,8 @@ def add_backward(analysis, model: nn.Module, inputs: Tuple[torch.Tensor, ...]):
         return
     s["backward_macs"] = r.macs
     s["train_macs"] = int(s["macs"].iloc[0]) + r.macs
+    if checkpoint:
+        s["recompute_macs"] = r.macs - plain.macs
     s["backward_uncounted_ops"] = "; ".join(f"{op} x{n}" for op, n in sorted(r.uncounted.items()))
     s["backward_note"] = ""
     keys = ["" if n == "(model)" else n for n in ly["layer"]]

@@ -37,7 +37,7 @@ class FitResult:
 class _Measure:
     """needed bytes at a batch, cached; the breakdown of each measured batch kept."""
 
-    def __init__(self, name, train, optimizer, dtype, input_size, spec_default, builder):
+    def __init__(self, name, train, optimizer, dtype, input_size, spec_default, builder, checkpoint=()):
         from .analyze import _build
 
         self.name, self.train, self.dtype = name, train, dtype
@@ -46,7 +46,7 @@ class _Measure:
         if train:
             from .training import TrainingStep
 
-            self.step = TrainingStep(self.model, optimizer)
+            self.step = TrainingStep(self.model, optimizer, checkpoint=checkpoint)
         self.rows: Dict[int, dict] = {}
 
     def __call__(self, batch: int) -> int:
@@ -129,7 +129,7 @@ def largest_batch(needed, budget: int, max_batch: int = MAX_BATCH) -> int:
 
 def fit(name: str, budget_bytes: int, train: bool = True, optimizer: str = "adam", dtype="float32",
         input_size=None, freeze: Sequence[str] = (), max_batch: int = MAX_BATCH,
-        curve_points: bool = False) -> FitResult:
+        curve_points: bool = False, checkpoint: Sequence[str] = ()) -> FitResult:
     """The largest batch of ``name`` (a zoo name or file.py:builder) whose measured memory
     fits ``budget_bytes``. ``curve_points``: also measure powers of two up to twice the
     answer, for a plot of memory against batch."""
@@ -146,7 +146,9 @@ def fit(name: str, budget_bytes: int, train: bool = True, optimizer: str = "adam
     if freeze:
         builder = frozen_builder(builder, freeze)
     default = spec.input_size if spec else None
-    measure = _Measure(name, train, optimizer, dtype, input_size, default, builder)
+    if checkpoint and not train:
+        raise AnalysisError("--checkpoint only changes training memory: drop it or use --train")
+    measure = _Measure(name, train, optimizer, dtype, input_size, default, builder, checkpoint)
     batch = largest_batch(measure, budget_bytes, max_batch)
     at = max(batch, 1)
     if curve_points:

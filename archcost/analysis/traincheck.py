@@ -22,13 +22,13 @@ from .training import TrainingStep
 
 
 def allocator_step(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer: str = "sgd",
-                   autocast=None) -> Dict[str, int]:
+                   autocast=None, checkpoint=()) -> Dict[str, int]:
     """One training step of a real-tensor CPU model under the profiler. Returns
     ``baseline_bytes`` (weights, buffers, optimizer state), and, beyond it,
     ``op_boundary_peak`` and ``allocator_peak`` (as in ``memcheck.profiler_memory``)."""
     from torch.profiler import ProfilerActivity, profile
 
-    step = TrainingStep(model, optimizer, autocast)
+    step = TrainingStep(model, optimizer, autocast, checkpoint)
     state = [v for st in step.opt.state.values() for v in st.values()
              if isinstance(v, torch.Tensor) and v.device == step.device]
     tensors = {t.untyped_storage()._cdata: t.untyped_storage().nbytes()

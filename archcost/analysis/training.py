@@ -196,8 +196,13 @@ class TrainingStep:
     """A model and its optimizer, ready to have one step measured at any input."""
 
     def __init__(self, model: nn.Module, optimizer: str = "sgd",
-                 autocast: Optional[Callable[[], contextlib.AbstractContextManager]] = None):
+                 autocast: Optional[Callable[[], contextlib.AbstractContextManager]] = None,
+                 checkpoint: Sequence[str] = ()):
+        from .checkpointing import segments
+
         self.model = model
+        self.checkpoint = tuple(checkpoint)
+        segments(model, self.checkpoint)  # a pattern that matches nothing: the user's error, now
         self.params = unique_params(model)
         self.trainable = [p for p in self.params if p.requires_grad]
         if not self.trainable:
@@ -220,8 +225,10 @@ class TrainingStep:
         model, opt = self.model, self.opt
         targets: Dict[Tuple, torch.Tensor] = {}
         opt.zero_grad(set_to_none=True)
+        from .checkpointing import checkpointed
+
         try:
-            with running_as(model, train=True), torch.enable_grad():
+            with running_as(model, train=True), torch.enable_grad(), checkpointed(model, self.checkpoint):
                 on_phase("forward")
                 with self.autocast():
                     out = model(*inputs)
@@ -275,12 +282,12 @@ class TrainingStep:
 
 
 def step_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer: str = "sgd",
-                autocast=None) -> StepMemory:
+                autocast=None, checkpoint: Sequence[str] = ()) -> StepMemory:
     """Measure one training step of ``model`` on ``inputs``; the model's parameters, their
     ``grad`` and its train/eval mode and buffers are left as they were."""
     grads = {id(p): p.grad for p in model.parameters()}
     try:
-        return TrainingStep(model, optimizer, autocast).measure(inputs)
+        return TrainingStep(model, optimizer, autocast, checkpoint).measure(inputs)
     finally:
         for p in model.parameters():
             p.grad = grads.get(id(p))
@@ -301,14 +308,14 @@ TRAIN_COLUMNS = ["train_peak_bytes", "train_peak_phase", "gradient_bytes", "opti
                  "step_at_peak"]
 
 
-def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=None):
+def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=None, checkpoint=()):
     """The training-step columns of ``analysis.summary`` (see ``StepMemory``)."""
     import pandas as pd
 
     s = analysis.summary
     s["optimizer"] = optimizer
     try:
-        r = step_memory(model, inputs, optimizer, autocast)
+        r = step_memory(model, inputs, optimizer, autocast, checkpoint)
     except (ValueError, RuntimeError) as exc:
         if isinstance(exc, AnalysisError):
             raise
@@ -326,3 +333,7 @@ def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=No
     s["backward_at_peak"] = r.backward_at_peak
     s["step_at_peak"] = r.step_at_peak
     s["train_note"] = ""
+    if checkpoint:
+        from .checkpointing import segments
+
+        s["checkpoint_segments"] = len(segments(model, checkpoint))

@@ -34,6 +34,7 @@ COLUMNS = {
     "backward_macs": ("bwd MACs", si, "multiply-adds of the gradients autograd computes in one backward "
                       "(input gradients skipped where none is needed, frozen weights get none)"),
     "train_macs": ("train MACs", si, "MACs + bwd MACs: one training step's forward and backward"),
+    "recompute_macs": ("recompute", si, "MACs the checkpointed segments' forward costs again in backward (measured)"),
     "trainable_params": ("trainable", si, "parameters that get a gradient (requires_grad, after --freeze)"),
     "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
                          "grads, optimizer state, activations and temporaries, input excluded (MiB)"),
