@@ -384,7 +384,10 @@ def test_checkpointing_resnet_stages_lowers_the_peak_and_costs_their_forward():
     # there (fvcore's rule) instead of inference's 2
     bn = ly[(ly["type"] == "BatchNorm2d") & ly["layer"].str.startswith("layer")]["activations"].sum()
     assert a.row["recompute_macs"] == stages + 3 * bn
-    assert a.row["train_peak_bytes"] < 0.8 * b.row["train_peak_bytes"]
+    # what the forward leaves for backward halves; the peak drops less (layer1's
+    # activations come back during its recomputation, and weights + gradients stay)
+    assert a.row["step_forward_bytes"] < 0.5 * b.row["step_forward_bytes"]
+    assert a.row["train_peak_bytes"] < b.row["train_peak_bytes"]
     assert a.row["checkpoint_segments"] == 4
     with pytest.raises(AnalysisError, match="matches no module"):
         analyze("resnet18", train=True, checkpoint=["stage*"])
