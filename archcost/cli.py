@@ -292,6 +292,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
     notes = _uncounted_notes(frame) + _condition_notes(frame, latency) + _train_notes(frame, freeze, checkpoint)
     emit(render(frame, fmt, TABLE_COLUMNS + (TRAIN_COLUMNS if train or freeze or checkpoint else [])
                 + (["recompute_macs"] if checkpoint else [])
+                + (["train_latency_ms", "train_images_per_s"] if latency and (train or checkpoint) else [])
                 + (LATENCY_COLUMNS if latency else []), notes=notes))
     if folder is not None:
         from archcost.report.plots import memory_vs_compute

@@ -391,3 +391,11 @@ def test_checkpointing_resnet_stages_lowers_the_peak_and_costs_their_forward():
     assert a.row["checkpoint_segments"] == 4
     with pytest.raises(AnalysisError, match="matches no module"):
         analyze("resnet18", train=True, checkpoint=["stage*"])
+
+
+def test_train_step_latency_columns():
+    a = analyze(chain(), input_size=(3, H, H), batch_size=B, train=True, latency=True, repeats=3, warmup=1)
+    s = a.row
+    assert s["train_latency_ms"] > 0 and s["train_latency_p20_ms"] <= s["train_latency_p80_ms"]
+    assert s["train_images_per_s"] == pytest.approx(B / (s["train_latency_ms"] / 1e3))
+    assert s["train_achieved_tflops"] == pytest.approx(2 * s["train_macs"] / (s["train_latency_ms"] / 1e3) / 1e12)

@@ -322,6 +322,11 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             add_training(analysis, runner, inputs, optimizer, amp_ctx if amp else None, checkpoint)
             # MACs depend on shapes only: counted on the (meta) counting model
             add_backward(analysis, model, _make_inputs(shapes, _device_of(model), weight_dtype), checkpoint)
+        if train and latency:
+            from .training import add_train_latency
+
+            add_train_latency(analysis, runner, inputs, device, optimizer, repeats, warmup,
+                              amp_ctx if amp else None, checkpoint)
         if latency or layer_latency:
             _add_latency(analysis, runner, inputs, device, repeats, warmup, dtype if amp else None,
                          layer_latency)

@@ -337,3 +337,28 @@ def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=No
         from .checkpointing import segments
 
         s["checkpoint_segments"] = len(segments(model, checkpoint))
+
+
+def add_train_latency(analysis, model: nn.Module, inputs, device: str, optimizer: str, repeats: int,
+                      warmup: int, autocast=None, checkpoint=()):
+    """Time a whole training step (zero_grad, forward, loss, backward, optimizer step) the
+    way ``timing.py`` times a forward: CUDA events on a GPU, perf_counter on CPU; each
+    step also restores the BatchNorm statistics it updated (a copy of the buffers)."""
+    from .timing import summarize, time_calls
+
+    step = TrainingStep(model, optimizer, autocast, checkpoint)
+    grads = {id(p): p.grad for p in model.parameters()}
+    try:
+        samples = time_calls(lambda: step.run(inputs), device, repeats, warmup)
+    finally:
+        for p in model.parameters():
+            p.grad = grads.get(id(p))
+    t = summarize(samples, warmup, "cuda events" if device == "cuda" else "perf_counter")
+    s = analysis.summary
+    batch = int(s["batch_size"].iloc[0])
+    s["train_latency_ms"] = t.median_ms
+    s["train_latency_p20_ms"] = t.p20_ms
+    s["train_latency_p80_ms"] = t.p80_ms
+    s["train_images_per_s"] = batch / (t.median_ms / 1e3)
+    if "train_macs" in s and not s["train_macs"].isna().iloc[0]:
+        s["train_achieved_tflops"] = 2 * float(s["train_macs"].iloc[0]) / (t.median_ms / 1e3) / 1e12

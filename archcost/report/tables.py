@@ -35,6 +35,9 @@ COLUMNS = {
                       "(input gradients skipped where none is needed, frozen weights get none)"),
     "train_macs": ("train MACs", si, "MACs + bwd MACs: one training step's forward and backward"),
     "recompute_macs": ("recompute", si, "MACs the checkpointed segments' forward costs again in backward (measured)"),
+    "train_latency_ms": ("step time", lambda v: f"{v:.2f} ms", "median time of one training step: zero_grad, "
+                         "forward, loss, backward, optimizer step (ms)"),
+    "train_images_per_s": ("train img/s", lambda v: f"{v:.1f}", "batch size / median step time"),
     "trainable_params": ("trainable", si, "parameters that get a gradient (requires_grad, after --freeze)"),
     "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
                          "grads, optimizer state, activations and temporaries, input excluded (MiB)"),
