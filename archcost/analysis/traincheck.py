@@ -35,8 +35,8 @@ def allocator_step(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer
                for t in [*step.params, *model.buffers(), *state]}
     with warnings.catch_warnings(), _quiet_stderr():
         warnings.simplefilter("ignore")
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step.run(inputs)
+        prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        step.run(inputs, within=prof)
     events = list(prof.profiler.kineto_results.events())
     mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
     current = peak = boundary = 0

@@ -218,9 +218,12 @@ class TrainingStep:
             self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
-    def run(self, inputs: Tuple[torch.Tensor, ...], on_phase: Callable[[str], None] = lambda phase: None):
+    def run(self, inputs: Tuple[torch.Tensor, ...], on_phase: Callable[[str], None] = lambda phase: None,
+            within=None):
         """One step: zero_grad(set_to_none), forward and loss (under autocast with amp),
-        backward, optimizer step. ``on_phase(name)`` is called as each phase begins.
+        backward, optimizer step. ``on_phase(name)`` is called as each phase begins;
+        ``within``: a context (a measuring mode, the profiler) entered once the model is in
+        train mode, so that the copy of its buffers (restored afterwards) is not measured.
         Returns the parameters' gradients as backward left them."""
         model, opt = self.model, self.opt
         targets: Dict[Tuple, torch.Tensor] = {}
@@ -228,7 +231,8 @@ class TrainingStep:
         from .checkpointing import checkpointed
 
         try:
-            with running_as(model, train=True), torch.enable_grad(), checkpointed(model, self.checkpoint):
+            with running_as(model, train=True), torch.enable_grad(), checkpointed(model, self.checkpoint), \
+                    within or contextlib.nullcontext():
                 on_phase("forward")
                 with self.autocast():
                     out = model(*inputs)
@@ -258,11 +262,10 @@ class TrainingStep:
             if phase in PHASES:
                 mode.enter(phase)
 
-        with mode:
-            grads = self.run(inputs, on_phase)
-            grad_ids = {mode.identity(g) for g in grads}
-            gradient_bytes = _nbytes_unique(grads)
-            del grads
+        grads = self.run(inputs, on_phase, within=mode)
+        grad_ids = {mode.identity(g) for g in grads}
+        gradient_bytes = _nbytes_unique(grads)
+        del grads
         forward_bytes = seen["forward_bytes"]
         parts = {"forward": 0, "grad": 0, "backward": 0, "step": 0}
         for ident, n in mode.at_peak.items():
