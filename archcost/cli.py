@@ -666,7 +666,7 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkp
                         checkpoint=checkpoint)
             row = {"model": r.model, "mode": r.mode, "optimizer": optimizer if train else "", "dtype": dtype,
                    "budget_bytes": r.budget_bytes, "batch": r.batch, **r.breakdown,
-                   "headroom_bytes": r.headroom_bytes if r.batch else None,
+                   "headroom_bytes": r.headroom_bytes,  # negative: over the budget (at batch 1)
                    "measured_batches": len(r.curve)}
             if r.batch == 0:
                 notes.append(f"{r.model} does not fit at batch 1: it needs {r.needed_bytes / 2**30:.2f} GiB, "

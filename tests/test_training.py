@@ -399,3 +399,13 @@ def test_train_step_latency_columns():
     assert s["train_latency_ms"] > 0 and s["train_latency_p20_ms"] <= s["train_latency_p80_ms"]
     assert s["train_images_per_s"] == pytest.approx(B / (s["train_latency_ms"] / 1e3))
     assert s["train_achieved_tflops"] == pytest.approx(2 * s["train_macs"] / (s["train_latency_ms"] / 1e3) / 1e12)
+
+
+def test_fit_json_is_strict_and_headroom_says_how_far_over():
+    import json
+
+    res = CliRunner().invoke(main, ["fit", "lenet5", "vgg16", "--memory", "1GiB", "--format", "json", "--no-save"])
+    assert res.exit_code == 0
+    rows = json.loads(res.output, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    vgg = next(r for r in rows if r["model"] == "vgg16")
+    assert vgg["batch"] == 0 and vgg["headroom_bytes"] == 2**30 - vgg["needed_bytes"] < 0

@@ -44,7 +44,7 @@ COLUMNS = {
     "train_peak_phase": ("at", str, "phase of the step where the train peak occurs (forward, backward, step)"),
     "batch": ("batch", lambda v: str(int(v)), "largest batch that fits (0: not even batch 1)"),
     "needed_bytes": ("needed", mib, "memory at that batch: peak of the step (or forward) + input batch (MiB)"),
-    "headroom_bytes": ("headroom", mib, "budget - needed (MiB)"),
+    "headroom_bytes": ("headroom", mib, "budget - needed (MiB; negative: over the budget at batch 1)"),
     "weight_bytes": ("weights", mib, "parameters and buffers (MiB)"),
     "optimizer_state_bytes": ("opt. state", mib, "optimizer state: momentum / Adam moments (MiB)"),
     "gradients_at_peak": ("grads", mib, "parameter gradients alive at the peak (MiB)"),
