@@ -289,7 +289,8 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
                                 latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory,
                                 train=train or bool(checkpoint), freeze=freeze, checkpoint=checkpoint).summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = _uncounted_notes(frame) + _condition_notes(frame, latency) + _train_notes(frame, freeze, checkpoint)
+    notes = (_uncounted_notes(frame) + _row_notes(frame) + _condition_notes(frame, latency)
+             + _train_notes(frame, freeze, checkpoint))
     emit(render(frame, fmt, TABLE_COLUMNS + (TRAIN_COLUMNS if train or freeze or checkpoint else [])
                 + (["recompute_macs"] if checkpoint else [])
                 + (["train_latency_ms", "train_images_per_s"] if latency and (train or checkpoint) else [])
@@ -347,6 +348,13 @@ def _train_notes(frame, freeze=(), checkpoint=()):
     return notes
 
 
+def _row_notes(frame):
+    """Each row's ``notes`` (a count not taken on meta tensors, and why) as a line under the table."""
+    if "notes" not in frame:
+        return []
+    return [f"{m}: {n}" for m, n in zip(frame["model"], frame["notes"]) if isinstance(n, str) and n]
+
+
 def _uncounted_notes(frame):
     ops = sorted({o.split(" x")[0] for s in frame["uncounted_ops"] for o in s.split("; ") if o})
     if not ops:
@@ -399,7 +407,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
              "(activations count each storage once: in-place rows add nothing; saved is attributed to the "
              "layer that saved it first; peak is the model's live total while the layer ran)."]
-    notes += _uncounted_notes(a.summary) + _condition_notes(a.summary, False) + _train_notes(a.summary, freeze, checkpoint)
+    notes += (_uncounted_notes(a.summary) + _row_notes(a.summary) + _condition_notes(a.summary, False)
+              + _train_notes(a.summary, freeze, checkpoint))
     if latency:
         notes.append(f"latency: median of {s['repeats']} forwards after {s['warmup']} warm-up with a "
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
@@ -447,41 +456,115 @@ def ops(model, input_size, batch_size, fmt, train, freeze):
 @main.command()
 @click.argument("models", nargs=-1)
 @click.option("--baseline", default="reports/baseline.csv", show_default=True,
-              type=click.Path(dir_okay=False), help="CSV with model, input_shape, params, macs.")
-@click.option("--update", is_flag=True, help="Rewrite the baseline (atomically) with the current counts; "
-              "with MODELS, add or refresh just those.")
+              type=click.Path(dir_okay=False), help="CSV with model, input_shape, params, macs "
+              "(and per-layer rows when made with --layers). file.py:builder paths in it are "
+              "relative to its folder.")
+@click.option("--update", is_flag=True, help="Rewrite the baseline (atomically, under a lock, merged with "
+              "what other processes wrote meanwhile) with the current counts; with MODELS, add or refresh "
+              "just those.")
+@click.option("--layers", is_flag=True, help="With --update: also store one row per layer, so a drift "
+              "names the layers that changed.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Allowed relative MAC drift (params are always exact), e.g. 0.01 for 1%.")
 @input_size_option
 @batch_option
-def check(models, baseline, update, tolerance, input_size, batch_size):
+@format_option
+def check(models, baseline, update, layers, tolerance, input_size, batch_size, fmt):
     """Regression check for CI: recompute the baseline's models and fail (exit 1) when a
-    parameter count changes, or MACs drift beyond --tolerance."""
-    from archcost.analysis.check import build_baseline, compare, read_baseline
-    from archcost.report.files import ensure_dir, write_csv
-    from archcost.report.tables import render
+    parameter count changes, or MACs drift beyond --tolerance. When the baseline holds
+    per-layer rows (--update --layers), the layers that changed are named."""
+    from archcost.analysis.check import compare, measure_update, merge, read_baseline
+    from archcost.report.baseline_file import update_locked
+    from archcost.report.diffs import drift_report
+    from archcost.report.files import ensure_dir
 
     path = pathlib.Path(baseline)
+    folder = path.parent if str(path.parent) else pathlib.Path(".")
+    if layers and not update:
+        fail("--layers stores per-layer rows and goes with --update; a check uses the rows the baseline has")
     if update:
         existing = guarded(read_baseline, path) if path.exists() else None
         names = [m for m in models if ":" in m] + resolve_models([m for m in models if ":" not in m]) if models else []
         if existing is None and not names:
             fail(f"baseline {str(path)!r} does not exist: name the models to put in it")
-        frame = guarded(build_baseline, names, existing, parse_sizes(input_size), batch_size)
-        guarded(ensure_dir, path.parent if str(path.parent) else ".")
-        write_csv(path, frame)
-        click.echo(f"wrote {path} ({len(frame)} models)", err=True)
+        guarded(ensure_dir, folder)
+        measured = guarded(measure_update, names, existing, folder, parse_sizes(input_size), batch_size, layers)
+        frame = guarded(update_locked, path, read_baseline, lambda current: merge(current, measured))
+        n = frame["model"].nunique()
+        click.echo(f"wrote {path} ({n} models" + (", with layer rows" if "layer" in frame else "") + ")", err=True)
         return
     base = guarded(read_baseline, path)
-    drift = guarded(compare, base, list(models), tolerance)
-    checked = len(base) if not models else len(models)
+    drift = guarded(compare, base, list(models), tolerance, folder)
+    checked = (base["layer"] == "").sum() if not models else len(models)
+    emit(drift_report(drift, fmt))
     if len(drift):
-        click.echo(render(drift, "text", ["model", "column", "baseline", "now", "delta"]).split("\n\ncolumns")[0])
-        click.echo(f"archcost check: {len(drift)} count(s) drifted in {drift['model'].nunique()} of "
+        totals = drift[drift["layer"] == "(total)"]
+        click.echo(f"archcost check: {len(totals)} count(s) drifted in {totals['model'].nunique()} of "
                    f"{checked} model(s); if intended, run `archcost check --update --baseline {path}`", err=True)
         sys.exit(1)
     click.echo(f"archcost check: {checked} model(s) match {path} (params exact, MACs "
-               + ("exact" if tolerance == 0 else f"within {tolerance:.2%}") + ")")
+               + ("exact" if tolerance == 0 else f"within {tolerance:.2%}") + ")",
+               err=fmt in ("csv", "json"))
+
+
+def _diff_side(ref, sizes, batch_size, memory):
+    from archcost.analysis.diff_sides import baseline_side, is_baseline_ref, model_side
+
+    if is_baseline_ref(ref):
+        return guarded(baseline_side, ref)
+    if ":" not in ref:
+        found = resolve_models([ref])
+        if len(found) > 1:
+            fail(f"{ref!r} matches {len(found)} models ({', '.join(found[:5])}{' ...' if len(found) > 5 else ''}); "
+                 "diff compares two models: name one each side")
+        ref = found[0]
+    return guarded(model_side, ref, sizes, batch_size, memory)
+
+
+@main.command()
+@click.argument("model_a", metavar="A")
+@click.argument("model_b", metavar="B")
+@input_size_option
+@batch_option
+@format_option
+@click.option("--all", "show_all", is_flag=True, help="Show the layers that are the same too.")
+@click.option("--no-memory", is_flag=True, help="Skip the activation-memory and saved-bytes columns' "
+              "memory pass (counts only; faster).")
+@out_option
+@nosave_option
+def diff(model_a, model_b, input_size, batch_size, fmt, show_all, no_memory, out, no_save):
+    """Two models layer by layer: params, MACs and memory of A and B and the delta (B - A).
+
+    A and B are names, wildcards matching one model, path/file.py:builder, or a baseline
+    row as path/baseline.csv:MODEL (its layer rows when it stores them, see `check
+    --update --layers`). Rows are aligned by module name, then by execution order;
+    added (+), removed (-) and changed (~) rows are marked; totals at the bottom. Writes
+    reports/diff_<A>_vs_<B>.csv and a plot of the per-layer deltas unless --no-save.
+    """
+    from archcost.analysis.diff import diff as diff_frames
+    from archcost.analysis.diff_sides import input_of, is_baseline_ref
+    from archcost.report.diffs import diff_report
+
+    sizes = parse_sizes(input_size)
+    folder = out_dir(out, no_save)
+    a = _diff_side(model_a, sizes, batch_size, not no_memory)
+    b_sizes, b_batch = sizes, batch_size
+    if is_baseline_ref(model_a) and sizes is None:
+        b_sizes, b_batch = input_of(a)  # B measured at the baseline row's recorded input
+    b = _diff_side(model_b, b_sizes, b_batch, not no_memory)
+    frame = diff_frames(a.layers, a.summary, b.layers, b.summary)
+    notes = [n for n in (a.note, b.note) if n]
+    if a.summary.get("input_shape") != b.summary.get("input_shape"):
+        notes.append(f"inputs differ: A {a.summary.get('input_shape')}, B {b.summary.get('input_shape')}")
+    emit(diff_report(frame, fmt, a.label, b.label, show_all, notes))
+    if folder is not None:
+        from archcost.report.files import write_csv
+        from archcost.report.plots import diff_deltas
+
+        stem = f"diff_{file_stem(a.label.replace(':', '_'))}_vs_{file_stem(b.label.replace(':', '_'))}"
+        paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
+        diff_deltas(frame, paths[1], a.label, b.label)
+        wrote(paths)
 
 
 @main.command()
@@ -604,8 +687,7 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
 
         tag = conditions(device, dtype, amp, channels_last)
         paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
-        plot(frame, paths[1], f"Batch-size sweep ({_condition_title(frame.dropna(subset=['params']))})",
-             latency=not no_latency)
+        plot(frame, paths[1], _sweep_title(frame.dropna(subset=["params"])), latency=not no_latency)
         wrote(paths)
 
 
@@ -746,6 +828,72 @@ def reproduce(experiments, fmt, out, no_save):
         if set(names) == set(rp.NAMES):
             paths.append(write_text(folder / "REPRODUCTIONS.md", rp.markdown_report(frame, claims)))
         wrote(paths)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def plot(ctx):
+    """Figures from the zoo or from a CSV archcost wrote."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@plot.command("lineage")
+@click.argument("models", nargs=-1)
+@click.option("--memory", "memory_col", type=click.Choice(["train_bytes", "peak_bytes"]), default="train_bytes",
+              show_default=True, help="Memory column of the second figure.")
+@out_option
+def plot_lineage(models, memory_col, out):
+    """Published top-1 accuracy against GMACs (reports/accuracy_vs_macs.png) and against
+    memory (reports/accuracy_vs_<memory>.png, batch 1): bubble area = params on one
+    absolute scale, colour = family, marker = accuracy protocol. MODELS: names, wildcards
+    or families of the zoo (default: all). Also writes reports/lineage.csv."""
+    from archcost.analysis.lineage import lineage_frame
+    from archcost.report.files import write_csv
+    from archcost.report.plots import accuracy_vs_cost
+
+    names = [n for n in resolve_models(models, ["*"]) if ":" not in n]
+    if len(names) != len(resolve_models(models, ["*"])):
+        fail("plot lineage takes zoo models (their published accuracy is stored with them), not file.py:builder")
+    folder = out_dir(out, False)
+    frame = guarded(lineage_frame, names)
+    targets = [folder / "accuracy_vs_macs.png", folder / f"accuracy_vs_{memory_col}.png"]
+    accuracy_vs_cost(frame, targets[0], "macs", "Published ImageNet top-1 accuracy against multiply-adds")
+    accuracy_vs_cost(frame, targets[1], memory_col, "Published ImageNet top-1 accuracy against "
+                     + ("training memory" if memory_col == "train_bytes" else "inference peak memory") + " (batch 1)")
+    wrote([write_csv(folder / "lineage.csv", frame)] + targets)
+
+
+@plot.command("sweep")
+@click.argument("csv", type=click.Path(dir_okay=False, exists=True))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write (default: the CSV's name with .png).")
+def plot_sweep(csv, output):
+    """Redraw a sweep's figure from its CSV (reports/sweep_<conditions>.csv), without
+    measuring again."""
+    import pandas as pd
+
+    from archcost.report.plots import sweep as draw
+
+    try:
+        frame = pd.read_csv(csv)
+    except Exception as exc:
+        fail(f"{csv!r} is not a readable CSV: {exc}")
+    need = {"model", "batch_size", "peak_bytes", "train_bytes"}
+    if not need <= set(frame.columns):
+        fail(f"{csv!r} is not a sweep CSV: it lacks {', '.join(sorted(need - set(frame.columns)))} "
+             "(write one with `archcost sweep`)")
+    target = pathlib.Path(output or pathlib.Path(csv).with_suffix(".png"))
+    rows = frame.dropna(subset=["params"]) if "params" in frame else frame
+    draw(frame, target, _sweep_title(rows), latency="latency_ms" in frame and frame["latency_ms"].notna().any())
+    wrote([target])
+
+
+def _sweep_title(frame) -> str:
+    if not len(frame):
+        return "Batch-size sweep (no batch fitted)"
+    r = frame.iloc[0]
+    return f"Batch-size sweep ({r['device_name']}, {r['dtype']}, batch {frame['batch_size'].min()} to {frame['batch_size'].max()})"
 
 
 def entry():  # console script

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence, Tuple, Union
 
 import pandas as pd
@@ -40,6 +40,8 @@ class Analysis:
     layers: pd.DataFrame
     summary: pd.DataFrame
     by_operator: pd.DataFrame
+    device_paths: list = field(default_factory=list)  # ops whose kernels differ on meta
+    macs_by_aten: dict = field(default_factory=dict)  # MACs by ATen op (crosscheck.py)
 
     @property
     def row(self) -> dict:
@@ -133,35 +135,89 @@ def _resolve(model_or_name, builder_kwargs):
     return name, spec, lambda: spec.builder(**builder_kwargs), None
 
 
-def _build(builder, device, dtype):
+SEED = 0  # weights (the builder's own initialisation) and inputs of every real-tensor run
+
+# Errors that mean "the forward (or the builder) needs tensor values", which meta has not.
+_NEEDS_VALUES = re.compile(r"meta tensor|no data|cannot be converted to Scalar|data-independent|"
+                           r"data-dependent|item\(\)", re.I)
+
+
+def build_model(builder, device, dtype) -> Tuple[nn.Module, str]:
+    """The model in eval mode, and a note ('' when nothing is worth saying).
+
+    ``meta``: built under ``torch.device("meta")`` (no weights, no initialisation). A
+    builder that computes with tensor values while constructing (torchvision's RegNet
+    derives its widths with ``.tolist()``) is built on CPU instead, with its own
+    initialisation (seed ``SEED``), and moved to meta. Other devices: the builder's own
+    initialisation, seed ``SEED``, the global random state left as it was."""
+    from archcost.zoo.custom import check_module
+
+    note = ""
+    model = None
     if device == "meta":
         from .memory import MetaShortcuts
 
-        with torch.device("meta"), MetaShortcuts():  # weight init: no values to draw
+        try:
+            with torch.device("meta"), MetaShortcuts():  # weight init: no values to draw
+                model = builder()
+        except Exception as exc:  # retried on CPU below; a real error raises there again
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            note = (f"built on CPU (the builder needs tensor values: {first}), its own "
+                    f"initialisation, seed {SEED}")
+    if model is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
             model = builder()
-    else:
-        model = builder()
-    from archcost.zoo.custom import check_module
-
     check_module(model)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=device, dtype=dtype).eval(), note
 
 
-def _materialize(model):
-    # Real tensors without paying for random init: storage is allocated, values are
-    # whatever memory held; counts never read them. Buffers (BN statistics) are set sane.
-    model = model.to_empty(device="cpu")
-    for b in model.buffers():
-        b.fill_(1.0 if b.is_floating_point() else 0)
-    return model
+def _build(builder, device, dtype):
+    return build_model(builder, device, dtype)[0]
 
 
 def _make_inputs(shapes, device, dtype, channels_last=False):
+    """One input per shape (batch included), or the user's example tensors converted.
+    Real tensors hold ``torch.randn`` values from a generator seeded with ``SEED`` (a
+    data-dependent forward then takes the same branch every run); meta tensors hold none."""
+    gen = torch.Generator().manual_seed(SEED)
+
     def one(s):
-        t = torch.zeros(s, device=device, dtype=dtype)
+        if isinstance(s, torch.Tensor):
+            cast = dtype if s.is_floating_point() else s.dtype
+            t = (torch.empty(s.shape, dtype=cast, device="meta") if device == "meta"
+                 else s.to(device=device, dtype=cast))
+        elif not isinstance(s, tuple):
+            return s  # a non-tensor argument, passed as it is
+        elif device == "meta":
+            t = torch.empty(s, device="meta", dtype=dtype)
+        else:
+            t = torch.randn(s, generator=gen, dtype=dtype).to(device)
         return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
 
     return tuple(one(s) for s in shapes)
+
+
+@contextlib.contextmanager
+def keyword_inputs(model: nn.Module, kwargs: Optional[dict]):
+    """Pass ``kwargs`` to every top-level call of ``model`` (tensors moved to the device of
+    its first tensor argument, meta included), for the passes that call ``model(*inputs)``."""
+    if not kwargs:
+        yield
+        return
+
+    def hook(mod, args, kw):
+        ref = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        device = ref.device if ref is not None else _device_of(mod)
+        moved = {k: (torch.empty(v.shape, dtype=v.dtype, device="meta") if torch.device(device).type == "meta"
+                     else v.to(device)) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        return args, {**moved, **kw}
+
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _is_shape_error(exc) -> bool:
@@ -171,7 +227,7 @@ def _is_shape_error(exc) -> bool:
 
 def _failure_message(name, failure: LayerFailure, shapes, smallest=None) -> str:
     msg = str(failure.exc).strip().splitlines()[0] if str(failure.exc).strip() else type(failure.exc).__name__
-    shape = "x".join(str(d) for d in shapes[0][1:])
+    shape = "x".join(str(d) for d in _dims(shapes[0])[1:])
     text = f"{name} fails on input {shape} at layer {failure.name} ({failure.type}): {msg}"
     if smallest:
         text += f"; the smallest square input that works is {smallest}"
@@ -200,37 +256,50 @@ def smallest_working_size(builder, channels, dtype, hi, lo=1) -> Optional[str]:
     return f"{channels}x{hi}x{hi}"
 
 
-def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult, nn.Module, str]:
+def _fallback_note(failure: LayerFailure) -> str:
+    msg = (str(failure.exc).strip().splitlines() or [type(failure.exc).__name__])[0]
+    why = ("the forward reads tensor values, so the count depends on them" if _NEEDS_VALUES.search(msg)
+           else "the meta pass failed")
+    return (f"counted on real CPU tensors: {why} (at {failure.name}: {msg}); weights: the builder's "
+            f"initialisation, seed {SEED}; input: torch.randn, seed {SEED}")
+
+
+def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None):
+    """-> (PassResult, model, engine that ran, note)."""
     if module is not None:
-        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        device = _device_of(module)
         was_training = module.training
         module.eval()
         try:
             inputs = _make_inputs(shapes, device, dtype)
             if engine == "fvcore":
-                return run_fvcore(module, inputs), module, "fvcore"
-            return run_pass(module, inputs), module, "meta" if device.type == "meta" else device.type
+                with keyword_inputs(module, kwargs):
+                    return run_fvcore(module, inputs), module, "fvcore", ""
+            return run_pass(module, inputs, kwargs), module, device, ""
         except LayerFailure as f:
             raise AnalysisError(_failure_message(name, f, shapes)) from None
         finally:
             module.train(was_training)
     try:
+        note = ""
         if engine in ("auto", "meta"):
-            model = _build(builder, "meta", dtype)
+            model, note = build_model(builder, "meta", dtype)
             try:
-                return run_pass(model, _make_inputs(shapes, "meta", dtype)), model, "meta"
+                return run_pass(model, _make_inputs(shapes, "meta", dtype), kwargs), model, "meta", note
             except LayerFailure as f:
                 if engine == "meta" or _is_shape_error(f.exc):
                     raise
-        model = _materialize(_build(builder, "meta", dtype))
+                note = "; ".join(n for n in (note, _fallback_note(f)) if n)
+        model, built = build_model(builder, "cpu", dtype)
         inputs = _make_inputs(shapes, "cpu", dtype)
         if engine == "fvcore":
-            return run_fvcore(model, inputs), model, "fvcore"
-        return run_pass(model, inputs), model, "cpu"
+            with keyword_inputs(model, kwargs):
+                return run_fvcore(model, inputs), model, "fvcore", built
+        return run_pass(model, inputs, kwargs), model, "cpu", note or built
     except LayerFailure as f:
         smallest = None
-        if _is_shape_error(f.exc) and len(shapes) == 1 and len(shapes[0]) == 4:
-            c, h, w = shapes[0][1:]
+        if _is_shape_error(f.exc) and len(shapes) == 1 and len(shapes[0]) == 4 and not kwargs:
+            c, h, w = _dims(shapes[0])[1:]
             default = spec.input_size[1] if spec else max(h, w)
             try:
                 smallest = smallest_working_size(builder, c, dtype, max(default, h, w, 8))
@@ -239,11 +308,17 @@ def _run(name, spec, builder, module, shapes, engine, dtype) -> Tuple[PassResult
         raise AnalysisError(_failure_message(name, f, shapes, smallest)) from None
 
 
+def _dims(s) -> Tuple[int, ...]:
+    """The shape of an input given as a shape or as an example tensor."""
+    return tuple(s.shape) if isinstance(s, torch.Tensor) else tuple(s) if isinstance(s, tuple) else ()
+
+
 def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             dtype: Union[str, torch.dtype] = torch.float32, engine: str = "auto",
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
             channels_last: bool = False, amp: bool = False, latency: bool = False,
             layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
+            inputs: Optional[Sequence] = None, input_kwargs: Optional[dict] = None,
             train: bool = False, freeze: Sequence[str] = (), checkpoint: Sequence[str] = (),
             **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
@@ -261,18 +336,28 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     leaf module too. ``amp``: run under ``torch.autocast(dtype)`` with float32 weights
     instead of casting the model to ``dtype``. ``channels_last``: NHWC memory format.
     ``train``: also measure one whole training step (``training.py``: ``train_peak_bytes``
-    and its phase and breakdown). ``freeze``: fnmatch patterns of parameter names to
-    freeze (requires_grad off) for every pass; a user's module gets its flags back.
-    ``checkpoint``: with ``train``, segments run under activation checkpointing
-    (``checkpointing.py``).
+    and its phase and breakdown) and its backward MACs (``backward.py``). ``freeze``:
+    fnmatch patterns of parameter names to freeze (requires_grad off) for every pass; a
+    user's module gets its flags back. ``checkpoint``: with ``train``, segments run under
+    activation checkpointing (``checkpointing.py``).
+
+    ``inputs``: example positional inputs instead of ``input_size`` (tensors, whose shapes
+    and integer dtypes are kept — on real tensors their values too —, or other values passed
+    as they are); ``input_kwargs``: keyword inputs (a dict) passed to every forward.
+
+    The ``notes`` column says when the count was not taken on meta tensors and why (a
+    builder that needs tensor values, a forward that reads them: then the count may depend
+    on the weights and input, which are seeded and stated).
     """
     if freeze and isinstance(model_or_name, nn.Module):
         from .training import frozen
 
         with frozen(model_or_name, freeze):
-            return analyze(model_or_name, input_size, batch_size, dtype, engine, memory, optimizer, device,
-                           channels_last, amp, latency, layer_latency, repeats, warmup, train, (),
-                           checkpoint, **builder_kwargs)
+            return analyze(model_or_name, input_size=input_size, batch_size=batch_size, dtype=dtype, engine=engine,
+                           memory=memory, optimizer=optimizer, device=device, channels_last=channels_last, amp=amp,
+                           latency=latency, layer_latency=layer_latency, repeats=repeats, warmup=warmup,
+                           inputs=inputs, input_kwargs=input_kwargs, train=train, checkpoint=checkpoint,
+                           **builder_kwargs)
     if engine not in ENGINES:
         raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if isinstance(dtype, str):
@@ -292,9 +377,17 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         from .training import frozen_builder
 
         builder = frozen_builder(builder, freeze)
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
-    result, model, used = _run(name, spec, builder, module, shapes, engine, weight_dtype)
+    if inputs is not None:
+        if input_size is not None:
+            raise AnalysisError("give either input_size or inputs (example inputs), not both")
+        shapes = [tuple(x) if isinstance(x, list) and all(type(d) is int for d in x) else x for x in inputs]
+    else:
+        shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    result, model, used, note = _run(name, spec, builder, module, shapes, engine, weight_dtype, input_kwargs)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
+    analysis.summary["notes"] = note
+    analysis.device_paths = result.device_paths
+    analysis.macs_by_aten = dict(result.macs_by_aten)
     s = analysis.summary
     s["dtype"] = str(dtype).replace("torch.", "") + (" (amp)" if amp else "")
     s["channels_last"] = channels_last
@@ -306,30 +399,42 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         return analysis
     # On CPU the memory passes run on the counted meta model (same allocations, no
     # compute); timing, autocast and CUDA need real tensors.
-    real = device != "cpu" or amp or latency or layer_latency
+    # Attention and recurrent layers run other kernels on a real device than their math
+    # decomposition on meta, and allocate differently: their memory is measured on real
+    # tensors of the device (values uninitialised: memory does not depend on them).
+    real = device != "cpu" or amp or latency or layer_latency or bool(result.device_paths)
     reuse = model if (used == "meta" and not real) or (used in ("cpu", "fvcore") and device == "cpu") else None
+    if reuse is None and used in ("cpu", "fvcore") and module is None:
+        reuse = model.to(device)  # real weights: a data-dependent forward takes the counted branch
     runner = _runner(builder, module, reuse, device if real else "meta", weight_dtype, channels_last)
-    inputs = _make_inputs(shapes, _device_of(runner), weight_dtype, channels_last)
+    run_inputs = _make_inputs(shapes, _device_of(runner), weight_dtype, channels_last)
     amp_ctx = (lambda: torch.autocast(device_type=device, dtype=dtype)) if amp else contextlib.nullcontext
     try:
-        if memory:
-            with amp_ctx():
-                _add_memory(analysis, runner, inputs, optimizer, device)
-        if train:
-            from .backward import add_backward
-            from .training import add_training
+        with keyword_inputs(runner, input_kwargs):
+            if memory:
+                with amp_ctx():
+                    _add_memory(analysis, runner, run_inputs, optimizer, device)
+                if result.device_paths and device == "cpu":
+                    analysis.summary["memory_note"] = (
+                        f"measured on real CPU tensors: {', '.join(result.device_paths)} run fused kernels on "
+                        "CPU, not the math decomposition meta runs" + (
+                            "; " + analysis.summary["memory_note"].iloc[0] if analysis.summary["memory_note"].iloc[0]
+                            else ""))
+            if train:
+                from .backward import add_backward
+                from .training import add_training
 
-            add_training(analysis, runner, inputs, optimizer, amp_ctx if amp else None, checkpoint)
-            # MACs depend on shapes only: counted on the (meta) counting model
-            add_backward(analysis, model, _make_inputs(shapes, _device_of(model), weight_dtype), checkpoint)
-        if train and latency:
-            from .training import add_train_latency
+                add_training(analysis, runner, run_inputs, optimizer, amp_ctx if amp else None, checkpoint)
+                # MACs depend on shapes only: counted on the (meta) counting model
+                add_backward(analysis, model, _make_inputs(shapes, _device_of(model), weight_dtype), checkpoint)
+            if train and latency:
+                from .training import add_train_latency
 
-            add_train_latency(analysis, runner, inputs, device, optimizer, repeats, warmup,
-                              amp_ctx if amp else None, checkpoint)
-        if latency or layer_latency:
-            _add_latency(analysis, runner, inputs, device, repeats, warmup, dtype if amp else None,
-                         layer_latency)
+                add_train_latency(analysis, runner, run_inputs, device, optimizer, repeats, warmup,
+                                  amp_ctx if amp else None, checkpoint)
+            if latency or layer_latency:
+                _add_latency(analysis, runner, run_inputs, device, repeats, warmup, dtype if amp else None,
+                             layer_latency)
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
         raise OutOfDeviceMemory(f"{name} at batch {batch_size} does not fit in {device} memory: "
                                 f"{str(exc).splitlines()[0]}") from None
@@ -450,8 +555,8 @@ def _frames(name, spec, model, shapes, dtype, res: PassResult, engine) -> Analys
     summary = pd.DataFrame([{
         "model": name,
         "family": spec.family if spec else "custom",
-        "input_shape": ",".join("x".join(map(str, s)) for s in shapes),
-        "batch_size": shapes[0][0],
+        "input_shape": ",".join("x".join(map(str, _dims(s))) for s in shapes if _dims(s)),
+        "batch_size": (_dims(shapes[0]) or (1,))[0] if shapes else 1,
         "dtype": str(dtype).replace("torch.", ""),
         "params": sum(p.numel() for p in params),
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),

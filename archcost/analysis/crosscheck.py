@@ -1,8 +1,11 @@
-"""Cross-check archcost's MACs (fvcore's rules) against ``torch.utils.flop_counter``.
+"""Cross-check archcost's MACs against ``torch.utils.flop_counter`` and name every gap.
 
-torch's counter reports FLOPs = 2 x MACs for matrix products and convolutions only, per
-aten operator. The two agree on those; the difference is the operators fvcore also
-counts (batch norm, adaptive average pooling, upsampling, norms), each explained here.
+Both count at the ATen dispatch level, on the same meta forward, so each side is grouped by
+the ATen operators it counted (convolutions; matrix products) and every difference is an
+operator one side has a formula for and the other has not, named in the ``why`` column:
+the operators fvcore also counts (batch norm, adaptive average pooling, upsampling, the
+norms) and those archcost adds to fvcore's (attention counted whole, the fused attention
+and recurrent kernels).
 """
 
 from collections import defaultdict
@@ -11,31 +14,61 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import ops
 from .analyze import _build, _make_inputs, _resolve, analyze, input_shapes
 
-GROUPS = {  # archcost operator -> group shared with torch's aten operators
-    "conv1d": "convolution", "conv2d": "convolution", "conv3d": "convolution",
-    "conv_transpose1d": "convolution", "conv_transpose2d": "convolution", "conv_transpose3d": "convolution",
-    "linear": "matrix product", "matmul": "matrix product", "mm": "matrix product",
-    "addmm": "matrix product", "bmm": "matrix product", "einsum": "matrix product",
-}
-TORCH_GROUPS = {"convolution": "convolution", "_convolution": "convolution",
-                "mm": "matrix product", "addmm": "matrix product", "bmm": "matrix product",
-                "baddbmm": "matrix product", "_scaled_mm": "matrix product"}
+CONVOLUTION = {"convolution", "_convolution", "convolution_overrideable", "cudnn_convolution",
+               "_slow_conv2d_forward"}
+MATRIX = {"mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot",
+          "_int_mm", "_scaled_mm", "einsum", "scaled_dot_product_attention"}
+
+
+def _group(op: str) -> str:
+    if op in CONVOLUTION:
+        return "convolution"
+    if op in MATRIX or "attention" in op:
+        return "matrix product"
+    return ops.ATEN_LABELS.get(op, op)
+
+
+_NORMS = "fvcore's rule: 5 per element (4 without affine); torch's counter does not count norms"
 WHY = {
-    "batch_norm": "fvcore counts 1 MAC per element (2 with affine) for inference batch norm; "
-                  "torch's counter has no formula for normalization",
-    "adaptive_avg_pool2d": "fvcore counts 1 MAC per input element of adaptive average pooling; torch's counter ignores pooling",
-    "interpolate": "fvcore counts upsampling (1 per output element nearest, 4 bilinear); torch's counter does not",
-    "group_norm": "fvcore counts 5 per element (4 without affine); torch's counter does not count norms",
-    "layer_norm": "fvcore counts 5 per element (4 without affine); torch's counter does not count norms",
-    "instance_norm": "fvcore counts 5 per element (4 without affine); torch's counter does not count norms",
-    "grid_sample": "fvcore counts 4 per output element (bilinear); torch's counter does not",
+    "batch_norm": "fvcore's rule: 1 MAC per element (2 with affine) in inference; torch's counter has no formula "
+                  "for normalization",
+    "adaptive_avg_pool2d": "fvcore's rule: 1 MAC per input element of adaptive average pooling; torch's counter "
+                           "ignores pooling",
+    "adaptive_avg_pool": "1 MAC per input element of adaptive average pooling (fvcore's rule); torch's counter "
+                         "ignores pooling",
+    "layer_norm": _NORMS, "group_norm": _NORMS, "instance_norm": _NORMS,
+    "upsample_nearest": "fvcore's rule: 1 per output element; torch's counter does not count upsampling",
+    "upsample_bilinear": "fvcore's rule: 4 per output element; torch's counter does not count upsampling",
+    "grid_sample": "fvcore's rule: 4 per output element (bilinear); torch's counter does not",
+    "_native_multi_head_attention": "nn.MultiheadAttention's fused inference op, counted by formula "
+                                    "(projections + attention); torch's counter has no formula for it",
+    "_transformer_encoder_layer_fwd": "nn.TransformerEncoderLayer's fused inference op, counted by formula; "
+                                      "torch's counter has no formula for it",
+    "rnn": "oneDNN's fused recurrent layer (mkldnn_rnn_layer), counted as its gate products; torch's counter "
+           "has no formula for it",
 }
+
+
+def _why(op, ours, theirs):
+    if ours == theirs:
+        return "same count"
+    if op in WHY:
+        return WHY[op]
+    if op == "matrix product":
+        return ("the two disagree on a matrix product: one side has a formula for an operator the other has not "
+                "(see the operators listed in uncounted_ops)")
+    if op.startswith("upsample"):
+        return f"archcost counts {op} as 1 MAC per interpolation tap per output element; torch's counter does not"
+    if theirs == 0:
+        return f"archcost has a rule for {op} (archcost/analysis/ops.py); torch's counter has no formula for it"
+    return f"torch's counter has a formula for {op}; archcost has none (it is listed in uncounted_ops)"
 
 
 def torch_counter_macs(name, input_size=None, batch_size=1):
-    """Per-aten-operator MACs (= FLOPs / 2) from torch's FlopCounterMode on meta tensors."""
+    """Per-ATen-operator MACs (= FLOPs / 2) from torch's FlopCounterMode on meta tensors."""
     name, spec, builder, module = _resolve(name, {})
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     model = module if module is not None else _build(builder, "meta", torch.float32)
@@ -49,19 +82,18 @@ def torch_counter_macs(name, input_size=None, batch_size=1):
 
 
 def cross_check(name, input_size=None, batch_size=1) -> pd.DataFrame:
-    ours = analyze(name, input_size=input_size, batch_size=batch_size)
+    ours = analyze(name, input_size=input_size, batch_size=batch_size, memory=False).macs_by_aten
     theirs = torch_counter_macs(name, input_size, batch_size)
-    t_groups = defaultdict(int)
+    o_groups, t_groups = defaultdict(int), defaultdict(int)
+    for op, m in ours.items():
+        if m:
+            o_groups[_group(op)] += m
     for op, m in theirs.items():
-        t_groups[TORCH_GROUPS.get(op, op)] += m
-    rows, o_groups = [], defaultdict(int)
-    for r in ours.by_operator.itertuples():
-        if r.macs:
-            o_groups[GROUPS.get(r.operator, r.operator)] += r.macs
-    for group in sorted(set(o_groups) | set(t_groups), key=lambda g: -o_groups.get(g, 0)):
+        t_groups[_group(op)] += m
+    rows = []
+    for group in sorted(set(o_groups) | set(t_groups), key=lambda g: -max(o_groups.get(g, 0), t_groups.get(g, 0))):
         a, b = o_groups.get(group, 0), t_groups.get(group, 0)
-        why = ("same count" if a == b else WHY.get(group, "counted by one side only"))
-        rows.append({"operator": group, "macs": a, "torch_macs": b, "difference": a - b, "why": why})
+        rows.append({"operator": group, "macs": a, "torch_macs": b, "difference": a - b, "why": _why(group, a, b)})
     total_a, total_b = sum(o_groups.values()), sum(t_groups.values())
     rows.append({"operator": "(total)", "macs": total_a, "torch_macs": total_b,
                  "difference": total_a - total_b, "why": "sum of the rows above"})

@@ -79,6 +79,7 @@ class PassResult:
     output: object = field(default=None, repr=False)
     ops: List[OpRecord] = field(default_factory=list, repr=False)
     device_paths: List[str] = field(default_factory=list)  # ops whose kernel differs by device
+    macs_by_aten: Counter = field(default_factory=Counter)  # by ATen op (function for FUNCTION_RULES)
 
 
 def _tensors(obj) -> List[torch.Tensor]:
@@ -144,6 +145,7 @@ class CountingMode(MetaShortcuts):
         self.stack, self.records, self.record_ops = stack, records, record_ops
         self.total = 0
         self.by_op: Counter = Counter()
+        self.by_aten: Counter = Counter()  # MACs by ATen op (function name for FUNCTION_RULES)
         self.uncounted: Counter = Counter()
         self.ops: List[OpRecord] = []
         self.frames: List[_Frame] = []
@@ -162,7 +164,8 @@ class CountingMode(MetaShortcuts):
         if frame is None:
             label = ops.aten_label(packet, args)
         else:
-            label = frame.relabel.get(packet, frame.name) if frame.relabel else frame.name
+            label = (frame.relabel.get(packet) or ops.ATEN_LABELS.get(packet, frame.name)) if frame.relabel \
+                else frame.name
         if macs is None:
             if rule is None and frame is None:
                 self.uncounted[label] += 1
@@ -170,14 +173,14 @@ class CountingMode(MetaShortcuts):
                 frame.uncounted = True
             counted = 0
         else:
-            counted = self.add(macs, label)
+            counted = self.add(macs, label, packet)
             if frame is not None:
                 frame.macs += counted
         if self.record_ops:
             self._record(label, counted, args, out)
         return out
 
-    def add(self, macs, label) -> int:
+    def add(self, macs, label, aten=None) -> int:
         """Count ``macs`` (an int, or {operator: MACs} for a fused op) for the running modules."""
         parts = macs.items() if isinstance(macs, dict) else ((label, macs),)
         total = 0
@@ -186,6 +189,7 @@ class CountingMode(MetaShortcuts):
             total += m
             self.by_op[name] += m
         self.total += total
+        self.by_aten[aten or label] += total
         for scope in dict.fromkeys(self.stack):  # a module calling itself counts once
             self.records[scope].macs += total
         if self.stack:
@@ -353,7 +357,7 @@ def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], kwargs: Optiona
     _roll_up_uncalled(records)
     paths = sorted(counter.seen & DEVICE_PATHS)
     return PassResult(records, counter.total, totals[0], totals[1], counter.by_op, counter.uncounted, out,
-                      counter.ops, paths)
+                      counter.ops, paths, counter.by_aten)
 
 
 def _children(records, name):

@@ -112,41 +112,59 @@ def compare(name, input_size=None, batch_size: int = 1, device: str = "cpu"):
     import pandas as pd
 
     from . import memory as mem
-    from .analyze import _build, _make_inputs, _resolve, _runner, analyze, input_shapes
+    from .analyze import _build, _make_inputs, _resolve, _runner, analyze, build_model, input_shapes
     from .engine import AnalysisError
 
     name, spec, builder, module = _resolve(name, {})
     if module is not None:
         raise ValueError("compare() takes a zoo name or a file.py:builder reference")
-    analyze(name, input_size=input_size, batch_size=batch_size, memory=False)  # input errors, in one line
+    counted = analyze(name, input_size=input_size, batch_size=batch_size, memory=False)  # input errors, in one line
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
-    meta = _build(builder, "meta", torch.float32)
+    on_values = counted.row["engine"] != "meta"  # the forward reads tensor values: real tensors only
+    if on_values:
+        real = build_model(builder, device, torch.float32)[0]
+    else:
+        real = _runner(builder, None, None, device, torch.float32, False)
+    inputs = _make_inputs(shapes, device, torch.float32)
     try:
-        on_meta = mem.measure(meta, _make_inputs(shapes, "meta", torch.float32))
+        on_real = mem.measure(real, inputs)
+        on_meta = None if on_values else mem.measure(_build(builder, "meta", torch.float32),
+                                                     _make_inputs(shapes, "meta", torch.float32))
     except (ValueError, RuntimeError) as exc:
         raise AnalysisError(f"{name} cannot run a train-mode forward on input "
                             f"{'x'.join(map(str, shapes[0]))} (needed for saved_bytes): "
                             f"{str(exc).strip().splitlines()[0]}; try a larger --input-size or --batch-size") from None
-    real = _runner(builder, None, None, device, torch.float32, False)
-    inputs = _make_inputs(shapes, device, torch.float32)
-    on_real = mem.measure(real, inputs)
-    rows = [
-        _row("peak_bytes (inference)", on_meta.peak_bytes, on_real.peak_bytes, f"the same tracker on {device} tensors",
-             "the same operators allocate the same storages on meta and real tensors"),
-    ]
+    # What archcost reports: the meta figure, unless the model runs kernels whose memory
+    # differs by device (attention, recurrent layers) or reads tensor values: then the
+    # figure on real tensors, as analyze() measures it.
+    paths = counted.device_paths
+    ours = on_real if paths or on_values else on_meta
+    rows = []
+    pairs = [] if on_values else [("peak_bytes (inference)", on_meta.peak_bytes, on_real.peak_bytes),
+                                  ("saved_bytes (training)", on_meta.saved_bytes, on_real.saved_bytes)]
+    for quantity, m, r in pairs:
+        if m == r:
+            why = "the same operators allocate the same storages on meta and real tensors"
+        elif paths:
+            why = (f"meta runs the math decomposition of {', '.join(paths)}, {device} runs fused kernels that "
+                   f"allocate differently: archcost reports the {device} figure for this model (rows below)")
+        else:
+            why = (f"an operator allocates differently on meta than on {device}; archcost reports the meta "
+                   "figure, the rows below compare it with the allocator")
+        rows.append(_row(quantity, m, r, f"the same tracker on meta (archcost) and on {device} tensors", why))
     if device == "cpu":
         ev = profiler_memory(real, inputs)
         tr = profiler_memory(real, inputs, train=True)
         rows += [
-            _row("peak_bytes (inference)", on_meta.peak_bytes, ev["op_boundary_peak"],
+            _row("peak_bytes (inference)", ours.peak_bytes, ev["op_boundary_peak"],
                  "CPU profiler allocator events, sampled as each top-level operator returns",
                  "equal unless a composite operator frees a temporary it returned internally "
                  "(max_pool2d's int64 indices: counted by archcost, gone when max_pool2d returns)"),
-            _row("peak_bytes (inference)", on_meta.peak_bytes, ev["allocator_peak"],
+            _row("peak_bytes (inference)", ours.peak_bytes, ev["allocator_peak"],
                  "CPU profiler allocator events, every allocation",
                  "the allocator also sees scratch that operators allocate and free inside themselves "
                  "(im2col buffers, oneDNN workspaces), which no tensor ever holds"),
-            _row("saved_bytes (training)", on_meta.saved_bytes, tr["live_after"] - tr["output_bytes"],
+            _row("saved_bytes (training)", ours.saved_bytes, tr["live_after"] - tr["output_bytes"],
                  "CPU profiler: bytes still allocated after a train-mode forward, minus the output",
                  "what autograd holds for backward is all that stays allocated after the forward"),
         ]

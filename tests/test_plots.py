@@ -1,0 +1,110 @@
+"""Figures: labels never overlap, bubbles stay inside the axes on one absolute scale,
+every layer of ResNet-50 is named, and the lineage figure marks accuracy protocols."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from matplotlib.text import Text  # noqa: E402
+
+from archcost.cli import main  # noqa: E402
+from archcost.report import bubbles  # noqa: E402
+
+
+def _crowded_axes():
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    # Six points, four of them nearly on top of each other (vgg16/vgg19/se_resnet50 style).
+    xs = [10.0, 10.5, 11.0, 10.2, 2.0, 50.0]
+    ys = [60.0, 62.0, 58.0, 61.0, 5.0, 200.0]
+    ps = [138e6, 144e6, 28e6, 25e6, 3e6, 60e6]
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.scatter(xs, ys, s=[bubbles.area(p) for p in ps])
+    return fig, ax, xs, ys, ps
+
+
+def test_bubbles_fit_inside_the_axes():
+    fig, ax, xs, ys, ps = _crowded_axes()
+    bubbles.fit_limits(ax, xs, ys, ps, pad_pt=0)
+    fig.canvas.draw()
+    frame = ax.get_window_extent()
+    for x, y, p in zip(xs, ys, ps):
+        cx, cy = ax.transData.transform((x, y))
+        r = bubbles.radius_pt(p) * fig.dpi / 72
+        assert frame.x0 <= cx - r + 1 and cx + r - 1 <= frame.x1
+        assert frame.y0 <= cy - r + 1 and cy + r - 1 <= frame.y1
+    plt.close(fig)
+
+
+def test_labels_do_not_overlap_each_other():
+    fig, ax, xs, ys, ps = _crowded_axes()
+    bubbles.fit_limits(ax, xs, ys, ps, pad_pt=10)
+    bubbles.place_labels(ax, xs, ys, [f"model number {i}" for i in range(len(xs))], ps)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    # The label's own text box (an Annotation's extent would include its leader line).
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+    assert len(boxes) == len(xs)
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (ax.texts[i].get_text(), ax.texts[j].get_text())
+    plt.close(fig)
+
+
+def test_bubble_area_is_absolute():
+    # The disc's area in pt^2 is params / PARAMS_PER_PT2 whatever else is on the plot;
+    # matplotlib's s is the square of the diameter, 4/pi of the disc's area.
+    assert math.isclose(bubbles.area(138_357_544), 138_357_544 / bubbles.PARAMS_PER_PT2 * 4 / math.pi)
+    assert math.isclose(math.pi * bubbles.radius_pt(25_557_032) ** 2, 25_557_032 / bubbles.PARAMS_PER_PT2)
+
+
+def test_resnet50_layer_plot_names_every_layer(tmp_path, monkeypatch):
+    import archcost
+    from archcost.report import plots
+
+    a = archcost.analyze("resnet50", memory=False)
+    seen = {}
+    real_save = plots._save
+
+    def keep(fig, target):
+        seen["labels"] = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+        real_save(fig, target)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.layer_breakdown(a.layers, "resnet50", tmp_path / "r.png")
+    rows = a.layers[a.layers["is_leaf"] & ~a.layers["aliased"]]
+    rows = rows[(rows["params"] > 0) | (rows["macs"] > 0) | (rows["activation_bytes"] > 0)]
+    assert seen["labels"] == list(rows["layer"])  # 53 convs, 53 BNs, pools and fc: all named
+
+
+def test_plot_lineage_marks_protocols(tmp_path):
+    r = CliRunner().invoke(main, ["plot", "lineage", "alexnet*", "lenet5", "resnet18", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.stderr
+    for f in ("accuracy_vs_macs.png", "accuracy_vs_train_bytes.png"):
+        assert (tmp_path / f).stat().st_size > 0
+    frame = pd.read_csv(tmp_path / "lineage.csv").set_index("model")
+    # The same network measured two ways: torchvision's weights vs the paper's ILSVRC-2010 test.
+    assert frame.loc["alexnet", "protocol"] == "torchvision weights, ImageNet-1k val"
+    assert frame.loc["alexnet_paper", "protocol"] == "paper, ILSVRC-2010 test"
+    assert frame.loc["alexnet", "macs"] == frame.loc["alexnet", "macs"] // 1  # integer MACs
+    r = CliRunner().invoke(main, ["plot", "lineage", "nosuch"])
+    assert r.exit_code == 2
+
+
+def test_plot_sweep_from_csv(tmp_path):
+    rows = [{"model": m, "batch_size": b, "params": 1, "peak_bytes": 2**20 * b, "train_bytes": 2**21 * b,
+             "latency_ms": 2.0 * b, "latency_p20_ms": 1.5 * b, "latency_p80_ms": 2.5 * b, "images_per_s": 500.0,
+             "device_name": "cpu", "dtype": "float32"} for m in ("a", "b") for b in (1, 2, 4)]
+    csv = tmp_path / "sweep.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    r = CliRunner().invoke(main, ["plot", "sweep", str(csv)])
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    pd.DataFrame([{"x": 1}]).to_csv(csv, index=False)
+    r = CliRunner().invoke(main, ["plot", "sweep", str(csv)])
+    assert r.exit_code == 2 and "not a sweep CSV" in r.stderr
