@@ -267,6 +267,10 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
 
+    With --train, also a whole training step: backward and train MACs, trainable
+    parameters and the step's memory peak (train_peak_bytes) and its phase; --freeze and
+    --checkpoint change what trains and what is kept.
+
     MODELS are names, wildcards ('resnet*'), families (vgg) or path/file.py:builder.
     With none, the lecture line-up. Writes reports/table_<conditions>.csv and
     reports/memory_vs_compute_<conditions>.png unless --no-save.
@@ -374,7 +378,8 @@ def _uncounted_notes(frame):
 def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
                     amp, channels_last, optimizer, repeat, warmup, train, freeze, checkpoint):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
-    peak while the layer runs, with a total row equal to its `archcost table` row.
+    peak while the layer runs, with a total row equal to its `archcost table` row; with
+    --train, each layer's backward MACs (the gradients autograd computes for it).
     Writes reports/<model>_layers_<conditions>.csv and .png unless --no-save."""
     import pandas as pd
 

@@ -409,3 +409,14 @@ def test_fit_json_is_strict_and_headroom_says_how_far_over():
     rows = json.loads(res.output, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     vgg = next(r for r in rows if r["model"] == "vgg16")
     assert vgg["batch"] == 0 and vgg["headroom_bytes"] == 2**30 - vgg["needed_bytes"] < 0
+
+
+def test_memory_train_command_compares_with_the_allocator():
+    res = CliRunner().invoke(main, ["memory", "lenet5", "--train", "-b", "2", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    import io
+
+    frame = pd.read_csv(io.StringIO(res.output))
+    boundary = frame[frame["by"].str.contains("sampled")].iloc[0]
+    assert abs(boundary["relative_difference"]) < 0.01
+    assert (frame["why"].str.len() > 0).all()
