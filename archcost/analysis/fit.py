@@ -151,11 +151,11 @@ def fit(name: str, budget_bytes: int, train: bool = True, optimizer: str = "adam
     measure = _Measure(name, train, optimizer, dtype, input_size, default, builder, checkpoint)
     batch = largest_batch(measure, budget_bytes, max_batch)
     at = max(batch, 1)
-    if curve_points:
+    if curve_points:  # a grid for the plot, every 4x, besides the search's own candidates
         b = 1
         while b <= min(2 * at, max_batch):
             measure(b)
-            b *= 2
+            b *= 4
     return FitResult(name, "train" if train else "inference", budget_bytes, batch, measure(at),
                      dict(measure.rows[at]), {b: r["needed_bytes"] for b, r in sorted(measure.rows.items())},
                      capped=batch == max_batch)
