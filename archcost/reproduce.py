@@ -218,15 +218,27 @@ def aux_classifiers():
     return rows
 
 
+def roofline():
+    from archcost.reproduce_roofline import run as run_roofline
+
+    rows = run_roofline()
+    for row in rows:
+        row["ratio_params"] = row["ratio_macs"] = float("nan")
+    return rows
+
+
 EXPERIMENTS: Dict[str, Callable[[], List[dict]]] = {
     "bottleneck": bottleneck, "stacked-3x3": stacked_3x3, "gap-vs-fc": gap_vs_fc,
     "resnet-bottleneck": resnet_bottleneck, "grouped-conv": grouped_conv,
     "depthwise-separable": depthwise_separable, "se-overhead": se_overhead,
-    "dense-connectivity": dense_connectivity, "aux-classifiers": aux_classifiers,
+    "dense-connectivity": dense_connectivity, "aux-classifiers": aux_classifiers, "roofline": roofline,
 }
 from archcost.reproduce_training import training_claims, training_cost, vgg16_head  # noqa: E402
 
 EXPERIMENTS.update({"training-cost": training_cost, "vgg16-head": vgg16_head})
+# Columns some experiments add to ROW_COLUMNS.
+EXTRA_COLUMNS = ["receptive_field", "connections", "batch_size", "arithmetic_intensity", "bytes_moved",
+                 "time_bound_per_image_ms", "bound_share_memory", "ridge_flop_per_byte"]
 NAMES = list(EXPERIMENTS) + ["claims"]
 
 
@@ -354,6 +366,11 @@ INTROS = {
                      "MACs the step's (train_macs), the MACs ratio train_macs / macs of the same model.",
     "vgg16-head": "Fine-tuning only VGG16's classifier (features.* frozen): params are trainable parameters, "
                   "MACs the step's; saved activations and the step's peak in the note.",
+    "roofline": "Arithmetic intensity (FLOPs per byte moved, each operand crossing DRAM once) against batch size "
+                "for VGG16's conv and FC layers on an A100 80GB's roofline (float32 as TF32: 156 TFLOP/s, "
+                "2,039 GB/s, ridge 76.5 FLOP/byte): the FC layers are memory-bound at batch 1 and cross the ridge "
+                "only at large batches; the convolutions are compute-bound from batch 1. Then the line-up at "
+                "batch 1 and 256: the time bound per image and its share in memory-bound layers.",
 }
 
 
@@ -371,9 +388,13 @@ def markdown_report(frame, claims) -> str:
            "archcost's engine on modules built for the experiment; MACs count one fused multiply-add "
            "as 1, activation memory is float32 at batch 1.", ""]
     for name, group in frame.groupby("experiment", sort=False):
+        cols = ["variant", "input_shape", "params", "macs", "activation_bytes", "ratio_params", "ratio_macs", "note"]
+        if name == "roofline":
+            group = group.assign(batch_size=group["batch_size"].astype(int))
+            cols = ["variant", "batch_size", "macs", "bytes_moved", "arithmetic_intensity", "time_bound_per_image_ms",
+                    "bound_share_memory", "note"]
         out += [f"## {name}", "", INTROS.get(name, ""), "",
-                _md_table(group, ["variant", "input_shape", "params", "macs", "activation_bytes",
-                                  "ratio_params", "ratio_macs", "note"]), "",
+                _md_table(group, cols), "",
                 f"![{name}](reproduce_{name}.png)", ""]
     if len(claims):
         held = int((claims["verdict"] == "holds").sum())

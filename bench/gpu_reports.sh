@@ -6,7 +6,8 @@
 #
 # Environment (defaults in brackets): DEVICE [cuda], OUT [reports],
 # MODELS [the lecture line-up], LAYER_MODEL [vgg16], BATCHES [1,2,4,...,64], REPEAT [50],
-# WARMUP [10], PYTHON [python] (archcost runs as "$PYTHON -m archcost.cli").
+# WARMUP [10], PYTHON [python] (archcost runs as "$PYTHON -m archcost.cli"), TARGET [auto on cuda,
+# else cpu] (the roofline's device), ROOFLINE_BATCHES [1 16].
 # DEVICE=cpu with small MODELS/BATCHES runs the same steps on CPU (the tests do).
 set -euo pipefail
 DEVICE=${DEVICE:-cuda}
@@ -17,6 +18,8 @@ BATCHES=${BATCHES:-"1,2,4,...,64"}
 REPEAT=${REPEAT:-50}
 WARMUP=${WARMUP:-10}
 PYTHON=${PYTHON:-python}
+if [ "$DEVICE" = cuda ]; then TARGET=${TARGET:-auto}; else TARGET=${TARGET:-cpu}; fi
+ROOFLINE_BATCHES=${ROOFLINE_BATCHES:-"1 16"}
 archcost() { "$PYTHON" -m archcost.cli "$@"; }
 mkdir -p "$OUT"
 run="--device $DEVICE --repeat $REPEAT --warmup $WARMUP --out $OUT"
@@ -35,4 +38,11 @@ for m in $MODELS; do
     archcost memory "$m" --device "$DEVICE" --format csv > "$target.tmp"
     mv "$target.tmp" "$target"
 done
+# The roofline (issue #15): the bound from this GPU's datasheet figures beside the measured
+# time, per model and for VGG16's ten heaviest layers, and the table with the bound.
+archcost table $MODELS --latency --no-memory --target "$TARGET" --device "$DEVICE" --repeat "$REPEAT" \
+    --warmup "$WARMUP" --no-save --format csv > "$OUT/table_roofline_${slug}_float32_b1.csv.tmp"
+mv "$OUT/table_roofline_${slug}_float32_b1.csv.tmp" "$OUT/table_roofline_${slug}_float32_b1.csv"
+# shellcheck disable=SC2086
+"$PYTHON" "$(dirname "$0")/roofline_bench.py" --target "$TARGET" --models $MODELS --batches $ROOFLINE_BATCHES --out "$OUT"
 echo "wrote the $DEVICE reports under $OUT/"

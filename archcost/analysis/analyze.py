@@ -42,6 +42,7 @@ class Analysis:
     by_operator: pd.DataFrame
     device_paths: list = field(default_factory=list)  # ops whose kernels differ on meta
     macs_by_aten: dict = field(default_factory=dict)  # MACs by ATen op (crosscheck.py)
+    ops: Optional[list] = None  # the engine's per-operator records (roofline bytes); None under fvcore
 
     @property
     def row(self) -> dict:
@@ -264,7 +265,7 @@ def _fallback_note(failure: LayerFailure) -> str:
             f"initialisation, seed {SEED}; input: torch.randn, seed {SEED}")
 
 
-def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None):
+def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None, record_ops=False):
     """-> (PassResult, model, engine that ran, note)."""
     if module is not None:
         device = _device_of(module)
@@ -275,7 +276,7 @@ def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None):
             if engine == "fvcore":
                 with keyword_inputs(module, kwargs):
                     return run_fvcore(module, inputs), module, "fvcore", ""
-            return run_pass(module, inputs, kwargs), module, device, ""
+            return run_pass(module, inputs, kwargs, record_ops=record_ops), module, device, ""
         except LayerFailure as f:
             raise AnalysisError(_failure_message(name, f, shapes)) from None
         finally:
@@ -285,7 +286,8 @@ def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None):
         if engine in ("auto", "meta"):
             model, note = build_model(builder, "meta", dtype)
             try:
-                return run_pass(model, _make_inputs(shapes, "meta", dtype), kwargs), model, "meta", note
+                return run_pass(model, _make_inputs(shapes, "meta", dtype), kwargs, record_ops=record_ops), model, \
+                    "meta", note
             except LayerFailure as f:
                 if engine == "meta" or _is_shape_error(f.exc):
                     raise
@@ -295,7 +297,7 @@ def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None):
         if engine == "fvcore":
             with keyword_inputs(model, kwargs):
                 return run_fvcore(model, inputs), model, "fvcore", built
-        return run_pass(model, inputs, kwargs), model, "cpu", note or built
+        return run_pass(model, inputs, kwargs, record_ops=record_ops), model, "cpu", note or built
     except LayerFailure as f:
         smallest = None
         if _is_shape_error(f.exc) and len(shapes) == 1 and len(shapes[0]) == 4 and not kwargs:
@@ -318,7 +320,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
             channels_last: bool = False, amp: bool = False, latency: bool = False,
             layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
-            inputs: Optional[Sequence] = None, input_kwargs: Optional[dict] = None,
+            inputs: Optional[Sequence] = None, input_kwargs: Optional[dict] = None, record_ops: bool = False,
             train: bool = False, freeze: Sequence[str] = (), checkpoint: Sequence[str] = (),
             **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
@@ -348,6 +350,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     The ``notes`` column says when the count was not taken on meta tensors and why (a
     builder that needs tensor values, a forward that reads them: then the count may depend
     on the weights and input, which are seeded and stated).
+
+    ``record_ops``: keep the engine's per-operator records in ``Analysis.ops`` (the roofline's bytes).
     """
     if freeze and isinstance(model_or_name, nn.Module):
         from .training import frozen
@@ -383,11 +387,13 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         shapes = [tuple(x) if isinstance(x, list) and all(type(d) is int for d in x) else x for x in inputs]
     else:
         shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
-    result, model, used, note = _run(name, spec, builder, module, shapes, engine, weight_dtype, input_kwargs)
+    result, model, used, note = _run(name, spec, builder, module, shapes, engine, weight_dtype, input_kwargs,
+                                     record_ops)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
     analysis.summary["notes"] = note
     analysis.device_paths = result.device_paths
     analysis.macs_by_aten = dict(result.macs_by_aten)
+    analysis.ops = result.ops if record_ops and used != "fvcore" else None
     s = analysis.summary
     s["dtype"] = str(dtype).replace("torch.", "") + (" (amp)" if amp else "")
     s["channels_last"] = channels_last
@@ -538,6 +544,8 @@ def _add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, pe
     peak = devices.find_peak(devices.device_name(device)) if device == "cuda" else None
     key = str(amp_dtype or s["dtype"].iloc[0]).replace("torch.", "").split(" ")[0]
     key = devices.peak_key(key, device, torch.backends.cudnn.allow_tf32)
+    if peak is not None and key == "tf32" and "tf32" not in peak.tflops:
+        key = "float32"  # no TF32 on this GPU (V100, T4): float32 runs at the FP32 rate
     peak_tflops = peak.tflops.get(key) if peak else None
     s["device_peak_tflops"] = peak_tflops or float("nan")
     s["peak_dtype"] = key if peak_tflops else ""

@@ -1,53 +1,127 @@
-"""Peak dense throughput of known accelerators, from their vendors' datasheets, to put an
-achieved TFLOP/s in proportion. Figures without sparsity; ``float32`` is the non-tensor-core
-FP32 rate (cuDNN may still run float32 convolutions as TF32 when
-``torch.backends.cudnn.allow_tf32`` is on, its default; the ``tf32`` figure is given too)."""
+"""Accelerators' dense datasheet figures: peak throughput per dtype and memory bandwidth,
+to put an achieved TFLOP/s in proportion and to draw a roofline for a GPU the user does
+not have.
+
+Figures are without sparsity (vendor tables often headline the 2:4-sparse figure, twice
+the dense one; where a datasheet gives only that, the dense figure is half of it and the
+source says so). ``float32`` is the non-tensor-core FP32 rate; ``tf32`` the tensor-core
+rate for float32 inputs, which cuDNN and cuBLAS use for float32 convolutions while
+``torch.backends.cudnn.allow_tf32`` is on (PyTorch's default). ``float16``/``bfloat16``
+are tensor-core rates with FP32 accumulation (what PyTorch requests). Bandwidth is the
+datasheet's GPU memory bandwidth in GB/s (10^9 bytes per second).
+"""
 
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
-from typing import Dict, Optional
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+DTYPE_KEYS = ("float32", "tf32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
 class DevicePeak:
     name: str
-    tflops: Dict[str, float]  # dtype -> dense TFLOP/s
+    tflops: Dict[str, float]  # dtype -> dense TFLOP/s (10^12 FLOP/s, FLOP = 2 per MAC)
     source: str
+    key: str = ""  # the --target name, e.g. "a100-80gb"
+    bandwidth_gbs: Optional[float] = None  # GB/s, 10^9 bytes per second
+    bandwidth_source: str = ""
+    match: Tuple[str, ...] = field(default=(), compare=False)  # regexes; all must occur in torch's name
+
+    def peak_flops(self, dtype: str) -> Optional[float]:
+        """FLOP/s for ``dtype`` (a DTYPE_KEYS name), or None when the datasheet gives none."""
+        t = self.tflops.get(dtype)
+        return t * 1e12 if t else None
+
+    @property
+    def bandwidth_bytes_per_s(self) -> Optional[float]:
+        return self.bandwidth_gbs * 1e9 if self.bandwidth_gbs else None
 
 
-# Matched against torch.cuda.get_device_name() in order: the first pattern that occurs wins.
-KNOWN = [
-    ("H100 PCIe", DevicePeak("NVIDIA H100 PCIe", {"float32": 51.0, "tf32": 378.0, "float16": 756.5, "bfloat16": 756.5},
-                             "NVIDIA H100 Tensor Core GPU datasheet (2023), H100 PCIe column, dense = half the sparsity figure")),
-    ("H100 NVL", DevicePeak("NVIDIA H100 NVL", {"float32": 60.0, "tf32": 417.5, "float16": 835.5, "bfloat16": 835.5},
-                            "NVIDIA H100 Tensor Core GPU datasheet (2023), H100 NVL column, dense")),
-    ("H100", DevicePeak("NVIDIA H100 SXM5", {"float32": 67.0, "tf32": 494.5, "float16": 989.5, "bfloat16": 989.5},
-                        "NVIDIA H100 Tensor Core GPU datasheet (2023), H100 SXM column, dense = half the sparsity figure")),
-    ("H200", DevicePeak("NVIDIA H200 SXM", {"float32": 67.0, "tf32": 494.5, "float16": 989.5, "bfloat16": 989.5},
-                        "NVIDIA H200 Tensor Core GPU datasheet (2024), H200 SXM column, dense")),
-    ("A100", DevicePeak("NVIDIA A100", {"float32": 19.5, "tf32": 156.0, "float16": 312.0, "bfloat16": 312.0},
-                        "NVIDIA A100 Tensor Core GPU datasheet (2021), dense")),
-    ("L40S", DevicePeak("NVIDIA L40S", {"float32": 91.6, "tf32": 183.0, "float16": 362.05, "bfloat16": 362.05},
-                        "NVIDIA L40S datasheet (2023), dense")),
-    ("A10", DevicePeak("NVIDIA A10", {"float32": 31.2, "tf32": 62.5, "float16": 125.0, "bfloat16": 125.0},
-                       "NVIDIA A10 Tensor Core GPU datasheet (2021), dense")),
-    ("L4", DevicePeak("NVIDIA L4", {"float32": 30.3, "tf32": 60.0, "float16": 121.0, "bfloat16": 121.0},
-                      "NVIDIA L4 Tensor Core GPU datasheet (2023), dense = half the sparsity figure")),
-    ("V100", DevicePeak("NVIDIA V100 SXM2", {"float32": 15.7, "float16": 125.0},
-                        "NVIDIA Tesla V100 GPU datasheet (2020), SXM2 column")),
-    ("T4", DevicePeak("NVIDIA T4", {"float32": 8.1, "float16": 65.0},
-                      "NVIDIA T4 Tensor Core GPU datasheet (2019)")),
+_H100 = "NVIDIA H100 Tensor Core GPU datasheet (2023)"
+_A100 = "NVIDIA A100 Tensor Core GPU datasheet (2021, nvidia-a100-datasheet-us-nvidia-1758950-r4)"
+
+# Matched against torch.cuda.get_device_name() in order: the first entry whose ``match``
+# strings all occur wins, so the more specific names come first.
+DEVICES: List[DevicePeak] = [
+    DevicePeak("NVIDIA H100 PCIe", {"float32": 51.0, "tf32": 378.0, "float16": 756.5, "bfloat16": 756.5},
+               f"{_H100}, H100 PCIe column; tensor figures are given with sparsity, dense = half",
+               "h100-pcie", 2000.0, f"{_H100}, H100 PCIe: 2 TB/s (HBM2e)", ("H100", "PCIe")),
+    DevicePeak("NVIDIA H100 NVL", {"float32": 60.0, "tf32": 417.5, "float16": 835.5, "bfloat16": 835.5},
+               f"{_H100}, H100 NVL column, dense = half the sparsity figure",
+               "h100-nvl", 3900.0, f"{_H100}, H100 NVL: 3.9 TB/s per GPU (HBM3)", ("H100", "NVL")),
+    DevicePeak("NVIDIA H100 SXM5", {"float32": 67.0, "tf32": 494.5, "float16": 989.5, "bfloat16": 989.5},
+               f"{_H100}, H100 SXM column; tensor figures are given with sparsity, dense = half",
+               "h100-sxm", 3350.0, f"{_H100}, H100 SXM: 3.35 TB/s (HBM3)", ("H100",)),
+    DevicePeak("NVIDIA H200 SXM", {"float32": 67.0, "tf32": 494.5, "float16": 989.5, "bfloat16": 989.5},
+               "NVIDIA H200 Tensor Core GPU datasheet (2024), H200 SXM column, dense = half the sparsity figure",
+               "h200", 4800.0, "NVIDIA H200 datasheet (2024): 4.8 TB/s (HBM3e)", ("H200",)),
+    DevicePeak("NVIDIA A100 80GB", {"float32": 19.5, "tf32": 156.0, "float16": 312.0, "bfloat16": 312.0},
+               f"{_A100}, dense (the sparse figures are 312/624)",
+               "a100-80gb", 2039.0, f"{_A100}, A100 80GB SXM: 2,039 GB/s (HBM2e; the PCIe card: 1,935 GB/s)",
+               ("A100", "80GB")),
+    DevicePeak("NVIDIA A100 40GB", {"float32": 19.5, "tf32": 156.0, "float16": 312.0, "bfloat16": 312.0},
+               f"{_A100}, dense (the sparse figures are 312/624)",
+               "a100-40gb", 1555.0, f"{_A100}, A100 40GB: 1,555 GB/s (HBM2)", ("A100",)),
+    DevicePeak("NVIDIA L40S", {"float32": 91.6, "tf32": 183.0, "float16": 362.05, "bfloat16": 362.05},
+               "NVIDIA L40S datasheet (2023), dense = half the sparsity figure",
+               "l40s", 864.0, "NVIDIA L40S datasheet (2023): 864 GB/s (GDDR6)", ("L40S",)),
+    DevicePeak("NVIDIA A10", {"float32": 31.2, "tf32": 62.5, "float16": 125.0, "bfloat16": 125.0},
+               "NVIDIA A10 Tensor Core GPU datasheet (2021), dense",
+               "a10", 600.0, "NVIDIA A10 datasheet (2021): 600 GB/s (GDDR6)", ("A10",)),
+    DevicePeak("NVIDIA L4", {"float32": 30.3, "tf32": 60.0, "float16": 121.0, "bfloat16": 121.0},
+               "NVIDIA L4 Tensor Core GPU datasheet (2023); tensor figures are given with sparsity "
+               "(TF32 120, FP16 242), dense = half",
+               "l4", 300.0, "NVIDIA L4 datasheet (2023): 300 GB/s (GDDR6)", (r"\bL4\b",)),
+    DevicePeak("NVIDIA GeForce RTX 4090", {"float32": 82.6, "tf32": 82.6, "float16": 165.2, "bfloat16": 165.2},
+               "NVIDIA Ada GPU architecture whitepaper (v2.01), Appendix A, GeForce RTX 4090: dense tensor "
+               "TFLOPS with FP32 accumulate (FP16 with FP16 accumulate: 330.3)",
+               "rtx-4090", 1008.0, "NVIDIA Ada whitepaper, RTX 4090: 1,008 GB/s (GDDR6X, 21 Gbps x 384 bit)",
+               ("4090",)),
+    DevicePeak("NVIDIA V100 PCIe", {"float32": 14.0, "float16": 112.0},
+               "NVIDIA Tesla V100 GPU datasheet (2020), PCIe column (FP16 = tensor performance; no TF32 or "
+               "bfloat16 on Volta)",
+               "v100-pcie", 900.0, "NVIDIA V100 datasheet (2020): 900 GB/s (HBM2)", ("V100", "PCIE")),
+    DevicePeak("NVIDIA V100 SXM2", {"float32": 15.7, "float16": 125.0},
+               "NVIDIA Tesla V100 GPU datasheet (2020), SXM2 column (FP16 = tensor performance; no TF32 or "
+               "bfloat16 on Volta)",
+               "v100-sxm2", 900.0, "NVIDIA V100 datasheet (2020): 900 GB/s (HBM2)", ("V100",)),
+    DevicePeak("NVIDIA T4", {"float32": 8.1, "float16": 65.0},
+               "NVIDIA T4 Tensor Core GPU datasheet (2019): single precision 8.1, mixed precision "
+               "(FP16/FP32) 65 TFLOPS; no TF32 or bfloat16 on Turing",
+               "t4", 320.0, "NVIDIA T4 datasheet (2019): 320+ GB/s (GDDR6)", (r"\bT4\b",)),
 ]
+
+# Earlier callers' view: (pattern, peak) pairs in match order.
+KNOWN = [(" ".join(d.match), d) for d in DEVICES]
 
 
 def find_peak(device_name: str) -> Optional[DevicePeak]:
-    for pattern, peak in KNOWN:
-        if pattern in device_name:
-            return peak
+    """The table entry for a torch device name ('NVIDIA A100-SXM4-80GB'), or None."""
+    for d in DEVICES:
+        if all(re.search(m, device_name, re.I) for m in d.match):
+            return d
     return None
+
+
+def by_key(key: str) -> Optional[DevicePeak]:
+    """The entry for a --target name ('a100-80gb'); case and '_'/'-' do not matter."""
+    k = key.lower().replace("_", "-")
+    return next((d for d in DEVICES if d.key == k), None)
+
+
+def peak_dtype(peak: DevicePeak, dtype: str, tf32: bool = True) -> Optional[str]:
+    """Which of ``peak``'s columns bounds ``dtype`` on that GPU: float32 runs on tensor
+    cores as TF32 where the GPU has them and ``tf32`` is on; else its own column. None
+    when the datasheet gives no figure for it (bfloat16 on V100/T4)."""
+    key = peak_key(dtype, "cuda", tf32)
+    if key == "tf32" and "tf32" not in peak.tflops:
+        key = "float32"
+    return key if key in peak.tflops else None
 
 
 def peak_key(dtype: str, device: str, cudnn_tf32: bool) -> str:

@@ -113,6 +113,24 @@ class _Frame:
         self.macs, self.uncounted = 0, False
 
 
+# Cost-free operators that move no data either: creation without values, metadata, and the
+# storage juggling below views. Views themselves are recognised by their schema.
+_NO_TRAFFIC = frozenset("""
+empty empty_like empty_strided new_empty new_empty_strided resize_ set_ _local_scalar_dense item sym_size
+sym_stride sym_numel sym_storage_offset is_same_size _assert_async _assert_tensor_metadata record_stream
+_has_compatible_shallow_copy_type lift_fresh detach_ _conj _neg_view _resolve_conj _resolve_neg
+""".split())
+
+
+def _moves_data(func, packet: str) -> bool:
+    """Whether a cost-free ATen operator reads or writes tensor data (ReLU, cat, copies do;
+    views, which return an alias of an input without writing it, and _NO_TRAFFIC do not)."""
+    if packet in _NO_TRAFFIC:
+        return False
+    returns = func._schema.returns
+    return not (returns and all(r.alias_info is not None and not r.alias_info.is_write for r in returns))
+
+
 def _storage_bytes(tensors) -> Tuple[int, set]:
     total, keys = 0, set()
     for t in tensors:
@@ -156,6 +174,10 @@ class CountingMode(MetaShortcuts):
         out = self.call(func, args, kwargs)
         packet = func._overloadpacket.__name__
         if packet in ops.ATEN_NO_COST:
+            if self.record_ops and _moves_data(func, packet):  # no MACs, but bytes (the roofline's)
+                frame = self.frames[-1] if self.frames else None
+                label = ops.aten_label(packet, args) if frame is None else (frame.relabel or {}).get(packet, frame.name)
+                self._record(label, 0, args, out)
             return out
         self.seen.add(packet)
         frame = self.frames[-1] if self.frames else None

@@ -131,7 +131,7 @@ def fit(name: str, budget_bytes: int, train: bool = True, optimizer: str = "adam
         input_size=None, freeze: Sequence[str] = (), max_batch: int = MAX_BATCH,
         curve_points: bool = False, checkpoint: Sequence[str] = ()) -> FitResult:
     """The largest batch of ``name`` (a zoo name or file.py:builder) whose measured memory
-    fits ``budget_bytes``. ``curve_points``: also measure powers of two up to twice the
+    fits ``budget_bytes``. ``curve_points``: also measure powers of four up to twice the
     answer, for a plot of memory against batch."""
     from .analyze import DTYPES, _resolve
     from .training import frozen_builder

@@ -134,7 +134,7 @@ def _batch_norm_macs(x, weight, training):
 def _native_batch_norm(args, kwargs, out):
     # (input, weight, bias, running_mean, running_var, training, momentum, eps)
     training = _arg(args, kwargs, 5, "training", False)
-    if len(args) == 7 and not isinstance(args[3], torch.Tensor):  # _native_batch_norm_legit without stats
+    if len(args) > 3 and isinstance(args[3], bool):  # _native_batch_norm_legit.no_stats(x, w, b, training, ...)
         training = args[3]
     return _batch_norm_macs(args[0], _arg(args, kwargs, 1, "weight"), bool(training))
 

@@ -83,6 +83,10 @@ COLUMNS = {
                 "container passing on its child's output): not added to the total"),
 }
 
+from .roofline_columns import ROOFLINE_COLUMNS  # noqa: E402  (roofline columns kept in their own file)
+
+COLUMNS.update({k: v for k, v in ROOFLINE_COLUMNS.items() if k not in COLUMNS})
+
 
 def _fmt(col, v):
     if v is None or (isinstance(v, float) and v != v):
