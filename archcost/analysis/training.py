@@ -140,6 +140,8 @@ class StepLive(MetaShortcuts):
                 self.made[k] = (self.phase, self.seq)
                 self.current += self.tracker.live[k]
                 grew = True
+        if grew and self._engine_accumulation(func, args, kwargs):
+            return out  # the engine would add in place: no new peak (see _engine_accumulation)
         if grew:
             self.phase_peak[self.phase] = max(self.phase_peak[self.phase], self.current)
             if self.current > self.peak:
@@ -150,6 +152,25 @@ class StepLive(MetaShortcuts):
 
     def _freed(self, nbytes):
         self.current -= nbytes
+
+    def _engine_accumulation(self, func, args, kwargs) -> bool:
+        """Where two gradients of one tensor meet (a residual block's input), autograd's
+        InputBuffer::accumulate adds the second into the first in place when it holds the
+        only reference; but never while any TorchDispatchMode is active (ATen's
+        isTensorSubclassLike is then true for every tensor), so under this mode it runs
+        ``old + new`` and ``old`` is freed right after. Counting that sum's moment as a
+        peak would overstate a real step by one gradient (the CPU allocator, without the
+        mode, shows it): a backward ``add`` of two same-shaped, contiguous gradients made
+        in backward does not raise the peak; the next operator's does, old one freed."""
+        if self.phase != "backward" or func is not torch.ops.aten.add.Tensor or kwargs:
+            return False
+        if len(args) != 2 or not all(isinstance(a, torch.Tensor) for a in args):
+            return False
+        old, new = args
+        if old.shape != new.shape or old.dtype != new.dtype or not old.is_contiguous():
+            return False
+        made = self.made.get(StorageTracker.key(old))
+        return made is not None and made[0] == "backward" and StorageTracker.key(old) in self.tracker.live
 
     def enter(self, phase: str):
         self.phase = phase
