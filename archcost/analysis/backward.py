@@ -24,6 +24,8 @@ forward rule it mirrors (``ops.py``):
   then the fused scale of the centred gradient), the weight and bias gradients numel
   (the dy * x-hat reduction); each only when requested.
 - ``_adaptive_avg_pool2d_backward``: numel of the input (as fvcore counts the forward);
+  an adaptive pool to 1x1 runs as ``mean``, whose backward is an expand and a division
+  (element-wise: 0), so ResNet's global pool counts forward and not backward (numel MACs);
   upsampling backward: as its forward (nearest 1, bilinear 4 per output element).
 - element-wise gradients (ReLU's ``threshold_backward``, sigmoid, tanh, adds, the loss's
   ``ones_like``...) cost nothing, as fvcore ignores element-wise ops forward;

@@ -159,8 +159,9 @@ def compare_step(name, input_size=None, batch_size: int = 2, optimizer: str = "s
         _row(f"train_peak_bytes ({optimizer}, peak in {ours.peak_phase})", ours.train_peak_bytes,
              base + ev["op_boundary_peak"],
              "CPU profiler allocator events through the step, sampled as each top-level operator returns",
-             "equal unless an operator frees inside itself what it returned to another (max_pool2d's indices), "
-             "or the allocator's order of frees between operators differs from the finalizers' (a few KiB)"),
+             "equal but for the class labels of the loss (8 bytes a sample: input, made outside the tracker) "
+             "and LeNet-5's 48 bytes of scalars; autograd's in-place gradient accumulation, which a dispatch "
+             "mode turns off, is accounted for (training.StepLive._engine_accumulation)"),
         _row(f"train_peak_bytes ({optimizer})", ours.train_peak_bytes, base + ev["allocator_peak"],
              "CPU profiler allocator events, every allocation",
              "the allocator also sees scratch that kernels allocate and free inside themselves (im2col, "
