@@ -2,8 +2,10 @@
 are imported inside the commands, so ``archcost --help`` answers without torch."""
 
 import contextlib
+import json
 import pathlib
 import sys
+import textwrap
 
 import click
 
@@ -15,8 +17,8 @@ TABLE_COLUMNS = ["model", "input_shape", "params", "macs", "flops", "activations
 LAYER_COLUMNS = ["layer", "type", "output_shape", "params", "macs", "activations",
                  "activation_bytes", "saved_bytes", "peak_bytes", "aliased"]
 TRAIN_COLUMNS = ["trainable_params", "backward_macs", "train_macs", "train_peak_bytes", "train_peak_phase"]
-LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "images_per_s", "achieved_tflops",
-                   "peak_fraction"]
+LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "latency_spread", "images_per_s",
+                   "achieved_tflops", "peak_fraction"]
 
 
 class UserError(Exception):
@@ -27,6 +29,11 @@ def fail(message: str):
     raise UserError(message)
 
 
+def say(message: str):
+    """One line on stderr: control characters from the user's input (newlines, \\r) escaped."""
+    click.echo("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message), err=True)
+
+
 class Group(click.Group):
     """Turns usage errors and UserError into one line on stderr (exit 2), no traceback."""
 
@@ -35,21 +42,44 @@ class Group(click.Group):
             rv = super().main(args=args, prog_name=prog_name or "archcost", standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
+                click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
+                sys.exit(130)
             click.echo("archcost: aborted", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
+            sys.exit(130)
         except click.UsageError as e:
             where = e.ctx.command_path if e.ctx else "archcost"
-            click.echo(f"{where}: error: {e.format_message()} (see '{where} --help')", err=True)
+            say(f"{where}: error: {e.format_message()} (see '{where} --help')")
             sys.exit(2)
         except UserError as e:
-            click.echo(f"archcost: error: {e}", err=True)
+            say(f"archcost: error: {e}")
             sys.exit(2)
         except click.ClickException as e:
-            click.echo(f"archcost: error: {e.format_message()}", err=True)
+            say(f"archcost: error: {e.format_message()}")
             sys.exit(e.exit_code)
         except BrokenPipeError:
             sys.exit(0)
+        except Exception as e:  # never a traceback: one line, and how to see the traceback
+            import os
+
+            if os.environ.get("ARCHCOST_TRACEBACK"):
+                raise
+            if isinstance(e, _user_errors()):  # e.g. a report write that failed (full disk)
+                say(f"archcost: error: {e}")
+                sys.exit(2)
+            from archcost.analysis.limits import is_out_of_memory, out_of_memory_message
+
+            if is_out_of_memory(e):
+                say(f"archcost: error: {out_of_memory_message(e)}")
+                sys.exit(2)
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            say(f"archcost: internal error: {type(e).__name__}: {first} (a bug: please report it with "
+                "the command; ARCHCOST_TRACEBACK=1 shows the traceback)")
+            sys.exit(3)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -63,10 +93,16 @@ def _user_errors():
 
 
 def guarded(fn, *args, **kwargs):
+    from archcost.analysis.limits import is_out_of_memory, out_of_memory_message
+
     try:
         return fn(*args, **kwargs)
     except _user_errors() as exc:
         fail(str(exc))
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        fail(out_of_memory_message(exc))
 
 
 def parse_sizes(values):
@@ -100,6 +136,18 @@ def resolve_models(patterns, default=None):
     return names
 
 
+def one_model(pattern):
+    """The one model a per-model command (layer-breakdown, ops, memory) takes."""
+    if ":" in pattern:
+        return pattern
+    names = resolve_models([pattern])
+    if len(names) > 1:
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        fail(f"{pattern!r} matches {len(names)} models ({shown}); this command takes one: name it, "
+             "or use `archcost table` for one row per model")
+    return names[0]
+
+
 def out_dir(out, no_save):
     if no_save:
         return None
@@ -123,8 +171,11 @@ def wrote(paths):
 
 input_size_option = click.option(
     "--input-size", "input_size", multiple=True, metavar="N|CxHxW",
-    help="Input size without batch: 224 (square, the model's channels) or 3x224x224. "
-         "Repeat for models with several inputs. Default: the model's paper input.")
+    help="Input size without batch. CxHxW (3x224x224) is that image; N (224) is a square N x N image "
+         "with the model's input channels (a zoo model's paper's; your model's first convolution's; a model "
+         "without convolutions: N features). A Conv2d model takes only these two forms; other models "
+         "take the dimensions as given (16x100 for a Conv1d). Repeat for models with several inputs. "
+         "Default: the model's paper input.")
 batch_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=1,
                             show_default=True, help="Batch size.")
 format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
@@ -132,6 +183,9 @@ format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), defa
 out_option = click.option("--out", type=click.Path(file_okay=False), default="reports",
                           show_default=True, help="Folder for the CSV and plot.")
 nosave_option = click.option("--no-save", is_flag=True, help="Print only; write no files.")
+name_option = click.option("--name", default=None, metavar="NAME",
+                           help="Last part of the report file names, instead of the one derived from the "
+                                "models (README: 'Report names').")
 engine_option = click.option("--engine", type=click.Choice(["auto", "meta", "cpu", "fvcore"]),
                              default="auto", show_default=True,
                              help="auto: shape-only meta pass (falls back to real CPU tensors); "
@@ -152,7 +206,7 @@ def stack_options(*options):
 
 # What is analysed and how it is reported (table, layer-breakdown).
 analysis_options = stack_options(input_size_option, batch_option, format_option, out_option, nosave_option,
-                                 engine_option, dtype_option)
+                                 name_option, engine_option, dtype_option)
 
 # Where and how memory and time are measured (table, layer-breakdown, sweep).
 run_options = stack_options(
@@ -184,19 +238,34 @@ train_options = stack_options(
 )
 
 
-def conditions(device, dtype, amp, channels_last, batch=None) -> str:
-    """File-name tag of the measuring conditions: device_dtype[-amp][_nhwc][_bN]."""
+def conditions(device, dtype, amp, channels_last, batch=None, **more) -> str:
+    """File-name tag of the run's conditions (the rule: archcost/report/naming.py)."""
     from archcost.analysis.devices import slug
+    from archcost.report.naming import conditions as tag
 
-    tag = f"{slug(device)}_{dtype}" + ("-amp" if amp else "") + ("_nhwc" if channels_last else "")
-    return tag + (f"_b{batch}" if batch is not None else "")
+    return tag(slug(device), dtype, amp, channels_last, batch, **more)
 
 
-def progress(items, label):
-    """A progress bar on stderr when it is a terminal; plain iteration otherwise."""
-    if not sys.stderr.isatty() or len(items) < 2:
+def progress(items, label, describe=str):
+    """Progress on stderr for runs of several items: a bar on a terminal, else one line
+    per item (``archcost: [2/13] measuring vgg16``), so a long run is never silent."""
+    if len(items) < 2:
         return contextlib.nullcontext(items)
-    return click.progressbar(items, label=label, file=sys.stderr, item_show_func=lambda x: str(x or ""))
+    if sys.stderr.isatty():
+        return click.progressbar(items, label=label, file=sys.stderr,
+                                 item_show_func=lambda x: describe(x) if x is not None else "")
+
+    def lines():
+        for i, item in enumerate(items, 1):
+            click.echo(f"archcost: [{i}/{len(items)}] {label} {describe(item)}", err=True)
+            yield item
+
+    return contextlib.nullcontext(lines())
+
+
+def step(text):
+    """One progress line on stderr for a long single step (``archcost: [..] text``)."""
+    click.echo(f"archcost: [..] {text}", err=True)
 
 
 def run_device(device):
@@ -223,11 +292,16 @@ def list_cmd(pattern, fmt):
     import pandas as pd
 
     from archcost.report.tables import render
-    from archcost.zoo.registry import get_spec, list_models
+    from archcost.report.tables import terminal_width
+    from archcost.report.units import si
+    from archcost.zoo.registry import get_spec, list_models, unknown_model_message
+
+    width = terminal_width()
 
     names = list_models(pattern)
     if not names:
-        fail(f"no model matches {pattern!r}: try `archcost list` for all")
+        fail(unknown_model_message(pattern) if not any(ch in pattern for ch in "*?[")
+             else f"no model matches {pattern!r}: try `archcost list` for all")
     rows = []
     for n in names:
         spec = get_spec(n)
@@ -242,10 +316,14 @@ def list_cmd(pattern, fmt):
         for r in group.itertuples():
             acc = f"top-1 {r.top1}%" if r.top1 == r.top1 and r.top1 is not None else (
                 f"top-5 {r.top5}%" if r.top5 == r.top5 and r.top5 is not None else "")
-            click.echo(f"  {r.name:<16} {r.input_size:<10} {r.params / 1e6:>8.2f}M params  "
-                       f"depth {r.depth:<4} {r.paper} ({r.year})" + (f"  [{acc}, {r.accuracy_dataset}]" if acc else ""))
-    click.echo("\nparams: trainable parameters; depth: weight layers as the paper counts them; "
-               "accuracies are published figures (see --format csv for sources and notes).")
+            click.echo(textwrap.fill(f"  {r.name:<16} {r.input_size:<10} {si(r.params):>6} params  depth "
+                                     f"{r.depth:<4} {r.paper} ({r.year})" + (f"  [{acc}, {r.accuracy_dataset}]"
+                                                                             if acc else ""),
+                                     width, subsequent_indent=" " * 56, break_on_hyphens=False))
+    click.echo("\n" + textwrap.fill("params: parameters, trainable and not (buffers such as BN statistics excluded), "
+                                    "each shared tensor once, as in `archcost table`; depth: weight layers as the "
+                                    "paper counts them; accuracies are published figures (see --format csv for "
+                                    "sources and notes).", width))
 
 
 def _meta_build(spec):
@@ -265,7 +343,7 @@ def _meta_build(spec):
               help="Add the roofline time bound (time_bound_ms) and the share of it in memory-bound layers "
                    "(bound_share_memory) for this device (see `archcost devices` and `archcost roofline`).")
 @train_options
-def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, no_memory, device, amp,
+def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device, amp,
           channels_last, optimizer, repeat, warmup, target, train, freeze, checkpoint):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
@@ -282,6 +360,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
 
     from archcost.analysis import analyze
     from archcost.report.files import write_csv
+    from archcost.report.spread import add_spread
     from archcost.report.tables import render
 
     names = resolve_models(models, LINEUP)
@@ -301,7 +380,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
                 _add_roofline_bound(a, tgt, device if latency else None)
             rows.append(a.summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = (_uncounted_notes(frame) + _row_notes(frame) + _condition_notes(frame, latency)
+    notes = (_uncounted_notes(frame) + _row_notes(frame) + _condition_notes(frame, latency) + add_spread(frame)
              + _train_notes(frame, freeze, checkpoint))
     columns = (TABLE_COLUMNS + (TRAIN_COLUMNS if train or freeze or checkpoint else [])
                + (["recompute_macs"] if checkpoint else [])
@@ -313,11 +392,18 @@ def table(models, input_size, batch_size, fmt, out, no_save, engine, dtype, late
         notes.append(f"roofline target: {tgt.note}")
     emit(render(frame, fmt, columns, notes=notes))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import memory_vs_compute
 
-        tag = conditions(device, dtype, amp, channels_last, batch_size)
-        paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
-        memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
+        tag = conditions(device, dtype, amp, channels_last, batch_size, input_size=sizes,
+                         optimizer=None if no_memory else optimizer,
+                         extra=["latency" if latency else "", "nomem" if no_memory else "",
+                                "train" if train or checkpoint else "", "freeze" if freeze else "",
+                                "ckpt" if checkpoint else ""]) + subset(names, LINEUP, name)
+        with file_set(folder):
+            paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
+            memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
         wrote(paths)
 
 
@@ -374,6 +460,8 @@ def _condition_title(frame) -> str:
 
 
 def _condition_notes(frame, latency):
+    from archcost.report.units import human_bytes
+
     r = frame.iloc[0]
     if "saved_bytes" not in frame:
         return []
@@ -391,7 +479,7 @@ def _condition_notes(frame, latency):
                         if r.get("peak_dtype") else "; no datasheet peak known for this device and dtype"))
     if "peak_bytes_allocator" in frame:
         notes.append("CUDA caching allocator (max_memory_allocated) for comparison: " + ", ".join(
-            f"{m} {b / 2**20:.1f} MiB" for m, b in zip(frame["model"], frame["peak_bytes_allocator"])))
+            f"{m} {human_bytes(b)}" for m, b in zip(frame["model"], frame["peak_bytes_allocator"])))
     return notes
 
 
@@ -430,14 +518,15 @@ def _uncounted_notes(frame):
 @main.command("layer-breakdown")
 @click.argument("model")
 @click.option("--depth", type=click.IntRange(min=1), default=None,
-              help="Show modules at this depth (and shallower leaves) instead of every leaf.")
+              help="Show modules at this depth (and shallower leaves) instead of every leaf; a "
+                   "container's activations are then the sum of its leaf layers', so rows add up to the total.")
 @analysis_options
 @click.option("--latency", is_flag=True, help="Also time each leaf layer (hooks; their overhead is stated).")
 @run_options
 @click.option("--target", default=None, metavar="NAME|cpu|auto",
               help="Add each layer's roofline time bound on this device (with --latency on it: measured / bound).")
 @train_options
-def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, engine, dtype, latency, device,
+def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, device,
                     amp, channels_last, optimizer, repeat, warmup, target, train, freeze, checkpoint):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
     peak while the layer runs, with a total row equal to its `archcost table` row; with
@@ -449,7 +538,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
     from archcost.report.files import write_csv
     from archcost.report.tables import render
 
-    name = resolve_models([model])[0] if ":" not in model else model
+    report_name = name
+    name = one_model(model)
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
     device = run_device(device)
@@ -486,16 +576,29 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
                      f"whole forward takes {s['latency_ms']:.3f} ms plain and {s['hooked_latency_ms']:.3f} ms "
                      f"with the per-layer clocks (overhead {s['layer_timing_overhead_ms']:+.3f} ms per forward).")
+        from archcost.report.spread import add_spread
+
+        notes += add_spread(a.summary)
+    shared = "shared_params" in frame and frame["shared_params"].fillna(0).gt(0).any()
+    if depth:
+        notes.append(f"at --depth {depth} a container row's activations are the sum of its leaf layers' outputs "
+                     "(each storage once), so the rows add up to the total.")
     if target:
         notes += notes_target
-    emit(render(frame, fmt, LAYER_COLUMNS + (["backward_macs"] if train else []) + (["latency_ms"] if latency else [])
+    emit(render(frame, fmt, LAYER_COLUMNS + (["backward_macs"] if train else []) + (["shared_params"] if shared else []) + (["latency_ms"] if latency else [])
                 + extra, notes=notes))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import layer_breakdown as plot
 
-        stem = file_stem(name) + "_layers_" + conditions(device, dtype, amp, channels_last, batch_size)
-        paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
-        plot(a.layers, s["model"], paths[1])
+        stem = file_stem(name) + "_layers_" + conditions(
+            device, dtype, amp, channels_last, batch_size, input_size=sizes, optimizer=optimizer,
+            extra=["latency" if latency else "", f"d{depth}" if depth else "", "train" if train else "",
+                   "freeze" if freeze else "", "ckpt" if checkpoint else ""]) + subset([], None, report_name)
+        with file_set(folder):
+            paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
+            plot(a.layers, s["model"], paths[1])
         wrote(paths)
 
 
@@ -504,15 +607,17 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, eng
 @input_size_option
 @batch_option
 @format_option
+@engine_option
+@dtype_option
 @click.option("--train", is_flag=True, help="Check the backward instead: archcost's backward MACs per ATen "
-              "operator against FlopCounterMode over a real CPU backward.")
+              "operator against FlopCounterMode over a real CPU backward (float32).")
 @click.option("--freeze", multiple=True, metavar="PATTERN", help="With --train: freeze matching parameters.")
-def ops(model, input_size, batch_size, fmt, train, freeze):
+def ops(model, input_size, batch_size, fmt, engine, dtype, train, freeze):
     """MACs by operator, cross-checked against torch.utils.flop_counter, with why they differ."""
     from archcost.analysis.crosscheck import cross_check
     from archcost.report.tables import render
 
-    name = resolve_models([model])[0] if ":" not in model else model
+    name = one_model(model)
     if train:
         from archcost.analysis.traincheck import backward_cross_check
 
@@ -522,7 +627,8 @@ def ops(model, input_size, batch_size, fmt, train, freeze):
                     notes=["backward of one training step (train mode, cross-entropy loss; the loss's own "
                            "backward left out); torch_macs: FlopCounterMode's FLOPs / 2 over a real CPU backward."]))
         return
-    frame = guarded(cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size)
+    frame = guarded(cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size,
+                    dtype=dtype, engine=engine)
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
                 notes=["torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on the same input."]))
 
@@ -646,31 +752,36 @@ def diff(model_a, model_b, input_size, batch_size, fmt, show_all, no_memory, out
 @input_size_option
 @batch_option
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@dtype_option
 @format_option
 @click.option("--train", is_flag=True, help="Check train_peak_bytes instead: one whole training step on meta "
-              "tensors against the CPU allocator's events over the same step on real tensors.")
+              "tensors against the CPU allocator's events over the same step on real tensors (float32).")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
               show_default=True, help="With --train: the step's torch.optim optimizer.")
-def memory(model, input_size, batch_size, device, fmt, train, optimizer):
+def memory(model, input_size, batch_size, device, dtype, fmt, train, optimizer):
     """Check peak_bytes and saved_bytes of MODEL against independent measurements of the
     same forward: the CPU profiler's allocator events, or the CUDA caching allocator."""
+    from archcost.analysis import analyze
     from archcost.analysis.memcheck import compare
     from archcost.report.tables import render
 
-    name = resolve_models([model])[0] if ":" not in model else model
+    name = one_model(model)
+    sizes = parse_sizes(input_size)
     if train:
         from archcost.analysis.traincheck import compare_step
 
-        frame = guarded(compare_step, name, input_size=parse_sizes(input_size), batch_size=batch_size,
-                        optimizer=optimizer)
+        frame = guarded(compare_step, name, input_size=sizes, batch_size=batch_size, optimizer=optimizer)
         emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],
                     notes=[f"model {name}, batch {batch_size}, float32, one training step on cpu "
                            "(input batch excluded on both sides)."]))
         return
     device = run_device(device)
-    frame = guarded(compare, name, input_size=parse_sizes(input_size), batch_size=batch_size, device=device)
+    guarded(analyze, name, input_size=sizes, batch_size=batch_size, memory=False, dtype=dtype)  # input errors
+    step(f"memory: measuring {name} on meta and real {device} tensors, then with the "
+         + ("CPU profiler" if device == "cpu" else "CUDA caching allocator") + " (takes a few seconds)")
+    frame = guarded(compare, name, input_size=sizes, batch_size=batch_size, device=device, dtype=dtype)
     emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],
-                notes=[f"model {name}, batch {batch_size}, float32, on {device}."]))
+                notes=[f"model {name}, batch {batch_size}, {dtype}, on {device}."]))
 
 
 def parse_batch_sizes(text: str):
@@ -717,15 +828,18 @@ def parse_batch_sizes(text: str):
 @format_option
 @out_option
 @nosave_option
+@name_option
 def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
-          warmup, fmt, out, no_save):
+          warmup, fmt, out, no_save, name):
     """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
     Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
-    A batch that does not fit in device memory is recorded as such and ends that model's sweep."""
+    A batch that does not fit in memory (or is refused as too large) is recorded as such,
+    with the rows measured before it, and ends that model's sweep."""
     import pandas as pd
 
     from archcost.analysis import analyze
     from archcost.analysis.analyze import OutOfDeviceMemory
+    from archcost.analysis.limits import is_out_of_memory
     from archcost.report.files import write_csv
     from archcost.report.tables import render
 
@@ -736,8 +850,8 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
     device = run_device(device)
     rows = []
     jobs = [(n, b) for n in names for b in batches]
-    stopped = set()
-    with progress(jobs, "sweeping") as bar:
+    stopped, measured = set(), set()
+    with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}") as bar:
         for n, b in bar:
             if n in stopped:
                 continue
@@ -745,23 +859,40 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
                 a = analyze(n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
                             channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
                             repeats=repeat, warmup=warmup)
-            except OutOfDeviceMemory:
-                stopped.add(n)
+            except (OutOfDeviceMemory, MemoryError, RuntimeError) as exc:
+                if not isinstance(exc, OutOfDeviceMemory) and not is_out_of_memory(exc):
+                    raise
+                stopped.add(n)  # the rows measured so far are kept
                 rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": "out of memory"}]))
                 continue
             except _user_errors() as exc:
-                fail(str(exc))
+                if n not in measured:  # the input itself is wrong: one line
+                    fail(str(exc))
+                stopped.add(n)  # a larger batch refused (e.g. beyond 2^40 elements): keep the rows so far
+                rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": str(exc)}]))
+                continue
+            measured.add(n)
             rows.append(a.summary.assign(note=""))
     frame = pd.concat(rows, ignore_index=True)
+    if "params" not in frame or frame["params"].isna().all():
+        fail(f"no batch size of {batch_sizes} fits in {device} memory for {', '.join(names)}: "
+             "try smaller --batch-sizes or --input-size")
+    from archcost.report.spread import add_spread
+
     cols = ["model", "batch_size", "saved_bytes", "peak_bytes", "train_bytes"] + (
-        [] if no_latency else ["latency_ms", "images_per_s", "achieved_tflops"])
-    emit(render(frame, fmt, cols, notes=_condition_notes(frame.dropna(subset=["params"]), not no_latency)))
+        [] if no_latency else ["latency_ms", "latency_spread", "images_per_s", "achieved_tflops"])
+    spread = add_spread(frame)
+    emit(render(frame, fmt, cols, notes=_condition_notes(frame.dropna(subset=["params"]), not no_latency) + spread))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import sweep as plot
 
-        tag = conditions(device, dtype, amp, channels_last)
-        paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
-        plot(frame, paths[1], _sweep_title(frame.dropna(subset=["params"])), latency=not no_latency)
+        tag = conditions(device, dtype, amp, channels_last, f"{batches[0]}-{batches[-1]}", input_size=sizes,
+                         optimizer=optimizer, extra=["nolatency" if no_latency else ""]) + subset(names, None, name)
+        with file_set(folder):
+            paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
+            plot(frame, paths[1], _sweep_title(frame.dropna(subset=["params"])), latency=not no_latency)
         wrote(paths)
 
 
@@ -859,7 +990,8 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkp
 @format_option
 @out_option
 @nosave_option
-def reproduce(experiments, fmt, out, no_save):
+@name_option
+def reproduce(experiments, fmt, out, no_save, name):
     """The lecture's design arguments, measured: EXPERIMENTS among bottleneck, stacked-3x3,
     gap-vs-fc, resnet-bottleneck, grouped-conv, depthwise-separable, se-overhead,
     dense-connectivity, aux-classifiers, roofline, claims (all when none is named). With all of
@@ -876,37 +1008,46 @@ def reproduce(experiments, fmt, out, no_save):
         fail(f"unknown experiment {unknown[0]!r}: choose from {', '.join(rp.NAMES)}")
     names = list(dict.fromkeys(experiments)) or rp.NAMES
     folder = out_dir(out, no_save)
-    rows, claim_rows = rp.run(names)
+    rows, claim_rows = rp.run(names, progress=(lambda e: step(f"reproduce: {e}")) if len(names) > 1 else None)
     frame = pd.DataFrame(rows, columns=rp.ROW_COLUMNS + (rp.EXTRA_COLUMNS if rows else []))
     frame = frame.loc[:, [c for c in frame.columns if c in rp.ROW_COLUMNS or frame[c].notna().any()]]
     claims = pd.DataFrame(claim_rows, columns=rp.CLAIM_COLUMNS)
     parts = []
-    if len(frame):
+    if fmt == "json":  # one document: {"experiments": [...], "claims": [...]}
+        from archcost.report.clean import records
+
+        parts.append(json.dumps({"experiments": records(frame), "claims": records(claims)}, indent=1,
+                                allow_nan=False) + "\n")
+    elif len(frame):
         parts.append(render(frame, fmt, ["experiment", "variant", "input_shape", "params", "macs",
                                          "activation_bytes", "ratio_params", "ratio_macs", "note"]))
-    if len(claims):
+    if len(claims) and fmt != "json":
         parts.append(render(claims, fmt, rp.CLAIM_COLUMNS))
     emit(("\n" if fmt in ("text", "markdown") else "").join(parts))
     if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
         from archcost.report.plots import experiment_bars
 
         paths = []
-        if len(frame):
-            paths.append(write_csv(folder / "reproductions.csv", frame))
-            for name, group in frame.groupby("experiment", sort=False):
-                target = folder / f"reproduce_{name}.png"
-                if name == "roofline":
-                    from archcost.report.plots_roofline import batch_experiment
+        every = set(names) == set(rp.NAMES)
+        what = subset([n for n in names if n != "claims"], None, name) if name or not every else ""
+        with file_set(folder):
+            if len(frame):
+                paths.append(write_csv(folder / f"reproductions{what}.csv", frame))
+                for exp, group in frame.groupby("experiment", sort=False):
+                    target = folder / f"reproduce_{exp}.png"
+                    if exp == "roofline":
+                        from archcost.report.plots_roofline import batch_experiment
 
-                    batch_experiment(group.to_dict("records"), target)
+                        batch_experiment(group.to_dict("records"), target)
+                    else:
+                        experiment_bars(group.to_dict("records"), target, f"{exp}: params and MACs per variant")
                     paths.append(target)
-                    continue
-                experiment_bars(group.to_dict("records"), target, f"{name}: params and MACs per variant")
-                paths.append(target)
-        if len(claims):
-            paths.append(write_csv(folder / "claims.csv", claims))
-        if set(names) == set(rp.NAMES):
-            paths.append(write_text(folder / "REPRODUCTIONS.md", rp.markdown_report(frame, claims)))
+            if len(claims):
+                paths.append(write_csv(folder / "claims.csv", claims))
+            if every:
+                paths.append(write_text(folder / "REPRODUCTIONS.md", rp.markdown_report(frame, claims)))
         wrote(paths)
 
 

@@ -339,9 +339,15 @@ def claims(results=None):
     return rows
 
 
-def run(names):
-    """-> (experiment rows, claim rows) for the chosen names."""
-    results = {name: EXPERIMENTS[name]() for name in names if name != "claims"}
+def run(names, progress=None):
+    """-> (experiment rows, claim rows) for the chosen names; ``progress(name)`` is called
+    before each experiment."""
+    results = {}
+    for name in names:
+        if name != "claims":
+            if progress:
+                progress(name)
+            results[name] = EXPERIMENTS[name]()
     claim_rows = claims(results) if "claims" in names else []
     return [r for name in names if name != "claims" for r in results[name]], claim_rows
 

@@ -2,7 +2,8 @@
 # The GPU reports of issue #5 in one run, on a machine with a CUDA GPU:
 #   bash bench/gpu_reports.sh            # writes under reports/, file names carry the GPU
 # Every report names its conditions (GPU, dtype, batch, torch version) in its CSV and in
-# its file name, e.g. reports/table_nvidia-h100-80gb-hbm3_float32_b1.csv.
+# its file name, e.g. reports/table_nvidia-h100-80gb-hbm3_float32_b1_latency.csv (the naming
+# rule: README, "Report names").
 #
 # Environment (defaults in brackets): DEVICE [cuda], OUT [reports],
 # MODELS [the lecture line-up], LAYER_MODEL [vgg16], BATCHES [1,2,4,...,64], REPEAT [50],

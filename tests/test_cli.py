@@ -31,9 +31,9 @@ def test_table_csv_raw_integers(tmp_path):
     assert vgg["params"] == 138_357_544 and vgg["flops"] == 2 * vgg["macs"]
     for col in ("params", "macs", "flops", "activations", "activation_bytes", "param_bytes"):
         assert df[col].dtype.kind == "i", col
-    written = pd.read_csv(tmp_path / "table_cpu_float32_b1.csv")
+    written = pd.read_csv(tmp_path / "table_cpu_float32_b1_alexnet-vgg16.csv")
     assert written.equals(df)
-    assert (tmp_path / "memory_vs_compute_cpu_float32_b1.png").stat().st_size > 10_000
+    assert (tmp_path / "memory_vs_compute_cpu_float32_b1_alexnet-vgg16.png").stat().st_size > 10_000
 
 
 def test_table_default_lineup_text(tmp_path):

@@ -234,7 +234,7 @@ def test_table_latency_columns(tmp_path):
     df = pd.read_csv(io.StringIO(r.stdout))
     for col in ("latency_ms", "latency_p20_ms", "latency_p80_ms", "images_per_s", "device_name", "torch_version"):
         assert col in df, col
-    assert (tmp_path / "table_cpu_float32_b1.csv").exists()
+    assert (tmp_path / "table_cpu_float32_b1_latency_lenet5.csv").exists()
 
 
 @pytest.mark.parametrize("args,words", [
@@ -257,11 +257,11 @@ def test_sweep_writes_csv_and_plot(tmp_path):
     r = run(["sweep", "resnet18", "--batch-sizes", "1,2", "--input-size", "64", "--repeat", "2",
              "--warmup", "0", "--out", str(tmp_path)])
     assert r.exit_code == 0
-    df = pd.read_csv(tmp_path / "sweep_cpu_float32.csv")
+    df = pd.read_csv(tmp_path / "sweep_cpu_float32_b1-2_in64_resnet18.csv")
     assert list(df["batch_size"]) == [1, 2]
     assert df["saved_bytes"].iloc[1] > df["saved_bytes"].iloc[0]
     assert df["train_bytes"].diff().iloc[1] == df["saved_bytes"].diff().iloc[1]
-    assert (tmp_path / "sweep_cpu_float32.png").stat().st_size > 10_000
+    assert (tmp_path / "sweep_cpu_float32_b1-2_in64_resnet18.png").stat().st_size > 10_000
 
 
 def test_memory_command_compares():
@@ -516,10 +516,10 @@ def test_gpu_report_script_runs_its_steps_on_cpu(tmp_path):
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     names = {p.name for p in tmp_path.iterdir()}
-    assert {"table_cpu_float32_b1.csv", "table_cpu_float16-amp_b1.csv", "sweep_cpu_float32.csv",
-            "lenet5_layers_cpu_float32_b1.csv", "memcheck_lenet5_cpu_float32_b1.csv",
-            "table_roofline_cpu_float32_b1.csv", "roofline_bench_cpu.csv", "roofline_bench_cpu.md",
-            "calibration_cpu.json"} <= names
+    assert {"table_cpu_float32_b1_latency_lenet5.csv", "table_cpu_float16-amp_b1_latency_lenet5.csv",
+            "sweep_cpu_float32_b1-2_lenet5.csv", "lenet5_layers_cpu_float32_b1_latency.csv",
+            "memcheck_lenet5_cpu_float32_b1.csv", "table_roofline_cpu_float32_b1.csv", "roofline_bench_cpu.csv",
+            "roofline_bench_cpu.md", "calibration_cpu.json"} <= names
     bench = pd.read_csv(tmp_path / "roofline_bench_cpu.csv")
     assert list(bench["batch_size"]) == [1, 2] and (bench["measured_over_bound"] > 0).all()
     check = pd.read_csv(tmp_path / "memcheck_lenet5_cpu_float32_b1.csv")

@@ -12,6 +12,10 @@ import torch
 import torch.nn as nn
 
 from .engine import AnalysisError, LayerFailure, PassResult, run_fvcore, run_pass
+from .inputs import first_conv, image_layout, needs_model
+from .limits import check_shapes
+from .partition import container_activations, mark_shared
+from .restore import restores_model
 
 class OutOfDeviceMemory(AnalysisError):
     """The model runs, but not at this batch size on this device."""
@@ -78,7 +82,8 @@ class Analysis:
                 out.append(own)
             if cut.iloc[i] and rec["depth"] > 0:
                 out.append(rec)
-        return pd.DataFrame(out, columns=ly.columns)
+        rows = pd.DataFrame(out, columns=ly.columns)
+        return rows if depth is None else container_activations(rows, ly)
 
 
 def parse_input_size(text: str) -> Tuple[int, ...]:
@@ -93,8 +98,10 @@ def parse_input_size(text: str) -> Tuple[int, ...]:
     return dims
 
 
-def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batch_size: int):
-    """Resolve the user's input size(s) to full shapes with the batch dimension."""
+def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batch_size: int, conv=None,
+                 name="the model"):
+    """Resolve the user's input size(s) to full shapes with the batch dimension (the rule:
+    ``inputs.py``; ``conv``: a custom model's first convolution, from ``first_conv``)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise AnalysisError(f"batch size must be a positive integer, got {batch_size!r}")
     if input_size is None:
@@ -109,12 +116,14 @@ def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batc
     else:
         sizes = [tuple(input_size)]
     shapes = []
-    for s in sizes:
+    for i, s in enumerate(sizes):
         if not s or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in s):
             raise AnalysisError(f"input size {s!r} must be positive integers (N or CxHxW)")
-        if len(s) == 1 and default is not None and len(default) == 3:
-            s = (default[0], s[0], s[0])  # a single number is a square image
+        if input_size is not None and (default is not None or i == 0):  # a first conv reads the first input
+            s = image_layout(name, s, (default[0], len(default) - 1) if default is not None else conv,
+                             "x".join(map(str, default[1:])) if default is not None else "224x224")
         shapes.append((batch_size,) + tuple(s))
+    check_shapes(shapes)
     return shapes
 
 
@@ -315,6 +324,7 @@ def _dims(s) -> Tuple[int, ...]:
     return tuple(s.shape) if isinstance(s, torch.Tensor) else tuple(s) if isinstance(s, tuple) else ()
 
 
+@restores_model
 def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             dtype: Union[str, torch.dtype] = torch.float32, engine: str = "auto",
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
@@ -325,9 +335,10 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
-    reference, or an ``nn.Module`` (returned unchanged: same mode, no hooks left).
+    reference, or an ``nn.Module`` (handed back bit for bit: mode, hooks, weights, buffers,
+    dtype, device, memory format; see ``restore.py``).
 
-    ``input_size``: N (square image), (C, H, W), or a list of shapes for several inputs;
+    ``input_size``: N (square image; the rule: ``inputs.py``), (C, H, W), or a list of shapes;
     the batch dimension is added. Zoo models default to their paper's input size.
 
     ``memory``: also measure ``saved_bytes``, ``peak_bytes`` and ``train_bytes`` (with
@@ -360,7 +371,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             return analyze(model_or_name, input_size=input_size, batch_size=batch_size, dtype=dtype, engine=engine,
                            memory=memory, optimizer=optimizer, device=device, channels_last=channels_last, amp=amp,
                            latency=latency, layer_latency=layer_latency, repeats=repeats, warmup=warmup,
-                           inputs=inputs, input_kwargs=input_kwargs, train=train, checkpoint=checkpoint,
+                           inputs=inputs, input_kwargs=input_kwargs, record_ops=record_ops, train=train,
+                           checkpoint=checkpoint,
                            **builder_kwargs)
     if engine not in ENGINES:
         raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
@@ -381,15 +393,20 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         from .training import frozen_builder
 
         builder = frozen_builder(builder, freeze)
+    if module is not None:
+        module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
     if inputs is not None:
         if input_size is not None:
             raise AnalysisError("give either input_size or inputs (example inputs), not both")
         shapes = [tuple(x) if isinstance(x, list) and all(type(d) is int for d in x) else x for x in inputs]
     else:
-        shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+        conv = (first_conv(module or _build(builder, "meta", weight_dtype))
+                if not spec and needs_model(input_size) else None)
+        shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, conv, name)
     result, model, used, note = _run(name, spec, builder, module, shapes, engine, weight_dtype, input_kwargs,
                                      record_ops)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
+    mark_shared(analysis.layers, model)
     analysis.summary["notes"] = note
     analysis.device_paths = result.device_paths
     analysis.macs_by_aten = dict(result.macs_by_aten)

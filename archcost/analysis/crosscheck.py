@@ -17,10 +17,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import ops
 from .analyze import _build, _make_inputs, _resolve, analyze, input_shapes
 
+# ATen names, and fvcore's operator names (``--engine fvcore``: conv, linear, matmul)
 CONVOLUTION = {"convolution", "_convolution", "convolution_overrideable", "cudnn_convolution",
-               "_slow_conv2d_forward"}
+               "_slow_conv2d_forward", "conv"}
 MATRIX = {"mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot",
-          "_int_mm", "_scaled_mm", "einsum", "scaled_dot_product_attention"}
+          "_int_mm", "_scaled_mm", "einsum", "scaled_dot_product_attention", "linear", "matmul"}
 
 
 def _group(op: str) -> str:
@@ -81,8 +82,10 @@ def torch_counter_macs(name, input_size=None, batch_size=1):
             for op, f in mode.get_flop_counts()["Global"].items()}
 
 
-def cross_check(name, input_size=None, batch_size=1) -> pd.DataFrame:
-    ours = analyze(name, input_size=input_size, batch_size=batch_size, memory=False).macs_by_aten
+def cross_check(name, input_size=None, batch_size=1, **options) -> pd.DataFrame:
+    """``options`` go to ``analyze`` (``engine``, ``dtype``): MACs do not depend on the dtype,
+    but a model that runs in one dtype only can be checked in it."""
+    ours = analyze(name, input_size=input_size, batch_size=batch_size, memory=False, **options).macs_by_aten
     theirs = torch_counter_macs(name, input_size, batch_size)
     o_groups, t_groups = defaultdict(int), defaultdict(int)
     for op, m in ours.items():

@@ -430,4 +430,4 @@ def run_fvcore(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> PassResult
         rec.macs = int(by_module.get(aliases.get(key, key), 0))
     for name, rec in records.items():  # own = inclusive minus the direct children's
         rec.self_macs = rec.macs - sum(c.macs for c in _children(records, name))
-    return PassResult(records, int(fca.total()), totals[0], totals[1], by_op, uncounted)
+    return PassResult(records, int(fca.total()), totals[0], totals[1], by_op, uncounted, macs_by_aten=by_op)

@@ -106,30 +106,32 @@ def _row(quantity, ours, theirs, by, why):
             "relative_difference": (ours - theirs) / theirs if theirs else float("nan"), "why": why}
 
 
-def compare(name, input_size=None, batch_size: int = 1, device: str = "cpu"):
+def compare(name, input_size=None, batch_size: int = 1, device: str = "cpu", dtype: str = "float32"):
     """archcost's peak_bytes and saved_bytes next to independent measurements of the
     same forward, each difference explained. Returns a DataFrame."""
     import pandas as pd
 
     from . import memory as mem
-    from .analyze import _build, _make_inputs, _resolve, _runner, analyze, build_model, input_shapes
+    from .analyze import DTYPES, _build, _make_inputs, _resolve, _runner, analyze, build_model, input_shapes
     from .engine import AnalysisError
 
     name, spec, builder, module = _resolve(name, {})
     if module is not None:
         raise ValueError("compare() takes a zoo name or a file.py:builder reference")
-    counted = analyze(name, input_size=input_size, batch_size=batch_size, memory=False)  # input errors, in one line
+    counted = analyze(name, input_size=input_size, batch_size=batch_size, memory=False,
+                      dtype=dtype)  # input errors, in one line
+    dt = DTYPES[dtype]
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     on_values = counted.row["engine"] != "meta"  # the forward reads tensor values: real tensors only
     if on_values:
-        real = build_model(builder, device, torch.float32)[0]
+        real = build_model(builder, device, dt)[0]
     else:
-        real = _runner(builder, None, None, device, torch.float32, False)
-    inputs = _make_inputs(shapes, device, torch.float32)
+        real = _runner(builder, None, None, device, dt, False)
+    inputs = _make_inputs(shapes, device, dt)
     try:
         on_real = mem.measure(real, inputs)
-        on_meta = None if on_values else mem.measure(_build(builder, "meta", torch.float32),
-                                                     _make_inputs(shapes, "meta", torch.float32))
+        on_meta = None if on_values else mem.measure(_build(builder, "meta", dt),
+                                                     _make_inputs(shapes, "meta", dt))
     except (ValueError, RuntimeError) as exc:
         raise AnalysisError(f"{name} cannot run a train-mode forward on input "
                             f"{'x'.join(map(str, shapes[0]))} (needed for saved_bytes): "

@@ -9,7 +9,7 @@ import json
 
 import pandas as pd
 
-from .units import mib, si
+from .units import si
 
 MARKS = {"added": "+", "removed": "-", "changed": "~", "same": " ", "": " "}
 

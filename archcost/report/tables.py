@@ -1,12 +1,11 @@
 """Frames to text / markdown / CSV / JSON. Text and markdown use human units and a
 legend stating each column's convention; CSV and JSON carry raw integers."""
 
-import io
-import json
-
 import pandas as pd
 
-from .units import mib, si
+from .clean import to_csv, to_json
+from .spread import SPREAD_LIMIT, spread_cell
+from .units import human_bytes as mib, si
 
 FORMATS = ("text", "csv", "json", "markdown")
 
@@ -26,11 +25,11 @@ COLUMNS = {
     "macs": ("MACs", si, "multiply-adds, one fused multiply-add = 1 (fvcore's 'flops')"),
     "flops": ("FLOPs", si, "2 x MACs"),
     "activations": ("activations", si, "elements of the forward outputs of leaf modules, each storage once"),
-    "activation_bytes": ("act. mem", mib, "activations x bytes per element (MiB = 2^20 bytes)"),
-    "param_bytes": ("weights", mib, "parameter memory (MiB)"),
-    "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward (MiB)"),
-    "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input (MiB)"),
-    "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations (MiB)"),
+    "activation_bytes": ("act. mem", mib, "activations x bytes per element (B, KiB, MiB, GiB: powers of 1024)"),
+    "param_bytes": ("weights", mib, "parameter memory"),
+    "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward"),
+    "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input"),
+    "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations"),
     "backward_macs": ("bwd MACs", si, "multiply-adds of the gradients autograd computes in one backward "
                       "(input gradients skipped where none is needed, frozen weights get none)"),
     "train_macs": ("train MACs", si, "MACs + bwd MACs: one training step's forward and backward"),
@@ -40,23 +39,25 @@ COLUMNS = {
     "train_images_per_s": ("train img/s", lambda v: f"{v:.1f}", "batch size / median step time"),
     "trainable_params": ("trainable", si, "parameters that get a gradient (requires_grad, after --freeze)"),
     "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
-                         "grads, optimizer state, activations and temporaries, input excluded (MiB)"),
+                         "grads, optimizer state, activations and temporaries, input excluded"),
     "train_peak_phase": ("at", str, "phase of the step where the train peak occurs (forward, backward, step)"),
     "batch": ("batch", lambda v: str(int(v)), "largest batch that fits (0: not even batch 1)"),
-    "needed_bytes": ("needed", mib, "memory at that batch: peak of the step (or forward) + input batch (MiB)"),
-    "headroom_bytes": ("headroom", mib, "budget - needed (MiB; negative: over the budget at batch 1)"),
-    "weight_bytes": ("weights", mib, "parameters and buffers (MiB)"),
-    "optimizer_state_bytes": ("opt. state", mib, "optimizer state: momentum / Adam moments (MiB)"),
-    "gradients_at_peak": ("grads", mib, "parameter gradients alive at the peak (MiB)"),
-    "activations_at_peak": ("activations", mib, "forward tensors alive at the peak: saved for backward, output (MiB)"),
-    "transient_at_peak": ("transient", mib, "backward's activation gradients and the step's temporaries alive at the peak (MiB)"),
-    "input_bytes": ("input", mib, "the input batch (MiB)"),
+    "needed_bytes": ("needed", mib, "memory at that batch: peak of the step (or forward) + input batch"),
+    "headroom_bytes": ("headroom", mib, "budget - needed (negative: over the budget at batch 1)"),
+    "weight_bytes": ("weights", mib, "parameters and buffers"),
+    "optimizer_state_bytes": ("opt. state", mib, "optimizer state: momentum / Adam moments"),
+    "gradients_at_peak": ("grads", mib, "parameter gradients alive at the peak"),
+    "activations_at_peak": ("activations", mib, "forward tensors alive at the peak: saved for backward, output"),
+    "transient_at_peak": ("transient", mib, "backward's activation gradients and the step's temporaries alive at the peak"),
+    "input_bytes": ("input", mib, "the input batch"),
     "peak_phase": ("at", str, "phase of the peak: forward, backward or (optimizer) step"),
     "peak_bytes_allocator": ("peak (alloc.)", mib, "the CUDA caching allocator's max_memory_allocated "
-                             "during the forward, beyond what was allocated before (MiB)"),
+                             "during the forward, beyond what was allocated before"),
     "latency_ms": ("latency", lambda v: f"{v:.2f} ms", "median time of one forward of the batch (ms)"),
     "latency_p20_ms": ("p20", lambda v: f"{v:.2f}", "20th percentile of the forward time (ms)"),
     "latency_p80_ms": ("p80", lambda v: f"{v:.2f}", "80th percentile of the forward time (ms)"),
+    "latency_spread": ("p80/p20", spread_cell, f"spread of the forward times; '!' above {SPREAD_LIMIT}: "
+                       "unreliable median"),
     "images_per_s": ("img/s", lambda v: f"{v:.1f}", "batch size / median latency"),
     "achieved_tflops": ("TFLOP/s", lambda v: f"{v:.3f}", "FLOPs (2 x MACs) / median latency, 10^12 per second"),
     "peak_fraction": ("of peak", lambda v: f"{v:.1%}", "achieved TFLOP/s / the device's datasheet peak for the dtype"),
@@ -79,6 +80,8 @@ COLUMNS = {
     "by": ("by", str, None),
     "relative_difference": ("diff", lambda v: f"{v:+.2%}", "(archcost - independent) / independent"),
     "why": ("why", str, None),
+    "shared_params": ("shared", si, "parameters this row shares with a module outside it (tied weights): "
+                      "in both rows' params, once in the total"),
     "aliased": ("reused", lambda v: "yes" if v else "", "output is an earlier tensor (in-place op, view, or a "
                 "container passing on its child's output): not added to the total"),
 }
@@ -89,7 +92,7 @@ COLUMNS.update({k: v for k, v in ROOFLINE_COLUMNS.items() if k not in COLUMNS})
 
 
 def _fmt(col, v):
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
         return "-"
     spec = COLUMNS.get(col)
     return spec[1](v) if spec else str(v)
@@ -109,11 +112,9 @@ def legend(cols) -> str:
 def render(frame: pd.DataFrame, fmt: str, columns=None, title: str = "", notes=()) -> str:
     """Render a frame. ``columns`` chooses the human view's columns (text/markdown)."""
     if fmt == "csv":
-        buf = io.StringIO()
-        frame.to_csv(buf, index=False)
-        return buf.getvalue()
+        return to_csv(frame)
     if fmt == "json":
-        return json.dumps(frame.to_dict(orient="records"), indent=1, default=_json_default) + "\n"
+        return to_json(frame)
     human, cols = human_frame(frame, columns or list(frame.columns))
     if fmt == "markdown":
         header = "| " + " | ".join(human.columns) + " |"
@@ -122,12 +123,55 @@ def render(frame: pd.DataFrame, fmt: str, columns=None, title: str = "", notes=(
         text = "\n".join(([f"**{title}**", ""] if title else []) + [header, sep] + rows)
         leg = legend(cols)
         return text + ("\n\n" + leg.replace("  ", "- ", 1).replace("\n  ", "\n- ") if leg else "") + "\n"
-    text = human.to_string(index=False, justify="right")
-    parts = ([title] if title else []) + [text, "", "columns:", legend(cols)] + [n for n in notes if n]
+    width = terminal_width()
+    text = text_table(human, width)
+    notes = [_fill(n, width) for n in notes if n]
+    parts = ([title] if title else []) + [text, "", "columns:", _fill(legend(cols), width, "    ")] + notes
     return "\n".join(parts) + "\n"
 
 
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    return str(o)
+MIN_WRAP = 12  # a text column is never wrapped narrower than this
+
+
+def terminal_width() -> int:
+    """$COLUMNS, else the terminal's width, else 120 (output to a file or pipe)."""
+    import shutil
+
+    return max(40, shutil.get_terminal_size((120, 24)).columns)
+
+
+def _fill(text: str, width: int, indent: str = "  ") -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width, subsequent_indent=indent if line.startswith("  ") else indent[:2],
+                                    break_on_hyphens=False) if len(line) > width else line
+                     for line in text.split("\n"))
+
+
+def text_table(human: pd.DataFrame, width: int) -> str:
+    """Right-aligned columns, as pandas prints them; when the table is wider than
+    ``width``, the widest text columns (notes, explanations) wrap onto more lines,
+    left-aligned. Numbers never wrap."""
+    import textwrap
+
+    cols = list(human.columns)
+    cells = [[str(v) for v in human[c]] for c in cols]
+    widths = [max([len(str(c))] + [len(v) for v in vals]) for c, vals in zip(cols, cells)]
+    wrap = {}
+    excess = sum(widths) + len(cols) - 1 - width
+    textual = sorted((i for i, vals in enumerate(cells) if widths[i] > MIN_WRAP and
+                      any(" " in v for v in vals)), key=lambda i: -widths[i])
+    while excess > 0:  # narrow the widest text column, one character at a time
+        i = max(textual, key=lambda j: wrap.get(j, widths[j]), default=None)
+        if i is None or wrap.get(i, widths[i]) <= MIN_WRAP:
+            break
+        wrap[i] = wrap.get(i, widths[i]) - 1
+        excess -= 1
+    lines = [" ".join((str(c).ljust if i in wrap else str(c).rjust)(wrap.get(i, widths[i])) for i, c in enumerate(cols))]
+    for r in range(len(human)):
+        parts = [textwrap.wrap(cells[i][r], wrap[i], break_on_hyphens=False) or [""] if i in wrap else [cells[i][r]]
+                 for i in range(len(cols))]
+        for k in range(max(len(p) for p in parts)):
+            lines.append(" ".join(((p[k] if k < len(p) else "").ljust(wrap[i]) if i in wrap
+                                   else (p[k] if k < len(p) else "").rjust(widths[i])) for i, p in enumerate(parts)))
+    return "\n".join(line.rstrip() for line in lines)

@@ -19,10 +19,15 @@ def resolve_builder(ref: str):
         raise BuilderError(f"model reference {ref!r} must look like path/to/file.py:builder "
                            "or package.module:builder")
     try:
-        if target.endswith(".py") or "/" in target or pathlib.Path(target).exists():
+        if target.endswith(".py") or "/" in target or pathlib.Path(target).is_file():
             path = pathlib.Path(target)
-            if not path.is_file():
+            if path.is_dir():
+                raise BuilderError(_folder(target))
+            if not path.exists():
                 raise BuilderError(f"model file {target!r} does not exist")
+            if path.suffix != ".py":
+                raise BuilderError(f"model file {target!r} is not a Python file (.py): name one, "
+                                   "like path/to/file.py:builder")
             spec = importlib.util.spec_from_file_location(f"archcost_user_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
@@ -32,8 +37,12 @@ def resolve_builder(ref: str):
     except BuilderError:
         raise
     except Exception as exc:  # the user's file failed to import
+        if pathlib.Path(target).is_dir():
+            raise BuilderError(_folder(target)) from None
         raise BuilderError(f"could not import {target!r}: {type(exc).__name__}: {exc}") from None
     builder = getattr(module, attr, None)
+    if builder is None and pathlib.Path(target).is_dir():
+        raise BuilderError(_folder(target))
     if builder is None:
         raise BuilderError(f"{target!r} has no attribute {attr!r}")
     if not callable(builder):
@@ -46,6 +55,10 @@ def resolve_builder(ref: str):
             raise BuilderError(f"builder {ref!r} raised {type(exc).__name__}: {exc}") from None
 
     return build
+
+
+def _folder(target) -> str:
+    return f"model file {target!r} is a folder: name a Python file in it, like path/to/file.py:builder"
 
 
 def check_module(obj) -> None:

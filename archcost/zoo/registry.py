@@ -96,12 +96,15 @@ def _load_zoo() -> None:
 
 
 def list_models(pattern: str = "*") -> List[str]:
-    """Registered names matching a shell-style pattern or a family name, naturally sorted."""
+    """Registered names matching a shell-style pattern or a family name, naturally sorted;
+    case-insensitive (``VGG16``, ``ResNet*``)."""
     _load_zoo()
-    if pattern in _REGISTRY:  # an exact name wins over a family of the same name
-        return [pattern]
+    exact = _canonical(pattern)
+    if exact is not None:  # an exact name wins over a family of the same name
+        return [exact]
+    low = pattern.lower()
     names = [n for n, s in _REGISTRY.items()
-             if fnmatch.fnmatchcase(n, pattern) or s.family == pattern]
+             if fnmatch.fnmatchcase(n.lower(), low) or s.family.lower() == low]
     return sorted(names, key=_natural_key)
 
 
@@ -112,14 +115,22 @@ def families() -> List[str]:
 
 def get_spec(name: str) -> ModelSpec:
     _load_zoo()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(unknown_model_message(name)) from None
+    key = _canonical(name)
+    if key is None:
+        raise KeyError(unknown_model_message(name))
+    return _REGISTRY[key]
+
+
+def _canonical(name: str) -> Optional[str]:
+    """The registered spelling of ``name``, matched exactly or else ignoring case."""
+    if name in _REGISTRY:
+        return name
+    return next((n for n in _REGISTRY if n.lower() == str(name).lower()), None)
 
 
 def unknown_model_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    _load_zoo()
+    close = difflib.get_close_matches(str(name).lower(), list(_REGISTRY), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "see `archcost list`"
     return f"unknown model {name!r}: {hint}"
 
