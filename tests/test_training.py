@@ -406,7 +406,7 @@ def test_fit_json_is_strict_and_headroom_says_how_far_over():
 
     res = CliRunner().invoke(main, ["fit", "lenet5", "vgg16", "--memory", "1GiB", "--format", "json", "--no-save"])
     assert res.exit_code == 0
-    rows = json.loads(res.output, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    rows = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     vgg = next(r for r in rows if r["model"] == "vgg16")
     assert vgg["batch"] == 0 and vgg["headroom_bytes"] == 2**30 - vgg["needed_bytes"] < 0
 
@@ -416,7 +416,7 @@ def test_memory_train_command_compares_with_the_allocator():
     assert res.exit_code == 0, res.output
     import io
 
-    frame = pd.read_csv(io.StringIO(res.output))
+    frame = pd.read_csv(io.StringIO(res.stdout))
     boundary = frame[frame["by"].str.contains("sampled")].iloc[0]
     assert abs(boundary["relative_difference"]) < 0.01
     assert (frame["why"].str.len() > 0).all()
