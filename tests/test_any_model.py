@@ -482,6 +482,11 @@ def test_ops_names_the_operator_behind_every_gap(tmp_path):
         if row["difference"] and op != "(total)":
             assert "one side only" not in row["why"] and row["why"], op
     assert rows["layer_norm"]["torch_macs"] == 0 and "norms" in rows["layer_norm"]["why"]
+    # attention in its own row on both sides (torch's bmm inside attention moved there)
+    small = dict(image=32, layers=2, heads=2, width=32, mlp=64, classes=10)
+    attention = rows["scaled_dot_product_attention"]
+    assert attention["macs"] == attention["torch_macs"] == vit_macs(**small)[1]
+    assert "subtract" in attention["why"] and rows["matrix product"]["difference"] == 0
 
 
 def test_table_prints_the_notes_of_a_fallback(tmp_path):
@@ -503,3 +508,93 @@ def test_table_prints_the_notes_of_a_fallback(tmp_path):
     r = CliRunner().invoke(main, ["table", ref, "--input-size", "4", "--no-save"])
     assert r.exit_code == 0, r.output
     assert "count depends on them" in r.stdout and "seed 0" in r.stdout
+
+
+def test_script_modules_are_counted_for_the_module_around_them():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inner = torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
+
+        class Outer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+                self.fc = nn.Linear(4 * 6 * 6, 2)
+
+            def forward(self, x):
+                return self.fc(self.inner(x).flatten(1))
+
+        conv = 4 * 3 * 3 * 3 * 6 * 6
+        whole = archcost.analyze(torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())), input_size=(3, 8, 8))
+        assert whole.row["macs"] == conv and "TorchScript" in whole.row["notes"]
+        a = archcost.analyze(Outer(), input_size=(3, 8, 8))
+    layers = a.layers.set_index("layer")
+    assert a.row["macs"] == conv + 4 * 6 * 6 * 2
+    assert layers.loc["(model)", "self_macs"] == conv and "inner" in a.row["notes"]
+
+
+def test_a_module_passed_in_is_counted_on_meta_and_says_when_it_needs_values():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 1)
+            self.b = nn.Conv2d(3, 32, 3, padding=1)
+
+        def forward(self, x):
+            return self.b(x) if self.a(x).mean() > 0 else self.a(x)
+
+    plain = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    a = archcost.analyze(plain, input_size=(4,))
+    assert a.row["engine"] == "meta" and a.row["notes"] == ""
+    assert next(plain.parameters()).device.type == "cpu"  # the stand-ins are gone
+    net = Branchy()
+    x = torch.randn((1, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    small = 8 * 8 * 4 * 3
+    expected = small + (8 * 8 * 32 * 3 * 3 * 3 if net.a(x).mean() > 0 else small)
+    a = archcost.analyze(net, input_size=(3, 8, 8))
+    assert a.row["macs"] == expected and a.row["engine"] == "cpu"
+    assert "depends on" in a.row["notes"] and "the module's own" in a.row["notes"]
+
+
+def test_tied_weights_stay_tied_on_the_meta_stand_ins():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Linear(8, 16, bias=False)
+            self.out = nn.Linear(16, 8, bias=False)
+            self.out.weight = nn.Parameter(self.emb.weight.t().contiguous())
+            self.dec = nn.Linear(16, 8, bias=False)
+            self.dec.weight = self.out.weight
+
+        def forward(self, x):
+            h = self.emb(x)
+            return self.out(h) + self.dec(h)
+
+    a = archcost.analyze(Tied(), input_size=(8,))
+    assert a.row["engine"] == "meta" and a.row["params"] == 8 * 16 + 16 * 8
+
+
+def test_unknown_saved_bytes_are_unknown_per_layer_too():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    a = archcost.analyze(net, input_size=(3, 2, 2))  # BatchNorm refuses a train forward on 1 value
+    import pandas as pd
+
+    assert pd.isna(a.row["saved_bytes"])
+    assert a.layers["saved_bytes"].isna().all()
+
+
+def test_token_model_error_says_how_to_pass_integer_inputs(tmp_path):
+    ref = _write(tmp_path, """
+        import torch.nn as nn
+        def build():
+            return nn.Sequential(nn.Embedding(100, 8), nn.Linear(8, 2))
+    """)
+    with pytest.raises(archcost.analysis.AnalysisError, match="inputs=\\[torch.randint"):
+        archcost.analyze(ref, input_size=(16,))
+    a = archcost.analyze(ref, inputs=[torch.randint(0, 100, (2, 16))])
+    assert a.row["macs"] == 2 * 16 * 8 * 2
+
+
+def test_example_inputs_and_batch_size_are_not_both_given():
+    with pytest.raises(archcost.analysis.AnalysisError, match="not both"):
+        archcost.analyze(nn.Linear(2, 2), inputs=[torch.zeros(3, 2)], batch_size=4)

@@ -15,7 +15,7 @@ from .engine import AnalysisError, LayerFailure, PassResult, run_fvcore, run_pas
 from .inputs import first_conv, image_layout, needs_model
 from .limits import check_shapes
 from .partition import container_activations, mark_shared
-from .restore import restores_model
+from .restore import preserved, restores_model
 
 class OutOfDeviceMemory(AnalysisError):
     """The model runs, but not at this batch size on this device."""
@@ -241,6 +241,9 @@ def _failure_message(name, failure: LayerFailure, shapes, smallest=None) -> str:
     text = f"{name} fails on input {shape} at layer {failure.name} ({failure.type}): {msg}"
     if smallest:
         text += f"; the smallest square input that works is {smallest}"
+    elif re.search(r"indices.*(Long|Int)|scalar type Long", msg):
+        text += ("; the model takes integer inputs (token ids), which --input-size cannot give: use "
+                 "archcost.analyze(model, inputs=[torch.randint(...)]) in Python")
     return text
 
 
@@ -266,12 +269,35 @@ def smallest_working_size(builder, channels, dtype, hi, lo=1) -> Optional[str]:
     return f"{channels}x{hi}x{hi}"
 
 
-def _fallback_note(failure: LayerFailure) -> str:
+def _fallback_note(failure: LayerFailure, weights: str = f"the builder's initialisation, seed {SEED}",
+                   where: str = "CPU") -> str:
     msg = (str(failure.exc).strip().splitlines() or [type(failure.exc).__name__])[0]
     why = ("the forward reads tensor values, so the count depends on them" if _NEEDS_VALUES.search(msg)
            else "the meta pass failed")
-    return (f"counted on real CPU tensors: {why} (at {failure.name}: {msg}); weights: the builder's "
-            f"initialisation, seed {SEED}; input: torch.randn, seed {SEED}")
+    return (f"counted on real {where} tensors: {why} (at {failure.name}: {msg}); weights: {weights}; "
+            f"input: torch.randn, seed {SEED}")
+
+
+@contextlib.contextmanager
+def _on_meta(module: nn.Module):
+    """The user's module with shape-only stand-ins for its weights and buffers (tied ones
+    stay tied), put back as they were on leaving."""
+    memo = {}
+
+    def meta(t, param):
+        if id(t) not in memo:
+            m = torch.empty(t.shape, dtype=t.dtype, device="meta")
+            memo[id(t)] = nn.Parameter(m, requires_grad=t.requires_grad) if param else m
+        return memo[id(t)]
+
+    with preserved(module):
+        for m in module.modules():
+            for slots, param in ((m._parameters, True), (m._buffers, False)):
+                if isinstance(slots, dict):  # a ScriptModule's cannot be replaced: it fails on meta
+                    for k, t in slots.items():
+                        if t is not None:
+                            slots[k] = meta(t, param)
+        yield module
 
 
 def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None, record_ops=False):
@@ -285,7 +311,19 @@ def _run(name, spec, builder, module, shapes, engine, dtype, kwargs=None, record
             if engine == "fvcore":
                 with keyword_inputs(module, kwargs):
                     return run_fvcore(module, inputs), module, "fvcore", ""
-            return run_pass(module, inputs, kwargs, record_ops=record_ops), module, device, ""
+            note = ""
+            if engine in ("auto", "meta") and device != "meta":
+                # Counted on shape-only stand-ins first: fast, and it tells whether the forward
+                # reads values (then it runs on the module's own weights, and says so).
+                try:
+                    with _on_meta(module):
+                        res = run_pass(module, _make_inputs(shapes, "meta", dtype), kwargs, record_ops=record_ops)
+                    return res, module, "meta", ""
+                except LayerFailure as f:
+                    if engine == "meta" or _is_shape_error(f.exc):
+                        raise
+                    note = _fallback_note(f, "the module's own", device)
+            return run_pass(module, inputs, kwargs, record_ops=record_ops), module, device, note
         except LayerFailure as f:
             raise AnalysisError(_failure_message(name, f, shapes)) from None
         finally:
@@ -396,8 +434,9 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     if module is not None:
         module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
     if inputs is not None:
-        if input_size is not None:
-            raise AnalysisError("give either input_size or inputs (example inputs), not both")
+        if input_size is not None or batch_size != 1:
+            raise AnalysisError("example inputs carry their own sizes and batch: give inputs, or "
+                                "input_size and batch_size, not both")
         shapes = [tuple(x) if isinstance(x, list) and all(type(d) is int for d in x) else x for x in inputs]
     else:
         conv = (first_conv(module or _build(builder, "meta", weight_dtype))
@@ -407,6 +446,10 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
                                      record_ops)
     analysis = _frames(name, spec, model, shapes, weight_dtype, result, used)
     mark_shared(analysis.layers, model)
+    if result.scripted:
+        where = ", ".join(n or "(model)" for n in result.scripted)
+        note = "; ".join(n for n in (note, f"TorchScript modules ({where}) take no Python hooks: their operators "
+                                           "are counted, for the module around them") if n)
     analysis.summary["notes"] = note
     analysis.device_paths = result.device_paths
     analysis.macs_by_aten = dict(result.macs_by_aten)
@@ -521,6 +564,8 @@ def _add_memory(analysis, model, inputs, optimizer, device):
         # a 1x1 map): the model cannot train on this input, so nothing is saved to measure.
         saved = None
         s["saved_bytes"] = s["train_bytes"] = pd.NA
+        for rec in modules.values():  # unknown per layer too, not 0
+            rec.saved_bytes = rec.self_saved_bytes = pd.NA
         s["memory_note"] = "no train-mode forward on this input: " + str(exc).strip().splitlines()[0]
     if saved is not None:
         trainable = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import pandas as pd
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import ops
@@ -21,14 +22,17 @@ from .analyze import _build, _make_inputs, _resolve, analyze, input_shapes
 CONVOLUTION = {"convolution", "_convolution", "convolution_overrideable", "cudnn_convolution",
                "_slow_conv2d_forward", "conv"}
 MATRIX = {"mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot",
-          "_int_mm", "_scaled_mm", "einsum", "scaled_dot_product_attention", "linear", "matmul"}
+          "_int_mm", "_scaled_mm", "einsum", "linear", "matmul"}
+ATTENTION = "scaled_dot_product_attention"
 
 
 def _group(op: str) -> str:
     if op in CONVOLUTION:
         return "convolution"
-    if op in MATRIX or "attention" in op:
+    if op in MATRIX:
         return "matrix product"
+    if "attention" in op:  # SDPA counted whole, or one of its fused kernels
+        return ATTENTION
     return ops.ATEN_LABELS.get(op, op)
 
 
@@ -48,6 +52,8 @@ WHY = {
                                     "(projections + attention); torch's counter has no formula for it",
     "_transformer_encoder_layer_fwd": "nn.TransformerEncoderLayer's fused inference op, counted by formula; "
                                       "torch's counter has no formula for it",
+    ATTENTION: "attention's products Q K^T and A V (B*H*L*S*(E+Ev) MACs): fvcore has no rule for them; "
+               "subtract this row to compare with fvcore",
     "rnn": "oneDNN's fused recurrent layer (mkldnn_rnn_layer), counted as its gate products; torch's counter "
            "has no formula for it",
 }
@@ -55,7 +61,8 @@ WHY = {
 
 def _why(op, ours, theirs):
     if ours == theirs:
-        return "same count"
+        return "same count" + ("; fvcore has no rule for attention: subtract this row to compare with fvcore"
+                               if op == ATTENTION else "")
     if op in WHY:
         return WHY[op]
     if op == "matrix product":
@@ -68,18 +75,51 @@ def _why(op, ours, theirs):
     return f"torch's counter has a formula for {op}; archcost has none (it is listed in uncounted_ops)"
 
 
+class _AttentionShare(TorchFunctionMode):
+    """Beside torch's counter: the batched products it counts inside attention (an SDPA call,
+    which meta runs as its math decomposition, or nn.MultiheadAttention's functional
+    forward), so that they stand in their own row as archcost's attention does."""
+
+    def __init__(self, counter: FlopCounterMode):
+        super().__init__()
+        self.counter, self.moved = counter, defaultdict(int)
+
+    def _batched(self):
+        return {k: v for k, v in self.counter.get_flop_counts()["Global"].items()
+                if _name(k) in ("bmm", "baddbmm") or "attention" in _name(k)}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = ops.op_name(func)
+        if name not in (ATTENTION, "multi_head_attention_forward"):
+            return func(*args, **(kwargs or {}))
+        before = self._batched()
+        out = func(*args, **(kwargs or {}))
+        for k, v in self._batched().items():
+            self.moved[_name(k)] += v - before.get(k, 0)
+        return out
+
+
+def _name(op) -> str:
+    return str(op).split(".")[-1] if "." in str(op) else str(op)
+
+
 def torch_counter_macs(name, input_size=None, batch_size=1):
-    """Per-ATen-operator MACs (= FLOPs / 2) from torch's FlopCounterMode on meta tensors."""
+    """Per-ATen-operator MACs (= FLOPs / 2) from torch's FlopCounterMode on meta tensors,
+    the products inside attention as one ``scaled_dot_product_attention`` entry."""
     name, spec, builder, module = _resolve(name, {})
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
     model = module if module is not None else _build(builder, "meta", torch.float32)
     device = next((p.device for p in model.parameters()), torch.device("meta"))
     inputs = _make_inputs(shapes, device, torch.float32)
     mode = FlopCounterMode(display=False)
-    with mode, torch.no_grad():
+    share = _AttentionShare(mode)
+    with mode, share, torch.no_grad():
         model(*inputs)
-    return {str(op).split(".")[-1] if "." in str(op) else str(op): int(f) // 2
-            for op, f in mode.get_flop_counts()["Global"].items()}
+    counts = {_name(op): int(f) for op, f in mode.get_flop_counts()["Global"].items()}
+    for op, f in share.moved.items():
+        counts[op] -= f
+        counts[ATTENTION] = counts.get(ATTENTION, 0) + f
+    return {op: f // 2 for op, f in counts.items() if f}
 
 
 def cross_check(name, input_size=None, batch_size=1, **options) -> pd.DataFrame:

@@ -80,6 +80,7 @@ class PassResult:
     ops: List[OpRecord] = field(default_factory=list, repr=False)
     device_paths: List[str] = field(default_factory=list)  # ops whose kernel differs by device
     macs_by_aten: Counter = field(default_factory=Counter)  # by ATen op (function for FUNCTION_RULES)
+    scripted: List[str] = field(default_factory=list)  # TorchScript modules, counted in their parent
 
 
 def _tensors(obj) -> List[torch.Tensor]:
@@ -103,6 +104,9 @@ DEVICE_PATHS = frozenset({
     "scaled_dot_product_attention", "multi_head_attention_forward", "lstm", "gru", "rnn_tanh",
     "rnn_relu", "_native_multi_head_attention", "_transformer_encoder_layer_fwd", "mkldnn_rnn_layer",
     "_scaled_dot_product_flash_attention_for_cpu"})
+
+
+ATTENTION = "scaled_dot_product_attention"
 
 
 class _Frame:
@@ -210,8 +214,8 @@ class CountingMode(MetaShortcuts):
             m = int(m)
             total += m
             self.by_op[name] += m
+            self.by_aten[name if name == ATTENTION or not aten else aten] += m  # attention: its own row
         self.total += total
-        self.by_aten[aten or label] += total
         for scope in dict.fromkeys(self.stack):  # a module calling itself counts once
             self.records[scope].macs += total
         if self.stack:
@@ -293,8 +297,20 @@ def module_records(model: nn.Module) -> Dict[str, LayerRecord]:
         own = sum(p.numel() for p in mod.parameters(recurse=False))
         is_leaf = next(mod.children(), None) is None
         depth = 0 if name == "" else name.count(".") + 1
-        records[name] = LayerRecord(name or "(model)", type(mod).__name__, depth, is_leaf, params, own)
+        kind = getattr(mod, "original_name", None) or type(mod).__name__  # a ScriptModule's class name
+        records[name] = LayerRecord(name or "(model)", kind, depth, is_leaf, params, own)
     return records
+
+
+def script_modules(model: nn.Module) -> List[str]:
+    """Names of the outermost TorchScript modules: Python hooks cannot run on them or inside
+    them, so their operators are counted (at the dispatch level) for the module around them."""
+    found: List[str] = []
+    for name, mod in named_modules_unique(model):
+        if isinstance(mod, torch.jit.ScriptModule) and not any(
+                name == f or name.startswith(f + ".") or f == "" for f in found):
+            found.append(name)
+    return found
 
 
 @contextlib.contextmanager
@@ -315,10 +331,13 @@ def module_hooks(model: nn.Module, on_enter, on_exit, leaves_only: bool = False)
             on_exit(name, out)
         return hook
 
+    scripted = script_modules(model)
     try:
         for name, mod in named_modules_unique(model):
             if leaves_only and (not name or next(mod.children(), None) is not None):
                 continue
+            if any(name == f or name.startswith(f + ".") or f == "" for f in scripted):
+                continue  # TorchScript takes no Python hooks
             handles.append(mod.register_forward_pre_hook(pre(name)))
             handles.append(mod.register_forward_hook(post(name)))
         yield
@@ -368,6 +387,9 @@ def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], kwargs: Optiona
     set, no grad); the model's mode is left as it was. ``record_ops``: keep one ``OpRecord``
     per ATen operator in ``PassResult.ops``."""
     records, stack, tracker, totals = _pass_state(model, list(inputs) + _tensors(kwargs or {}))
+    if isinstance(model, torch.jit.ScriptModule):  # no hooks: the whole forward is the model's own
+        stack.append("")
+        records[""].calls, records[""].order = 1, 0
     counter = CountingMode(stack, records, record_ops)
     with _hooks(model, records, stack, tracker, totals, [0]), torch.no_grad():
         try:
@@ -379,7 +401,7 @@ def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], kwargs: Optiona
     _roll_up_uncalled(records)
     paths = sorted(counter.seen & DEVICE_PATHS)
     return PassResult(records, counter.total, totals[0], totals[1], counter.by_op, counter.uncounted, out,
-                      counter.ops, paths, counter.by_aten)
+                      counter.ops, paths, counter.by_aten, script_modules(model))
 
 
 def _children(records, name):

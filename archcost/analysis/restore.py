@@ -30,7 +30,7 @@ class Snapshot:
         self.modules = list(model.modules())
         self.state = []
         for m in self.modules:
-            hooks = {k: dict(getattr(m, k)) for k in _HOOK_DICTS if hasattr(m, k)}
+            hooks = {k: dict(getattr(m, k)) for k in _HOOK_DICTS if isinstance(getattr(m, k, None), dict)}
             self.state.append((m.training, hooks, dict(m._parameters), dict(m._buffers)))
         self.params = [(p, p.data, p.requires_grad, p.grad, None if p.grad is None else p.grad.data)
                        for p in _unique(
@@ -45,10 +45,10 @@ class Snapshot:
                 d = getattr(m, k)
                 d.clear()
                 d.update(saved)
-            m._parameters.clear()
-            m._parameters.update(params)
-            m._buffers.clear()
-            m._buffers.update(buffers)
+            for slots, saved in ((m._parameters, params), (m._buffers, buffers)):
+                if isinstance(slots, dict):  # a ScriptModule's are fixed views onto TorchScript's
+                    slots.clear()
+                    slots.update(saved)
         for p, data, requires_grad, grad, grad_data in self.params:
             p.grad = None  # a cast converts .grad too: put the parameter back first
             p.data = data
