@@ -16,6 +16,7 @@ TABLE_COLUMNS = ["model", "input_shape", "params", "macs", "flops", "activations
                  "activation_bytes", "param_bytes", "saved_bytes", "peak_bytes", "train_bytes"]
 LAYER_COLUMNS = ["layer", "type", "output_shape", "params", "macs", "activations",
                  "activation_bytes", "saved_bytes", "peak_bytes", "aliased"]
+TRAIN_COLUMNS = ["trainable_params", "backward_macs", "train_macs", "train_peak_bytes", "train_peak_phase"]
 LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "latency_spread", "images_per_s",
                    "achieved_tflops", "peak_fraction"]
 
@@ -214,12 +215,26 @@ run_options = stack_options(
     click.option("--amp", is_flag=True, help="torch.autocast to --dtype with float32 weights, instead of "
                  "casting the model (timm's 'amp' precision)."),
     click.option("--channels-last", is_flag=True, help="Model and input in NHWC memory format."),
-    click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd",
-                 show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight)."),
+    click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
+                 show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight) "
+                 "and run in --train's step (torch.optim, foreach)."),
     click.option("--repeat", type=click.IntRange(min=1), default=20, show_default=True,
                  help="Timed forwards for latency."),
     click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
                  help="Untimed forwards before timing."),
+)
+
+
+# A training step (table, layer-breakdown): the optimizer comes from run_options.
+train_options = stack_options(
+    click.option("--train", is_flag=True, help="Also measure one whole training step (forward, backward, "
+                 "optimizer step): train_peak_bytes and the phase of its peak."),
+    click.option("--freeze", multiple=True, metavar="PATTERN",
+                 help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable. "
+                      "Changes trainable_params, saved/train bytes and the training step."),
+    click.option("--checkpoint", multiple=True, metavar="SEGMENTS",
+                 help="With --train: activation checkpointing of the outermost modules matching (fnmatch: "
+                      "'layer?' = ResNet's stages, 'layer?.*' = every block; 'top' = each child); repeatable."),
 )
 
 
@@ -327,10 +342,15 @@ def _meta_build(spec):
 @click.option("--target", default=None, metavar="NAME|cpu|auto",
               help="Add the roofline time bound (time_bound_ms) and the share of it in memory-bound layers "
                    "(bound_share_memory) for this device (see `archcost devices` and `archcost roofline`).")
+@train_options
 def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device, amp,
-          channels_last, optimizer, repeat, warmup, target):
+          channels_last, optimizer, repeat, warmup, target, train, freeze, checkpoint):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
+
+    With --train, also a whole training step: backward and train MACs, trainable
+    parameters and the step's memory peak (train_peak_bytes) and its phase; --freeze and
+    --checkpoint change what trains and what is kept.
 
     MODELS are names, wildcards ('resnet*'), families (vgg) or path/file.py:builder.
     With none, the lecture line-up. Writes reports/table_<conditions>.csv and
@@ -354,13 +374,18 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
             a = guarded(analyze, n, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                         device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
                         latency=latency, repeats=repeat, warmup=warmup, memory=not no_memory,
-                        record_ops=tgt is not None)
+                        record_ops=tgt is not None, train=train or bool(checkpoint), freeze=freeze,
+                        checkpoint=checkpoint)
             if tgt is not None:
                 _add_roofline_bound(a, tgt, device if latency else None)
             rows.append(a.summary)
     frame = pd.concat(rows, ignore_index=True)
-    notes = _uncounted_notes(frame) + _row_notes(frame) + _condition_notes(frame, latency) + add_spread(frame)
-    columns = TABLE_COLUMNS + (LATENCY_COLUMNS if latency else [])
+    notes = (_uncounted_notes(frame) + _row_notes(frame) + _condition_notes(frame, latency) + add_spread(frame)
+             + _train_notes(frame, freeze, checkpoint))
+    columns = (TABLE_COLUMNS + (TRAIN_COLUMNS if train or freeze or checkpoint else [])
+               + (["recompute_macs"] if checkpoint else [])
+               + (["train_latency_ms", "train_images_per_s"] if latency and (train or checkpoint) else [])
+               + (LATENCY_COLUMNS if latency else []))
     if tgt is not None:
         columns += ["time_bound_ms", "bound_share_memory"] + (["measured_over_bound"] if "measured_over_bound"
                                                               in frame else [])
@@ -373,7 +398,9 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
 
         tag = conditions(device, dtype, amp, channels_last, batch_size, input_size=sizes,
                          optimizer=None if no_memory else optimizer,
-                         extra=["latency" if latency else "", "nomem" if no_memory else ""]) + subset(names, LINEUP, name)
+                         extra=["latency" if latency else "", "nomem" if no_memory else "",
+                                "train" if train or checkpoint else "", "freeze" if freeze else "",
+                                "ckpt" if checkpoint else ""]) + subset(names, LINEUP, name)
         with file_set(folder):
             paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
             memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
@@ -456,6 +483,23 @@ def _condition_notes(frame, latency):
     return notes
 
 
+def _train_notes(frame, freeze=(), checkpoint=()):
+    notes = []
+    if checkpoint:
+        notes.append("activation checkpointing of the outermost modules matching " + ", ".join(repr(p) for p in checkpoint)
+                     + ": train peak and bwd MACs (recomputation included; recompute = its MACs) measured with it; "
+                     "saved is without it.")
+    if freeze:
+        notes.append("frozen (requires_grad off): parameters matching " + ", ".join(repr(p) for p in freeze))
+    if "train_peak_bytes" in frame:
+        r = frame.iloc[0]
+        notes.append(f"train peak: one training step (zero_grad(set_to_none), forward, loss, backward, "
+                     f"torch.optim {r['optimizer']} step, foreach); input batch excluded.")
+        bad = frame[frame["train_note"].astype(bool)] if "train_note" in frame else frame.iloc[:0]
+        notes += [f"{m}: {n}" for m, n in zip(bad["model"], bad["train_note"])]
+    return notes
+
+
 def _row_notes(frame):
     """Each row's ``notes`` (a count not taken on meta tensors, and why) as a line under the table."""
     if "notes" not in frame:
@@ -481,10 +525,12 @@ def _uncounted_notes(frame):
 @run_options
 @click.option("--target", default=None, metavar="NAME|cpu|auto",
               help="Add each layer's roofline time bound on this device (with --latency on it: measured / bound).")
+@train_options
 def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, device,
-                    amp, channels_last, optimizer, repeat, warmup, target):
+                    amp, channels_last, optimizer, repeat, warmup, target, train, freeze, checkpoint):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
-    peak while the layer runs, with a total row equal to its `archcost table` row.
+    peak while the layer runs, with a total row equal to its `archcost table` row; with
+    --train, each layer's backward MACs (the gradients autograd computes for it).
     Writes reports/<model>_layers_<conditions>.csv and .png unless --no-save."""
     import pandas as pd
 
@@ -499,7 +545,9 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
     device = run_device(device)
     a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,
                 device=device, amp=amp, channels_last=channels_last, optimizer=optimizer,
-                layer_latency=latency, repeats=repeat, warmup=warmup, record_ops=bool(target))
+                layer_latency=latency, repeats=repeat, warmup=warmup, record_ops=bool(target),
+                train=train or bool(checkpoint), freeze=freeze, checkpoint=checkpoint)
+    train = train or bool(checkpoint)
     rows = a.breakdown(depth)
     s = a.row
     total = {"layer": "(total)", "type": s["model"], "depth": 0, "is_leaf": False,
@@ -509,6 +557,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
              "aliased": False, "calls": 1}
     if latency:
         total["latency_ms"] = s["latency_ms"]
+    if train:
+        total["backward_macs"] = s["backward_macs"]
     frame = pd.concat([rows, pd.DataFrame([total])], ignore_index=True)
     extra = []
     if target:
@@ -519,7 +569,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
     notes = [f"model {s['model']}, input {s['input_shape']}; the total row comes from the whole model "
              "(activations count each storage once: in-place rows add nothing; saved is attributed to the "
              "layer that saved it first; peak is the model's live total while the layer ran)."]
-    notes += _uncounted_notes(a.summary) + _row_notes(a.summary) + _condition_notes(a.summary, False)
+    notes += (_uncounted_notes(a.summary) + _row_notes(a.summary) + _condition_notes(a.summary, False)
+              + _train_notes(a.summary, freeze, checkpoint))
     if latency:
         notes.append(f"latency: median of {s['repeats']} forwards after {s['warmup']} warm-up with a "
                      f"{'CUDA event pair' if device == 'cuda' else 'perf_counter pair'} around each leaf; the "
@@ -534,7 +585,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
                      "(each storage once), so the rows add up to the total.")
     if target:
         notes += notes_target
-    emit(render(frame, fmt, LAYER_COLUMNS + (["shared_params"] if shared else []) + (["latency_ms"] if latency else [])
+    emit(render(frame, fmt, LAYER_COLUMNS + (["backward_macs"] if train else []) + (["shared_params"] if shared else []) + (["latency_ms"] if latency else [])
                 + extra, notes=notes))
     if folder is not None:
         from archcost.report.files import file_set
@@ -543,7 +594,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
 
         stem = file_stem(name) + "_layers_" + conditions(
             device, dtype, amp, channels_last, batch_size, input_size=sizes, optimizer=optimizer,
-            extra=["latency" if latency else "", f"d{depth}" if depth else ""]) + subset([], None, report_name)
+            extra=["latency" if latency else "", f"d{depth}" if depth else "", "train" if train else "",
+                   "freeze" if freeze else "", "ckpt" if checkpoint else ""]) + subset([], None, report_name)
         with file_set(folder):
             paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
             plot(a.layers, s["model"], paths[1])
@@ -557,12 +609,24 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
 @format_option
 @engine_option
 @dtype_option
-def ops(model, input_size, batch_size, fmt, engine, dtype):
+@click.option("--train", is_flag=True, help="Check the backward instead: archcost's backward MACs per ATen "
+              "operator against FlopCounterMode over a real CPU backward (float32).")
+@click.option("--freeze", multiple=True, metavar="PATTERN", help="With --train: freeze matching parameters.")
+def ops(model, input_size, batch_size, fmt, engine, dtype, train, freeze):
     """MACs by operator, cross-checked against torch.utils.flop_counter, with why they differ."""
     from archcost.analysis.crosscheck import cross_check
     from archcost.report.tables import render
 
     name = one_model(model)
+    if train:
+        from archcost.analysis.traincheck import backward_cross_check
+
+        frame = guarded(backward_cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size,
+                        freeze=freeze)
+        emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
+                    notes=["backward of one training step (train mode, cross-entropy loss; the loss's own "
+                           "backward left out); torch_macs: FlopCounterMode's FLOPs / 2 over a real CPU backward."]))
+        return
     frame = guarded(cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size,
                     dtype=dtype, engine=engine)
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
@@ -690,16 +754,27 @@ def diff(model_a, model_b, input_size, batch_size, fmt, show_all, no_memory, out
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @dtype_option
 @format_option
-def memory(model, input_size, batch_size, device, dtype, fmt):
+@click.option("--train", is_flag=True, help="Check train_peak_bytes instead: one whole training step on meta "
+              "tensors against the CPU allocator's events over the same step on real tensors (float32).")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
+              show_default=True, help="With --train: the step's torch.optim optimizer.")
+def memory(model, input_size, batch_size, device, dtype, fmt, train, optimizer):
     """Check peak_bytes and saved_bytes of MODEL against independent measurements of the
     same forward: the CPU profiler's allocator events, or the CUDA caching allocator."""
+    from archcost.analysis import analyze
     from archcost.analysis.memcheck import compare
     from archcost.report.tables import render
 
-    from archcost.analysis import analyze
-
     name = one_model(model)
     sizes = parse_sizes(input_size)
+    if train:
+        from archcost.analysis.traincheck import compare_step
+
+        frame = guarded(compare_step, name, input_size=sizes, batch_size=batch_size, optimizer=optimizer)
+        emit(render(frame, fmt, ["quantity", "archcost", "independent", "relative_difference", "by", "why"],
+                    notes=[f"model {name}, batch {batch_size}, float32, one training step on cpu "
+                           "(input batch excluded on both sides)."]))
+        return
     device = run_device(device)
     guarded(analyze, name, input_size=sizes, batch_size=batch_size, memory=False, dtype=dtype)  # input errors
     step(f"memory: measuring {name} on meta and real {device} tensors, then with the "
@@ -818,6 +893,95 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
         with file_set(folder):
             paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
             plot(frame, paths[1], _sweep_title(frame.dropna(subset=["params"])), latency=not no_latency)
+        wrote(paths)
+
+
+FIT_COLUMNS = ["model", "batch", "needed_bytes", "headroom_bytes", "weight_bytes", "optimizer_state_bytes",
+               "gradients_at_peak", "activations_at_peak", "transient_at_peak", "input_bytes", "peak_phase"]
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--memory", "budget", required=True, metavar="SIZE|DEVICE",
+              help="Memory budget: 16GiB, 16GB (10^9), 80G (= GiB), 512MiB, or a device name (h100, a100-80gb, "
+                   "rtx4090, t4, ...: its nominal memory).")
+@click.option("--train/--inference", default=True, show_default=True,
+              help="A whole training step (forward, backward, optimizer step) or an inference forward.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
+              show_default=True, help="torch.optim optimizer of the training step (foreach).")
+@input_size_option
+@dtype_option
+@click.option("--amp", is_flag=True, help="Not supported by fit: autocast needs real tensors (use --dtype).")
+@click.option("--freeze", multiple=True, metavar="PATTERN",
+              help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable.")
+@click.option("--checkpoint", multiple=True, metavar="SEGMENTS",
+              help="Activation checkpointing of the outermost modules matching (fnmatch: 'layer?', 'layer?.*'; "
+                   "'top' = each child); repeatable.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=1 << 20, show_default=True,
+              help="Largest batch size tried.")
+@format_option
+@out_option
+@nosave_option
+def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkpoint, max_batch, fmt, out, no_save):
+    """The largest batch of each of MODELS that fits in --memory, with what fills it at that
+    batch (weights, optimizer state, gradients, activations, temporaries, input) and the
+    headroom. Every candidate batch is measured (a meta pass), never extrapolated: the
+    answer B fits and B + 1 was measured not to. Writes reports/fit_<conditions>.csv,
+    fit_curve_<conditions>.csv and fit_<conditions>.png unless --no-save."""
+    import pandas as pd
+
+    from archcost.analysis.budgets import describe, parse_memory
+    from archcost.analysis.fit import fit as fit_one
+    from archcost.report.files import write_csv
+    from archcost.report.tables import render
+
+    try:
+        budget_bytes = parse_memory(budget)
+    except ValueError as exc:
+        fail(str(exc))
+    if amp:
+        fail("fit --amp: autocast cannot run on the shape-only meta tensors the search measures; "
+             "use --dtype float16 or bfloat16 (a model cast to it), or `archcost table --train --amp` at one batch")
+    names = resolve_models(models)
+    sizes = parse_sizes(input_size)
+    folder = out_dir(out, no_save)
+    rows, curve, notes = [], [], []
+    with progress(names, "fitting") as bar:
+        for n in bar:
+            r = guarded(fit_one, n, budget_bytes, train=train, optimizer=optimizer, dtype=dtype,
+                        input_size=sizes, freeze=freeze, max_batch=max_batch, curve_points=folder is not None,
+                        checkpoint=checkpoint)
+            row = {"model": r.model, "mode": r.mode, "optimizer": optimizer if train else "", "dtype": dtype,
+                   "budget_bytes": r.budget_bytes, "batch": r.batch, **r.breakdown,
+                   "headroom_bytes": r.headroom_bytes,  # negative: over the budget (at batch 1)
+                   "measured_batches": len(r.curve)}
+            if r.batch == 0:
+                notes.append(f"{r.model} does not fit at batch 1: it needs {r.needed_bytes / 2**30:.2f} GiB, "
+                             f"{(r.needed_bytes - budget_bytes) / 2**30:.2f} GiB over the budget")
+            elif r.capped:
+                notes.append(f"{r.model}: batch {r.batch} is --max-batch; a larger batch may fit")
+            rows.append(row)
+            curve += [{"model": r.model, "batch_size": b, "needed_bytes": v} for b, v in r.curve.items()]
+    frame = pd.DataFrame(rows)
+    what = (f"one training step, torch.optim {optimizer} (foreach)" if train else "an inference forward (no grad)")
+    notes = [f"budget {describe(budget)} = {budget_bytes:,} bytes; {what}, {dtype}"
+             + (f"; frozen: {', '.join(freeze)}" if freeze else "")
+             + (f"; checkpointed: {', '.join(checkpoint)}" if checkpoint else "") + ".",
+             "needed = " + ("train peak" if train else "weights + buffers + inference peak")
+             + " + input batch; the parts are what was alive at the peak (they sum to it); "
+             "the usable memory of a GPU is less than its nominal size (CUDA context, allocator rounding)."] + notes
+    emit(render(frame, fmt, FIT_COLUMNS, notes=notes))
+    if folder is not None:
+        from archcost.report.plots_fit import fit_curves
+
+        tag = (f"{'train-' + optimizer if train else 'inference'}_{dtype}_{file_stem(budget)}"
+               + ("_ckpt" if checkpoint else ""))
+        curve_frame = pd.DataFrame(curve)
+        paths = [write_csv(folder / f"fit_{tag}.csv", frame), write_csv(folder / f"fit_curve_{tag}.csv", curve_frame),
+                 folder / f"fit_{tag}.png"]
+        fit_curves(curve_frame, frame, budget_bytes, paths[2],
+                   f"What fits in {budget.strip()} ({what}, {dtype})",
+                   "memory needed (GiB): " + ("train peak" if train else "weights + inference peak") + " + input")
         wrote(paths)
 
 

@@ -233,6 +233,9 @@ EXPERIMENTS: Dict[str, Callable[[], List[dict]]] = {
     "depthwise-separable": depthwise_separable, "se-overhead": se_overhead,
     "dense-connectivity": dense_connectivity, "aux-classifiers": aux_classifiers, "roofline": roofline,
 }
+from archcost.reproduce_training import training_claims, training_cost, vgg16_head  # noqa: E402
+
+EXPERIMENTS.update({"training-cost": training_cost, "vgg16-head": vgg16_head})
 # Columns some experiments add to ROW_COLUMNS.
 EXTRA_COLUMNS = ["receptive_field", "connections", "batch_size", "arithmetic_intensity", "bytes_moved",
                  "time_bound_per_image_ms", "bound_share_memory", "ridge_flop_per_byte"]
@@ -331,6 +334,8 @@ def claims(results=None):
     se = experiment("se-overhead")
     add("Hu et al. 2018, Table 2", "SE-ResNet-50: ~10% more parameters than ResNet-50", 0.10,
         se["SE-ResNet-50"]["ratio_params"] - 1, "28.09M vs 25.56M; ratio - 1", tol=0.05)
+    for source, claim, claimed, measured, explanation, tol in training_claims(experiment):
+        add(source, claim, claimed, measured, explanation, tol=tol)
     return rows
 
 
@@ -363,6 +368,10 @@ INTROS = {
     "dense-connectivity": "A dense block concatenates every earlier output: L(L+1)/2 connections, growing "
                           "channels, and feature maps that all stay alive for backward.",
     "aux-classifiers": "GoogLeNet's auxiliary classifiers exist only in training: parameters always, MACs only in train mode.",
+    "training-cost": "One training step (forward + backward) against the forward: params are trainable parameters, "
+                     "MACs the step's (train_macs), the MACs ratio train_macs / macs of the same model.",
+    "vgg16-head": "Fine-tuning only VGG16's classifier (features.* frozen): params are trainable parameters, "
+                  "MACs the step's; saved activations and the step's peak in the note.",
     "roofline": "Arithmetic intensity (FLOPs per byte moved, each operand crossing DRAM once) against batch size "
                 "for VGG16's conv and FC layers on an A100 80GB's roofline (float32 as TF32: 156 TFLOP/s, "
                 "2,039 GB/s, ridge 76.5 FLOP/byte): the FC layers are memory-bound at batch 1 and cross the ridge "

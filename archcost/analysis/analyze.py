@@ -68,12 +68,15 @@ class Analysis:
         out = []
         for i, rec in enumerate(ly.to_dict("records")):
             own_saved = rec.get("self_saved_bytes", 0) or 0
-            if above.iloc[i] and (rec["self_macs"] or rec["self_params"] or own_saved):
+            own_backward = rec.get("self_backward_macs", 0) or 0
+            if above.iloc[i] and (rec["self_macs"] or rec["self_params"] or own_saved or own_backward):
                 own = {**rec, "layer": f"{rec['layer']} [own ops]", "type": "functional",
                        "output_shape": "", "params": rec["self_params"], "macs": rec["self_macs"],
                        "activations": 0, "activation_bytes": 0, "is_leaf": False, "aliased": False}
                 if "saved_bytes" in rec:
                     own.update(saved_bytes=own_saved, peak_bytes=float("nan"))
+                if "backward_macs" in rec:
+                    own["backward_macs"] = rec["self_backward_macs"]
                 if "latency_ms" in rec:
                     own["latency_ms"] = float("nan")
                 out.append(own)
@@ -366,6 +369,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             channels_last: bool = False, amp: bool = False, latency: bool = False,
             layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
             inputs: Optional[Sequence] = None, input_kwargs: Optional[dict] = None, record_ops: bool = False,
+            train: bool = False, freeze: Sequence[str] = (), checkpoint: Sequence[str] = (),
             **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
@@ -382,6 +386,11 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     ``latency``: time the forward (``repeats`` after ``warmup``); ``layer_latency``: per
     leaf module too. ``amp``: run under ``torch.autocast(dtype)`` with float32 weights
     instead of casting the model to ``dtype``. ``channels_last``: NHWC memory format.
+    ``train``: also measure one whole training step (``training.py``: ``train_peak_bytes``
+    and its phase and breakdown) and its backward MACs (``backward.py``). ``freeze``:
+    fnmatch patterns of parameter names to freeze (requires_grad off) for every pass; a
+    user's module gets its flags back. ``checkpoint``: with ``train``, segments run under
+    activation checkpointing (``checkpointing.py``).
 
     ``inputs``: example positional inputs instead of ``input_size`` (tensors, whose shapes
     and integer dtypes are kept — on real tensors their values too —, or other values passed
@@ -393,6 +402,16 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
 
     ``record_ops``: keep the engine's per-operator records in ``Analysis.ops`` (the roofline's bytes).
     """
+    if freeze and isinstance(model_or_name, nn.Module):
+        from .training import frozen
+
+        with frozen(model_or_name, freeze):
+            return analyze(model_or_name, input_size=input_size, batch_size=batch_size, dtype=dtype, engine=engine,
+                           memory=memory, optimizer=optimizer, device=device, channels_last=channels_last, amp=amp,
+                           latency=latency, layer_latency=layer_latency, repeats=repeats, warmup=warmup,
+                           inputs=inputs, input_kwargs=input_kwargs, record_ops=record_ops, train=train,
+                           checkpoint=checkpoint,
+                           **builder_kwargs)
     if engine not in ENGINES:
         raise AnalysisError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if isinstance(dtype, str):
@@ -408,6 +427,10 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
         raise AnalysisError("amp needs a lower precision: add --dtype float16 or --dtype bfloat16")
     weight_dtype = torch.float32 if amp else dtype
     name, spec, builder, module = _resolve(model_or_name, builder_kwargs)
+    if freeze:
+        from .training import frozen_builder
+
+        builder = frozen_builder(builder, freeze)
     if module is not None:
         module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
     if inputs is not None:
@@ -438,7 +461,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
 
     s["device"] = device
     s["device_name"] = device_name(device)
-    if not (memory or latency or layer_latency):
+    if not (memory or latency or layer_latency or train):
         return analysis
     # On CPU the memory passes run on the counted meta model (same allocations, no
     # compute); timing, autocast and CUDA need real tensors.
@@ -463,6 +486,18 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
                         "CPU, not the math decomposition meta runs" + (
                             "; " + analysis.summary["memory_note"].iloc[0] if analysis.summary["memory_note"].iloc[0]
                             else ""))
+            if train:
+                from .backward import add_backward
+                from .training import add_training
+
+                add_training(analysis, runner, run_inputs, optimizer, amp_ctx if amp else None, checkpoint)
+                # MACs depend on shapes only: counted on the (meta) counting model
+                add_backward(analysis, model, _make_inputs(shapes, _device_of(model), weight_dtype), checkpoint)
+            if train and latency:
+                from .training import add_train_latency
+
+                add_train_latency(analysis, runner, run_inputs, device, optimizer, repeats, warmup,
+                                  amp_ctx if amp else None, checkpoint)
             if latency or layer_latency:
                 _add_latency(analysis, runner, run_inputs, device, repeats, warmup, dtype if amp else None,
                              layer_latency)

@@ -38,7 +38,7 @@ from .engine import module_hooks
 from .shapes import MetaShortcuts  # noqa: F401  (re-exported: memory passes and builders use it)
 from .storage import StorageTracker
 
-OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2}  # state tensors per parameter
+OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}  # state tensors per parameter
 OPTIMIZERS = tuple(OPTIMIZER_STATE)
 
 

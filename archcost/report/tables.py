@@ -30,6 +30,27 @@ COLUMNS = {
     "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward"),
     "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input"),
     "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations"),
+    "backward_macs": ("bwd MACs", si, "multiply-adds of the gradients autograd computes in one backward "
+                      "(input gradients skipped where none is needed, frozen weights get none)"),
+    "train_macs": ("train MACs", si, "MACs + bwd MACs: one training step's forward and backward"),
+    "recompute_macs": ("recompute", si, "MACs the checkpointed segments' forward costs again in backward (measured)"),
+    "train_latency_ms": ("step time", lambda v: f"{v:.2f} ms", "median time of one training step: zero_grad, "
+                         "forward, loss, backward, optimizer step (ms)"),
+    "train_images_per_s": ("train img/s", lambda v: f"{v:.1f}", "batch size / median step time"),
+    "trainable_params": ("trainable", si, "parameters that get a gradient (requires_grad, after --freeze)"),
+    "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
+                         "grads, optimizer state, activations and temporaries, input excluded"),
+    "train_peak_phase": ("at", str, "phase of the step where the train peak occurs (forward, backward, step)"),
+    "batch": ("batch", lambda v: str(int(v)), "largest batch that fits (0: not even batch 1)"),
+    "needed_bytes": ("needed", mib, "memory at that batch: peak of the step (or forward) + input batch"),
+    "headroom_bytes": ("headroom", mib, "budget - needed (negative: over the budget at batch 1)"),
+    "weight_bytes": ("weights", mib, "parameters and buffers"),
+    "optimizer_state_bytes": ("opt. state", mib, "optimizer state: momentum / Adam moments"),
+    "gradients_at_peak": ("grads", mib, "parameter gradients alive at the peak"),
+    "activations_at_peak": ("activations", mib, "forward tensors alive at the peak: saved for backward, output"),
+    "transient_at_peak": ("transient", mib, "backward's activation gradients and the step's temporaries alive at the peak"),
+    "input_bytes": ("input", mib, "the input batch"),
+    "peak_phase": ("at", str, "phase of the peak: forward, backward or (optimizer) step"),
     "peak_bytes_allocator": ("peak (alloc.)", mib, "the CUDA caching allocator's max_memory_allocated "
                              "during the forward, beyond what was allocated before"),
     "latency_ms": ("latency", lambda v: f"{v:.2f} ms", "median time of one forward of the batch (ms)"),
