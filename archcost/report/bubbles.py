@@ -57,7 +57,7 @@ def fit_limits(ax, xs, ys, params, xlog=True, ylog=True, pad_pt=6.0):
     for _ in range(3):
         ax.set_xlim(ix(x0), ix(x1))
         ax.set_ylim(iy(y0), iy(y1))
-        fig.canvas.draw()
+        fig.draw_without_rendering()
         bb = ax.get_window_extent()
         px_per_pt = fig.dpi / 72
         dx = (x1 - x0) / bb.width * px_per_pt
@@ -86,7 +86,7 @@ def place_labels(ax, xs, ys, texts, params, fontsize=7.5, avoid=()):
     from matplotlib.transforms import Bbox
 
     fig = ax.figure
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     px = fig.dpi / 72
     centers = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]

@@ -101,7 +101,7 @@ def memory_vs_compute(summary, target, title="Memory vs compute", y="activation_
     ax.grid(True, which="both", alpha=0.25)
     fam_leg = _family_legend(ax, list(dict.fromkeys(on["family"])), colors, loc="upper left")
     size_leg = bubbles.size_legend(ax, loc="lower right", floored=_floored(ps))
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     avoid = [fam_leg.get_window_extent(), size_leg.get_window_extent()]
     bubbles.place_labels(ax, xs, ys, [f"{_short(m)} ({si(p)})" for m, p in zip(on["model"], ps)], ps,
                          avoid=avoid)
@@ -334,7 +334,7 @@ def accuracy_vs_cost(frame, target, x="macs", title="Published top-1 accuracy ag
                           loc="upper left", fontsize=7.5, title="accuracy protocol (mark at the bubble's centre)", title_fontsize=7.5)
     ax.add_artist(proto_leg)
     size_leg = bubbles.size_legend(ax, loc="lower left", floored=_floored(ps))
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     avoid = [lg.get_window_extent() for lg in (fam_leg, proto_leg, size_leg)]
     bubbles.place_labels(ax, xs, ys, list(ok["model"]), ps, fontsize=7, avoid=avoid)
     fig.suptitle(title, fontsize=11)
