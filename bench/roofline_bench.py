@@ -75,11 +75,11 @@ def main(argv=None):
         "ATen operator crossing DRAM once). 1.0 would be a run at the roof.", "",
     ]
     if target.local == "cpu":
-        lines += ["**This machine is shared**: the CPU has 2 cores used by several agents at once, so both the "
-                  "calibration and the timings ran under other processes' load. The measured times are inflated "
-                  "by an unknown, varying amount, and the calibrated roof may be low (which pushes measured/bound "
-                  "down, even below 1 for layers that ran while the calibration had been slowed). Read the "
-                  "ratios as orders of magnitude, not as a profile.", ""]
+        lines += ["**Reading the ratios.** The roof is what one square matrix product reaches on this CPU "
+                  "(the sizes above), not the hardware's best shape: oneDNN's convolutions can run faster, so a "
+                  "ratio below 1 means a layer beat that product, not the hardware. The machine's 2 cores may be "
+                  "shared with other jobs, which inflates measured times by a varying amount. Read the ratios as "
+                  "orders of magnitude, not as a profile.", ""]
     lines += ["## Per model", "",
               render(summary, "markdown", ["model", "batch_size", "flops", "bytes_moved", "arithmetic_intensity",
                                            "time_bound_ms", "bound_share_memory", "latency_ms",
