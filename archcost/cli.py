@@ -1041,6 +1041,12 @@ def reproduce(experiments, fmt, out, no_save, name):
                         from archcost.report.plots_roofline import batch_experiment
 
                         batch_experiment(group.to_dict("records"), target)
+                    elif exp == "training-cost":
+                        from archcost.report.plots import ratio_bars
+
+                        ratio_bars(group.to_dict("records"), target,
+                                   "training-cost: a training step's MACs (forward + backward) / the forward's",
+                                   "train_macs / macs (forward = 1)", 3.0, "\"about three forwards\"")
                     else:
                         experiment_bars(group.to_dict("records"), target, f"{exp}: params and MACs per variant")
                     paths.append(target)

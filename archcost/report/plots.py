@@ -223,6 +223,30 @@ def sweep(frame, target, title, latency=True):
     _save(fig, target)
 
 
+def ratio_bars(rows, target, title, xlabel, reference=None, reference_label=""):
+    """One bar per variant of its ``ratio_macs`` on a linear axis from zero, each labelled
+    with its value, and a reference line (the claim being checked)."""
+    plt = _plt()
+    labels = [r["variant"] for r in rows]
+    vals = [float(r["ratio_macs"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6), dpi=120, layout="constrained")
+    ax.barh(range(len(rows)), vals, color="#4c72b0")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    for i, v in enumerate(vals):
+        ax.annotate(f"{v:.2f}", (v, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    if reference is not None:
+        ax.axvline(reference, color="0.3", ls="--", lw=1)
+        ax.annotate(reference_label, (reference, len(rows) - 0.5), xytext=(3, 2), textcoords="offset points",
+                    fontsize=8, color="0.3")
+    ax.set_xlim(0, max(vals + [reference or 0]) * 1.15)
+    ax.set_xlabel(xlabel)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, target)
+
+
 def experiment_bars(rows, target, title):
     """Params and MACs of an experiment's variants as bars on a linear axis from zero (a
     bar's length is the quantity, so two bars' lengths compare as their ratio), each
