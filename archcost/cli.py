@@ -246,6 +246,11 @@ def conditions(device, dtype, amp, channels_last, batch=None, **more) -> str:
     return tag(slug(device), dtype, amp, channels_last, batch, **more)
 
 
+def _target_tag(target) -> str:
+    """File-name part of a roofline --target (its rows carry extra columns)."""
+    return "" if not target else "bound-" + "".join(c if c.isalnum() or c == "-" else "-" for c in target.lower())
+
+
 def progress(items, label, describe=str):
     """Progress on stderr for runs of several items: a bar on a terminal, else one line
     per item (``archcost: [2/13] measuring vgg16``), so a long run is never silent."""
@@ -400,7 +405,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
                          optimizer=None if no_memory else optimizer,
                          extra=["latency" if latency else "", "nomem" if no_memory else "",
                                 "train" if train or checkpoint else "", "freeze" if freeze else "",
-                                "ckpt" if checkpoint else ""]) + subset(names, LINEUP, name)
+                                "ckpt" if checkpoint else "", _target_tag(target)]) + subset(names, LINEUP, name)
         with file_set(folder):
             paths = [write_csv(folder / f"table_{tag}.csv", frame), folder / f"memory_vs_compute_{tag}.png"]
             memory_vs_compute(frame, paths[1], title=f"Memory vs compute ({_condition_title(frame)})")
@@ -595,7 +600,8 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
         stem = file_stem(name) + "_layers_" + conditions(
             device, dtype, amp, channels_last, batch_size, input_size=sizes, optimizer=optimizer,
             extra=["latency" if latency else "", f"d{depth}" if depth else "", "train" if train else "",
-                   "freeze" if freeze else "", "ckpt" if checkpoint else ""]) + subset([], None, report_name)
+                   "freeze" if freeze else "", "ckpt" if checkpoint else "", _target_tag(target)]) \
+            + subset([], None, report_name)
         with file_set(folder):
             paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
             plot(a.layers, s["model"], paths[1])

@@ -317,3 +317,12 @@ def test_readme_reports_are_what_their_commands_write(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     shown = set(re.findall(r"reports/((?:table|memory_vs_compute|sweep|\w+_layers)_[\w.+-]+\.(?:png|csv))", readme))
     assert shown and shown - {n.replace(".png", ".csv") for n in written} - written == set()
+
+
+def test_a_roofline_target_gets_its_own_table_file(tmp_path):
+    """`table --target` adds columns: it must not replace the plain table's file."""
+    for extra in ([], ["--target", "a100-80gb"]):
+        r = CliRunner().invoke(main, ["table", "lenet5", "--no-memory", "--out", str(tmp_path), *extra])
+        assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in tmp_path.glob("table_*.csv"))
+    assert names == ["table_cpu_float32_b1_nomem_bound-a100-80gb_lenet5.csv", "table_cpu_float32_b1_nomem_lenet5.csv"]
