@@ -116,3 +116,17 @@ def test_latency_keeps_train_mode():
     net = make_net(True, False, False)
     archcost.analyze(net, input_size=(3, 6, 6), latency=True, repeats=2, warmup=0)
     assert net.training and net.bn.training
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_training_step_leaves_the_users_weights_and_grads_as_they_were(optimizer):
+    """--train steps a real optimizer on a module passed in: values and gradients come back."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(8, 10))
+    net[0].weight.grad = torch.ones_like(net[0].weight)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    grad = net[0].weight.grad.clone()
+    archcost.analyze(net, input_size=(3, 16, 16), train=True, optimizer=optimizer)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert torch.equal(net[0].weight.grad, grad) and net[5].weight.grad is None

@@ -99,9 +99,13 @@ def parse_input_size(text: str) -> Tuple[int, ...]:
 
 
 def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batch_size: int, conv=None,
-                 name="the model"):
+                 name="the model", model=None):
     """Resolve the user's input size(s) to full shapes with the batch dimension (the rule:
-    ``inputs.py``; ``conv``: a custom model's first convolution, from ``first_conv``)."""
+    ``inputs.py``; ``conv``: a custom model's first convolution, from ``first_conv``, or
+    found in ``model``: the module, or a callable building it, asked only when the rule
+    needs it)."""
+    if conv is None and default is None and model is not None and needs_model(input_size):
+        conv = first_conv(model if isinstance(model, nn.Module) else model())
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise AnalysisError(f"batch size must be a positive integer, got {batch_size!r}")
     if input_size is None:

@@ -107,7 +107,8 @@ def torch_counter_macs(name, input_size=None, batch_size=1):
     """Per-ATen-operator MACs (= FLOPs / 2) from torch's FlopCounterMode on meta tensors,
     the products inside attention as one ``scaled_dot_product_attention`` entry."""
     name, spec, builder, module = _resolve(name, {})
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
+                          model=module or (lambda: _build(builder, "meta", torch.float32)))
     model = module if module is not None else _build(builder, "meta", torch.float32)
     device = next((p.device for p in model.parameters()), torch.device("meta"))
     inputs = _make_inputs(shapes, device, torch.float32)

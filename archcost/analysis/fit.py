@@ -57,7 +57,8 @@ class _Measure:
     def _row(self, batch):
         from .analyze import _make_inputs, input_shapes
 
-        inputs = _make_inputs(input_shapes(self.input_size, self.default, batch), "meta", self.dtype)
+        inputs = _make_inputs(input_shapes(self.input_size, self.default, batch, name=self.name, model=self.model),
+                              "meta", self.dtype)
         input_bytes = sum(t.untyped_storage().nbytes() for t in inputs)
         try:
             return self._train_row(inputs, input_bytes) if self.train else self._inference_row(inputs, input_bytes)

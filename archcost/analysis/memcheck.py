@@ -121,7 +121,8 @@ def compare(name, input_size=None, batch_size: int = 1, device: str = "cpu", dty
     counted = analyze(name, input_size=input_size, batch_size=batch_size, memory=False,
                       dtype=dtype)  # input errors, in one line
     dt = DTYPES[dtype]
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
+                          model=lambda: _build(builder, "meta", torch.float32))
     on_values = counted.row["engine"] != "meta"  # the forward reads tensor values: real tensors only
     if on_values:
         real = build_model(builder, device, dt)[0]

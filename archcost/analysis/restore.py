@@ -26,7 +26,7 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_a
 class Snapshot:
     """The restorable state of a module tree (see the module docstring)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, values: bool = False):
         self.modules = list(model.modules())
         self.state = []
         for m in self.modules:
@@ -37,6 +37,10 @@ class Snapshot:
             p for m in self.modules for p in m._parameters.values() if p is not None)]
         self.buffers = [(b, b.data, b.detach().clone()) for b in _unique(
             b for m in self.modules for b in m._buffers.values() if b is not None)]
+        # ``values``: a pass steps an optimizer in place (a training step on the module's
+        # own weights), so the values themselves are copied, gradients too.
+        self.values = [(p, p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
+                       for p, *_ in self.params] if values else []
 
     def restore(self) -> None:
         for m, (training, hooks, params, buffers) in zip(self.modules, self.state):
@@ -59,6 +63,10 @@ class Snapshot:
         for b, data, values in self.buffers:
             b.data = data
             b.data.copy_(values)
+        for p, value, grad in self.values:
+            p.data.copy_(value)
+            if grad is not None:
+                p.grad.data.copy_(grad)
 
 
 def _unique(tensors):
@@ -69,12 +77,13 @@ def _unique(tensors):
 
 
 @contextlib.contextmanager
-def preserved(obj):
-    """Restore ``obj`` (when it is an ``nn.Module``) on leaving, however the block ends."""
+def preserved(obj, values: bool = False):
+    """Restore ``obj`` (when it is an ``nn.Module``) on leaving, however the block ends;
+    ``values``: also its weights' values (for passes that step an optimizer)."""
     if not isinstance(obj, nn.Module):
         yield
         return
-    snap = Snapshot(obj)
+    snap = Snapshot(obj, values)
     try:
         yield
     finally:
@@ -86,7 +95,8 @@ def restores_model(fn):
 
     @functools.wraps(fn)
     def wrapper(model_or_name, *args, **kwargs):
-        with preserved(model_or_name):
+        steps = bool(kwargs.get("train") or kwargs.get("freeze") or kwargs.get("checkpoint"))
+        with preserved(model_or_name, values=steps):
             return fn(model_or_name, *args, **kwargs)
 
     return wrapper

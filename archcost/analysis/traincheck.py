@@ -96,7 +96,7 @@ def backward_cross_check(name, input_size=None, batch_size: int = 2, freeze=()):
     CPU backward of the same model, each difference explained. Returns a DataFrame."""
     import pandas as pd
 
-    from .analyze import _make_inputs, _resolve, _runner, input_shapes
+    from .analyze import _build, _make_inputs, _resolve, _runner, input_shapes
     from .backward import backward_pass
     from .training import frozen_builder
 
@@ -105,7 +105,8 @@ def backward_cross_check(name, input_size=None, batch_size: int = 2, freeze=()):
         raise ValueError("backward_cross_check() takes a zoo name or a file.py:builder reference")
     if freeze:
         builder = frozen_builder(builder, freeze)
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
+                          model=lambda: _build(builder, "meta", torch.float32))
     meta = _runner(builder, None, None, "meta", torch.float32, False)
     ours = backward_pass(meta, _make_inputs(shapes, "meta", torch.float32))
     real = _runner(builder, None, None, "cpu", torch.float32, False)
@@ -135,7 +136,7 @@ def compare_step(name, input_size=None, batch_size: int = 2, optimizer: str = "s
     the same step on real tensors, each difference explained. Returns a DataFrame."""
     import pandas as pd
 
-    from .analyze import _make_inputs, _resolve, _runner, input_shapes
+    from .analyze import _build, _make_inputs, _resolve, _runner, input_shapes
     from .memcheck import _row
     from .training import frozen_builder, step_memory
 
@@ -144,7 +145,8 @@ def compare_step(name, input_size=None, batch_size: int = 2, optimizer: str = "s
         raise ValueError("compare_step() takes a zoo name or a file.py:builder reference")
     if freeze:
         builder = frozen_builder(builder, freeze)
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
+                          model=lambda: _build(builder, "meta", torch.float32))
     ours = step_memory(_runner(builder, None, None, "meta", torch.float32, False),
                        _make_inputs(shapes, "meta", torch.float32), optimizer)
     ev = allocator_step(_runner(builder, None, None, "cpu", torch.float32, False),
