@@ -52,6 +52,10 @@ class Group(click.Group):
             click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
             sys.exit(130)
         except click.UsageError as e:
+            no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
+            if (no_args and isinstance(e, no_args)) or (e.ctx and e.message == e.ctx.get_help()):
+                click.echo(e.ctx.get_help(), err=True)  # a bare command: its help, as written
+                sys.exit(2)
             where = e.ctx.command_path if e.ctx else "archcost"
             say(f"{where}: error: {e.format_message()} (see '{where} --help')")
             sys.exit(2)
@@ -673,7 +677,7 @@ def check(models, baseline, update, layers, tolerance, input_size, batch_size, f
         names = [m for m in models if ":" in m] + resolve_models([m for m in models if ":" not in m]) if models else []
         if existing is None and not names:
             fail(f"baseline {str(path)!r} does not exist: name the models to put in it")
-        guarded(ensure_dir, folder)
+        guarded(ensure_dir, folder, "put the --baseline in a writable folder")
         measured = guarded(measure_update, names, existing, folder, parse_sizes(input_size), batch_size, layers)
         frame = guarded(update_locked, path, read_baseline, lambda current: merge(current, measured))
         n = frame["model"].nunique()
@@ -1304,6 +1308,11 @@ def plot_sweep(csv, output):
         fail(f"{csv!r} is not a sweep CSV: it lacks {', '.join(sorted(need - set(frame.columns)))} "
              "(write one with `archcost sweep`)")
     target = pathlib.Path(output or pathlib.Path(csv).with_suffix(".png"))
+    if target.suffix.lower() not in (".png", ".svg", ".pdf"):
+        fail(f"--output {str(target)!r} must end in .png, .svg or .pdf")
+    from archcost.report.files import ensure_dir
+
+    guarded(ensure_dir, target.parent, "choose another --output")  # created if missing
     rows = frame.dropna(subset=["params"]) if "params" in frame else frame
     draw(frame, target, _sweep_title(rows), latency="latency_ms" in frame and frame["latency_ms"].notna().any())
     wrote([target])

@@ -159,3 +159,16 @@ def test_text_wraps_to_the_terminal(monkeypatch, args, width):
     out = run(args).stdout
     assert max(len(line) for line in out.splitlines()) <= width
     assert "torch's counter" in " ".join(out.split()) or "allocator" in out or "Very Deep Convolutional" in " ".join(out.split())
+
+
+def test_bare_command_prints_its_help_and_plot_sweep_output_errors_are_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "archcost.cli"], capture_output=True, text=True)
+    assert done.returncode == 2 and "\\n" not in done.stderr and "Commands:" in done.stderr
+    csv = tmp_path / "s.csv"
+    csv.write_text("model,batch_size,peak_bytes,train_bytes\nlenet5,1,10,20\n")
+    bad = subprocess.run([sys.executable, "-m", "archcost.cli", "plot", "sweep", str(csv), "--output",
+                          str(tmp_path / "noext")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "must end in .png" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -18,7 +18,7 @@ class OutputDirError(ValueError):
 _staged = threading.local()  # the open file set's [(tmp, target)], if any
 
 
-def ensure_dir(path) -> pathlib.Path:
+def ensure_dir(path, hint: str = "pass --out DIR or --no-save") -> pathlib.Path:
     p = pathlib.Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -27,7 +27,7 @@ def ensure_dir(path) -> pathlib.Path:
     if not p.is_dir():
         raise OutputDirError(f"output path {str(p)!r} is not a folder")
     if not os.access(p, os.W_OK):
-        raise OutputDirError(f"output folder {str(p)!r} is not writable; pass --out DIR or --no-save")
+        raise OutputDirError(f"output folder {str(p)!r} is not writable; {hint}")
     return p
 
 
