@@ -229,3 +229,24 @@ def test_diff_against_a_baseline_row(tmp_path):
     assert rows["pool"]["activation_bytes_delta"] == 8 * 4  # 8 more float32 outputs
     assert rows["conv2"]["params_delta"] == 16 * 8 * 9 + 8 and rows["fc"]["params_delta"] == 8 * 10
     assert rows["(total)"]["params_b"] == 3 * 16 * 9 + 16 + 16 * 40 * 9 + 40 + 40 * 10 + 10
+
+
+def test_diff_does_not_pair_layers_of_different_types_by_index_name(tmp_path):
+    """An nn.Sequential with a layer inserted at index 3: one added Conv2d, not a cascade
+    of 'changed' rows pairing 3 with 3, 4 with 4..."""
+    import archcost
+    from archcost.analysis.diff import diff_layers
+
+    path = tmp_path / "seq.py"
+    path.write_text(
+        "import torch.nn as nn\n"
+        "def a(): return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.AdaptiveAvgPool2d(1),"
+        " nn.Flatten(), nn.Linear(8, 10))\n"
+        "def b(): return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Conv2d(8, 8, 3),"
+        " nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))\n")
+    sides = [archcost.analyze(f"{path}:{f}", input_size=(3, 16, 16), memory=False) for f in "ab"]
+    rows = diff_layers(*[s.breakdown() for s in sides])
+    added = rows[rows["status"] == "added"]
+    assert list(added["type"]) == ["Conv2d"] and added["params_b"].iloc[0] == 8 * 8 * 3 * 3 + 8
+    assert set(rows.loc[rows["status"] == "changed", "type"]) <= {"AdaptiveAvgPool2d"}  # its input shrank
+    assert not (rows["status"] == "removed").any()

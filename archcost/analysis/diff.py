@@ -2,7 +2,8 @@
 
 Each side is a frame of layer rows that partition its model (``Analysis.breakdown()``:
 every leaf plus ``[own ops]`` rows), or the per-layer rows stored in a baseline CSV.
-Rows are aligned by module name; the rows whose name the other side lacks are then
+Rows are aligned by module name where the type agrees too (in an ``nn.Sequential`` an
+inserted layer shifts every index name after it); the rows left over are then
 paired in execution order where their types agree (``difflib`` on the type sequence),
 so two networks that name their modules differently still line up. What remains is
 ``added`` (only in B) or ``removed`` (only in A). Totals come from each model's summary,
@@ -35,7 +36,7 @@ def _pairs(a: pd.DataFrame, b: pd.DataFrame):
     pairs, left_a, used_b = [], [], set()
     for i, name in enumerate(a["layer"]):
         j = b_index.get(name)
-        if j is not None and j not in used_b:
+        if j is not None and j not in used_b and a["type"][i] == b["type"][j]:  # a name and a kind
             pairs.append((i, j, "name"))
             used_b.add(j)
         else:
