@@ -944,6 +944,7 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkp
     from archcost.analysis.fit import fit as fit_one
     from archcost.report.files import write_csv
     from archcost.report.tables import render
+    from archcost.report.units import human_bytes
 
     try:
         budget_bytes = parse_memory(budget)
@@ -966,8 +967,8 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkp
                    "headroom_bytes": r.headroom_bytes,  # negative: over the budget (at batch 1)
                    "measured_batches": len(r.curve)}
             if r.batch == 0:
-                notes.append(f"{r.model} does not fit at batch 1: it needs {r.needed_bytes / 2**30:.2f} GiB, "
-                             f"{(r.needed_bytes - budget_bytes) / 2**30:.2f} GiB over the budget")
+                notes.append(f"{r.model} does not fit at batch 1: it needs {human_bytes(r.needed_bytes)}, "
+                             f"{human_bytes(r.needed_bytes - budget_bytes)} over the budget")
             elif r.capped:
                 notes.append(f"{r.model}: batch {r.batch} is --max-batch; a larger batch may fit")
             rows.append(row)

@@ -420,3 +420,13 @@ def test_own_ops_cat_and_add_move_bytes_views_do_not():
     assert own["kernels"] == 2  # cat and add; the flatten view moves nothing and is not an operator here
     assert own["bytes_read"] == 2 * maps + 2 * maps and own["bytes_written"] == 2 * maps + 2 * maps
     assert rows["a"]["bytes_read"] == maps + 4 * 4 * F32 and rows["a"]["bytes_written"] == maps
+
+
+def test_device_names_are_taken_the_same_way_by_roofline_and_fit():
+    from archcost.analysis.budgets import parse_memory
+    from archcost.analysis.devices import by_key
+
+    assert by_key("h100").key == "h100-sxm" and by_key("RTX 4090").key == by_key("rtx4090").key == "rtx-4090"
+    assert by_key("A100_80GB").key == "a100-80gb" and by_key("nonsense") is None
+    assert parse_memory("rtx-4090") == parse_memory("rtx4090") == 24 * 2**30
+    assert parse_memory("16") == 16  # a bare number is bytes, as the budget's hint says

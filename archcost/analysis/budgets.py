@@ -55,10 +55,12 @@ def parse_memory(text: str) -> int:
     binary, as in Slurm and coreutils); 'rtx4090' -> its nominal memory. Raises ValueError
     with what would work."""
     key = text.strip().lower()
-    if key in DEVICES:
-        return int(DEVICES[key].gib * GIB)
+    squashed = {re.sub(r"[^a-z0-9]", "", k): d for k, d in DEVICES.items()}
+    device = DEVICES.get(key) or squashed.get(re.sub(r"[^a-z0-9]", "", key))  # rtx-4090 = rtx4090
+    if device is not None:
+        return int(device.gib * GIB)
     m = _AMOUNT.match(key)
-    hint = ("give bytes with a unit (16GiB, 16GB, 80G, 512MiB) or a device name: "
+    hint = ("give a size (16GiB, 16GB, 80G, 512MiB; a bare number is bytes) or a device name: "
             + ", ".join(DEVICES))
     if text.strip().startswith("-"):
         raise ValueError(f"memory budget {text!r} is negative; {hint}")

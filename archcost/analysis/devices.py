@@ -108,10 +108,20 @@ def find_peak(device_name: str) -> Optional[DevicePeak]:
     return None
 
 
+# Short names users type (and `archcost fit --memory` takes) for the table's entries.
+ALIASES = {"h100": "h100-sxm", "a100": "a100-80gb", "v100": "v100-sxm2", "rtx4090": "rtx-4090"}
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
 def by_key(key: str) -> Optional[DevicePeak]:
-    """The entry for a --target name ('a100-80gb'); case and '_'/'-' do not matter."""
-    k = key.lower().replace("_", "-")
-    return next((d for d in DEVICES if d.key == k), None)
+    """The entry for a --target name ('a100-80gb'); case, '_', '-' and spaces do not
+    matter, and the short names of ``ALIASES`` (h100, a100, v100, rtx4090) are taken."""
+    k = _squash(key)
+    k = next((_squash(v) for a, v in ALIASES.items() if _squash(a) == k), k)
+    return next((d for d in DEVICES if _squash(d.key) == k), None)
 
 
 def peak_dtype(peak: DevicePeak, dtype: str, tf32: bool = True) -> Optional[str]:
