@@ -807,6 +807,8 @@ def parse_batch_sizes(text: str):
                 fail(usage)
             last = int(parts[i + 1])
             a, b = head[-2], head[-1]
+            if last < b:  # the pattern would run past its stated end
+                fail(usage)
             if a > 0 and b % a == 0 and b // a > 1:
                 step = lambda x: x * (b // a)  # noqa: E731
             elif b > a:

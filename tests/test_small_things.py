@@ -172,3 +172,19 @@ def test_bare_command_prints_its_help_and_plot_sweep_output_errors_are_one_line(
     bad = subprocess.run([sys.executable, "-m", "archcost.cli", "plot", "sweep", str(csv), "--output",
                           str(tmp_path / "noext")], capture_output=True, text=True)
     assert bad.returncode == 2 and "must end in .png" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_messages_point_to_what_would_work(tmp_path):
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+
+    model = tmp_path / "net.py"
+    model.write_text("import torch.nn as nn\ndef build(): return nn.Sequential(nn.Conv2d(3, 4, 3))\n")
+    runner = CliRunner()
+    r = runner.invoke(main, ["table", str(model), "--no-save"])
+    assert r.exit_code == 2 and f"{model}:build" in r.output
+    r = runner.invoke(main, ["table", f"{model}:build", "--input-size", "3x8x8", "--input-size", "3x8x8", "--no-save"])
+    assert r.exit_code == 2 and "one --input-size per input" in r.output
+    r = runner.invoke(main, ["sweep", "lenet5", "--batch-sizes", "1,2,4,...,3", "--no-save"])
+    assert r.exit_code == 2 and "is not a list like" in r.output

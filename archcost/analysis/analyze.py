@@ -245,6 +245,8 @@ def _failure_message(name, failure: LayerFailure, shapes, smallest=None) -> str:
     text = f"{name} fails on input {shape} at layer {failure.name} ({failure.type}): {msg}"
     if smallest:
         text += f"; the smallest square input that works is {smallest}"
+    elif re.search(r"takes \d+ positional arguments? but \d+ were given", msg) and len(shapes) > 1:
+        text += f"; {len(shapes)} input sizes were given: give one --input-size per input the model takes"
     elif re.search(r"indices.*(Long|Int)|scalar type Long", msg):
         text += ("; the model takes integer inputs (token ids), which --input-size cannot give: use "
                  "archcost.analyze(model, inputs=[torch.randint(...)]) in Python")

@@ -132,6 +132,8 @@ def unknown_model_message(name: str) -> str:
     _load_zoo()
     close = difflib.get_close_matches(str(name).lower(), list(_REGISTRY), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "see `archcost list`"
+    if str(name).endswith(".py"):  # a file without its builder
+        hint = f"a model file needs the function that builds the model: {name}:build (file.py:builder)"
     return f"unknown model {name!r}: {hint}"
 
 
