@@ -68,12 +68,18 @@ def profiler_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: b
             out = model(*inputs)
         output_bytes = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in _tensors(out)}.values())
         del out
-    events = list(prof.profiler.kineto_results.events())
+    peak, boundary, current = allocator_walk(list(prof.profiler.kineto_results.events()))
+    return {"allocator_peak": peak, "op_boundary_peak": boundary, "live_after": current,
+            "output_bytes": output_bytes}
+
+
+def allocator_walk(events):
+    """(every-allocation peak, peak sampled as each top-level operator returns, bytes still
+    allocated at the end) from the profiler's events."""
     mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-    ends = _top_level_ends(events)
     current = peak = boundary = 0
     i = 0
-    for end in ends:
+    for end in _top_level_ends(events):
         while i < len(mem) and mem[i][0] <= end:
             current += mem[i][1]
             peak = max(peak, current)
@@ -82,8 +88,7 @@ def profiler_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: b
     for _, n in mem[i:]:
         current += n
         peak = max(peak, current)
-    return {"allocator_peak": peak, "op_boundary_peak": boundary, "live_after": current,
-            "output_bytes": output_bytes}
+    return peak, boundary, current
 
 
 def cuda_allocator(model: nn.Module, inputs: Tuple[torch.Tensor, ...], train: bool = False):

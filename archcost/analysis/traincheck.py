@@ -17,7 +17,7 @@ from typing import Dict, Tuple
 import torch
 import torch.nn as nn
 
-from .memcheck import _quiet_stderr, _top_level_ends
+from .memcheck import _quiet_stderr, allocator_walk
 from .training import TrainingStep
 
 
@@ -37,19 +37,7 @@ def allocator_step(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer
         warnings.simplefilter("ignore")
         prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
         step.run(inputs, within=prof)
-    events = list(prof.profiler.kineto_results.events())
-    mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-    current = peak = boundary = 0
-    i = 0
-    for end in _top_level_ends(events):
-        while i < len(mem) and mem[i][0] <= end:
-            current += mem[i][1]
-            peak = max(peak, current)
-            i += 1
-        boundary = max(boundary, current)
-    for _, n in mem[i:]:
-        current += n
-        peak = max(peak, current)
+    peak, boundary, _ = allocator_walk(list(prof.profiler.kineto_results.events()))
     return {"baseline_bytes": sum(tensors.values()), "op_boundary_peak": boundary,
             "allocator_peak": peak}
 
