@@ -179,19 +179,13 @@ class CountingMode(MetaShortcuts):
         packet = func._overloadpacket.__name__
         if packet in ops.ATEN_NO_COST:
             if self.record_ops and _moves_data(func, packet):  # no MACs, but bytes (the roofline's)
-                frame = self.frames[-1] if self.frames else None
-                label = ops.aten_label(packet, args) if frame is None else (frame.relabel or {}).get(packet, frame.name)
-                self._record(label, 0, args, out)
+                self._record(self._label(packet, args), 0, args, out)
             return out
         self.seen.add(packet)
         frame = self.frames[-1] if self.frames else None
         rule = ops.ATEN_RULES.get(packet)
         macs = rule(args, kwargs, out) if rule is not None and not (frame and frame.suppress) else None
-        if frame is None:
-            label = ops.aten_label(packet, args)
-        else:
-            label = (frame.relabel.get(packet) or ops.ATEN_LABELS.get(packet, frame.name)) if frame.relabel \
-                else frame.name
+        label = self._label(packet, args)
         if macs is None:
             if rule is None and frame is None:
                 self.uncounted[label] += 1
@@ -205,6 +199,16 @@ class CountingMode(MetaShortcuts):
         if self.record_ops:
             self._record(label, counted, args, out)
         return out
+
+    def _label(self, packet: str, args) -> str:
+        """The operator name of an ATen call: the function around it (inside one that
+        relabels, e.g. nn.MultiheadAttention's, by what the op is), else its own name."""
+        frame = self.frames[-1] if self.frames else None
+        if frame is None:
+            return ops.aten_label(packet, args)
+        if frame.relabel:
+            return frame.relabel.get(packet) or ops.ATEN_LABELS.get(packet, frame.name)
+        return frame.name
 
     def add(self, macs, label, aten=None) -> int:
         """Count ``macs`` (an int, or {operator: MACs} for a fused op) for the running modules."""
@@ -307,10 +311,14 @@ def script_modules(model: nn.Module) -> List[str]:
     them, so their operators are counted (at the dispatch level) for the module around them."""
     found: List[str] = []
     for name, mod in named_modules_unique(model):
-        if isinstance(mod, torch.jit.ScriptModule) and not any(
-                name == f or name.startswith(f + ".") or f == "" for f in found):
+        if isinstance(mod, torch.jit.ScriptModule) and not within(name, found):
             found.append(name)
     return found
+
+
+def within(name: str, roots: List[str]) -> bool:
+    """Whether module ``name`` is one of ``roots`` or inside one ('' is the whole model)."""
+    return any(r == "" or name == r or name.startswith(r + ".") for r in roots)
 
 
 @contextlib.contextmanager
@@ -336,7 +344,7 @@ def module_hooks(model: nn.Module, on_enter, on_exit, leaves_only: bool = False)
         for name, mod in named_modules_unique(model):
             if leaves_only and (not name or next(mod.children(), None) is not None):
                 continue
-            if any(name == f or name.startswith(f + ".") or f == "" for f in scripted):
+            if within(name, scripted):
                 continue  # TorchScript takes no Python hooks
             handles.append(mod.register_forward_pre_hook(pre(name)))
             handles.append(mod.register_forward_hook(post(name)))

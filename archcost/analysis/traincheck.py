@@ -79,22 +79,31 @@ def torch_backward_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> D
     return {str(op).split(".")[-1]: int(f) // 2 for op, f in mode.get_flop_counts()["Global"].items()}
 
 
+def _builder_and_shapes(name, input_size, batch_size, freeze, caller):
+    """(the model's builder, frozen as asked; the input shapes by the input-size rule) of a
+    zoo name or a file.py:builder reference."""
+    from .analyze import _build, _resolve, input_shapes
+    from .training import frozen_builder
+
+    name, spec, builder, module = _resolve(name, {})
+    if module is not None:
+        raise ValueError(f"{caller} takes a zoo name or a file.py:builder reference")
+    if freeze:
+        builder = frozen_builder(builder, freeze)
+    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
+                          model=lambda: _build(builder, "meta", torch.float32))
+    return builder, shapes
+
+
 def backward_cross_check(name, input_size=None, batch_size: int = 2, freeze=()):
     """archcost's backward MACs per ATen operator next to FlopCounterMode's over a real
     CPU backward of the same model, each difference explained. Returns a DataFrame."""
     import pandas as pd
 
-    from .analyze import _build, _make_inputs, _resolve, _runner, input_shapes
+    from .analyze import _make_inputs, _runner
     from .backward import backward_pass
-    from .training import frozen_builder
 
-    name, spec, builder, module = _resolve(name, {})
-    if module is not None:
-        raise ValueError("backward_cross_check() takes a zoo name or a file.py:builder reference")
-    if freeze:
-        builder = frozen_builder(builder, freeze)
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
-                          model=lambda: _build(builder, "meta", torch.float32))
+    builder, shapes = _builder_and_shapes(name, input_size, batch_size, freeze, "backward_cross_check()")
     meta = _runner(builder, None, None, "meta", torch.float32, False)
     ours = backward_pass(meta, _make_inputs(shapes, "meta", torch.float32))
     real = _runner(builder, None, None, "cpu", torch.float32, False)
@@ -124,17 +133,11 @@ def compare_step(name, input_size=None, batch_size: int = 2, optimizer: str = "s
     the same step on real tensors, each difference explained. Returns a DataFrame."""
     import pandas as pd
 
-    from .analyze import _build, _make_inputs, _resolve, _runner, input_shapes
+    from .analyze import _make_inputs, _runner
     from .memcheck import _row
-    from .training import frozen_builder, step_memory
+    from .training import step_memory
 
-    name, spec, builder, module = _resolve(name, {})
-    if module is not None:
-        raise ValueError("compare_step() takes a zoo name or a file.py:builder reference")
-    if freeze:
-        builder = frozen_builder(builder, freeze)
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
-                          model=lambda: _build(builder, "meta", torch.float32))
+    builder, shapes = _builder_and_shapes(name, input_size, batch_size, freeze, "compare_step()")
     ours = step_memory(_runner(builder, None, None, "meta", torch.float32, False),
                        _make_inputs(shapes, "meta", torch.float32), optimizer)
     ev = allocator_step(_runner(builder, None, None, "cpu", torch.float32, False),
