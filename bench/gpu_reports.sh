@@ -33,7 +33,7 @@ archcost sweep $MODELS --batch-sizes "$BATCHES" $run
 # Per-layer latency, with the hooks' overhead stated.
 archcost layer-breakdown "$LAYER_MODEL" --latency $run
 # The tracker's peak_bytes/saved_bytes against the allocator, per model.
-slug=$("$PYTHON" -c "from archcost.analysis.devices import slug; print(slug('$DEVICE'))")
+slug=$("$PYTHON" -c "from archcost.devices import slug; print(slug('$DEVICE'))")
 for m in $MODELS; do
     target="$OUT/memcheck_${m}_${slug}_float32_b1.csv"
     archcost memory "$m" --device "$DEVICE" --format csv > "$target.tmp"

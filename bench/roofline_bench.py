@@ -33,9 +33,10 @@ def main(argv=None):
     import pandas as pd
     import torch
 
-    from archcost.analysis import calibrate
-    from archcost.analysis.devices import slug
-    from archcost.analysis.roofline_pass import resolve_target, run
+    from archcost.roofline import calibrate
+    from archcost.devices.table import slug
+    from archcost.analysis.roofline import run
+    from archcost.roofline.layers import resolve_target
     from archcost.report.files import ensure_dir, write_csv, write_text
     from archcost.report.tables import render
 

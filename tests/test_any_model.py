@@ -16,9 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import archcost
-from archcost.analysis import memory as mem
-
-
+from archcost.memory import forward as mem
 def macs_of(model, **kw):
     kw.setdefault("memory", False)
     return archcost.analyze(model, **kw)
@@ -33,7 +31,7 @@ def count_fused(model, *inputs):
     """MACs under the dispatch-level counter alone. Without archcost's TorchFunctionMode
     active, nn.MultiheadAttention and nn.TransformerEncoderLayer take their inference fast
     paths (one fused ATen op each) in eval with no grad, as they do for a user."""
-    from archcost.analysis.engine import CountingMode, module_records
+    from archcost.count.engine import CountingMode, module_records
 
     records = module_records(model)
     with torch.no_grad(), CountingMode([], records) as counter:
@@ -307,7 +305,7 @@ def test_data_dependent_forward_runs_on_seeded_real_tensors(tmp_path):
         def build():
             return Net()
     """)
-    from archcost.analysis.analyze import SEED
+    from archcost.count.build import SEED
 
     # The branch is fixed by the documented seeds: replay it.
     from archcost.zoo.custom import resolve_builder
@@ -457,7 +455,7 @@ def _vit_file(tmp_path):
 
 
 def test_memory_check_states_why_attention_is_measured_on_cpu(tmp_path):
-    from archcost.analysis.memcheck import compare
+    from archcost.checks.memcheck import compare
 
     frame = compare(_vit_file(tmp_path), input_size=(3, 32, 32))
     meta_rows = frame[frame["by"].str.startswith("the same tracker on meta")]

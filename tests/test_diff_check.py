@@ -235,7 +235,7 @@ def test_diff_does_not_pair_layers_of_different_types_by_index_name(tmp_path):
     """An nn.Sequential with a layer inserted at index 3: one added Conv2d, not a cascade
     of 'changed' rows pairing 3 with 3, 4 with 4..."""
     import archcost
-    from archcost.analysis.diff import diff_layers
+    from archcost.compare.diff import diff_layers
 
     path = tmp_path / "seq.py"
     path.write_text(

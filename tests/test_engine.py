@@ -9,7 +9,6 @@ import torch.nn as nn
 
 import archcost
 from archcost.analysis import AnalysisError
-
 ALL = archcost.list_models()
 PAPER_VARIANTS = ["lenet5", "alexnet_paper", "zfnet", "googlenet_paper", "xception",
                   "se_resnet50", "resnet18"]
@@ -145,7 +144,7 @@ def test_unknown_model_suggests_names():
 
 
 def test_cross_check_with_torch_flop_counter_explains_difference():
-    from archcost.analysis.crosscheck import cross_check
+    from archcost.checks.crosscheck import cross_check
 
     frame = cross_check("resnet18").set_index("operator")
     assert frame.loc["convolution", "difference"] == 0
@@ -160,7 +159,7 @@ def test_cross_check_with_torch_flop_counter_explains_difference():
 @pytest.mark.parametrize("name", ALL)
 def test_shape_shortcuts_match_real_meta_kernels(name, monkeypatch):
     """shapes.py's closed forms give the same layers as PyTorch's own meta kernels."""
-    import archcost.analysis.shapes as shapes
+    from archcost.count import shapes as shapes
 
     fast = archcost.analyze(name)
     monkeypatch.setattr(shapes, "ATEN_SHORTCUTS", {})

@@ -24,9 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import archcost
-from archcost.analysis import ops
-
-
+from archcost.count import rules as ops
 # --- helpers -----------------------------------------------------------------------------
 
 def count(model, *inputs, meta=True):

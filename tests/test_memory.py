@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 import archcost
-from archcost.analysis import memory as mem
-from archcost.analysis.memcheck import compare, profiler_memory
-from archcost.analysis.timing import quantile
+from archcost.memory import forward as mem
+from archcost.checks.memcheck import compare
+from archcost.measure.allocator import profiler_memory
+from archcost.measure.timing import quantile
 from archcost.cli import main, parse_batch_sizes
 
 B, C, H = 2, 8, 16
@@ -310,7 +311,7 @@ class _Checked:
         monkeypatch.setattr(mem.MetaShortcuts, "call", lambda mode, *call: self.call(mode, *call))
 
     def call(self, mode, func, args, kwargs):
-        from archcost.analysis.shapes import aten_shortcut
+        from archcost.count.shapes import aten_shortcut
         from torch.utils._pytree import tree_flatten
 
         fast = aten_shortcut(func, args, kwargs)
@@ -412,7 +413,7 @@ def test_aten_shortcuts_leave_real_tensors_to_their_kernels(monkeypatch):
 
 
 def test_float32_on_a_gpu_compares_with_the_tf32_peak_while_cudnn_uses_it():
-    from archcost.analysis.devices import find_peak, peak_key
+    from archcost.devices.table import find_peak, peak_key
 
     h100 = find_peak("NVIDIA H100 80GB HBM3")
     assert h100.name == "NVIDIA H100 SXM5" and find_peak("NVIDIA H100 PCIe").name == "NVIDIA H100 PCIe"
@@ -447,7 +448,7 @@ class _FakeClock:
         self.synced = False
         monkeypatch.setattr(torch.cuda, "Event", Event)
         monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: setattr(clock, "synced", True))
-        import archcost.analysis.timing as timing
+        from archcost.measure import timing as timing
 
         monkeypatch.setattr(timing.time, "perf_counter", lambda: clock.now_ms / 1e3)
 
@@ -476,8 +477,7 @@ class _TwoCalls(nn.Module):
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_timing_logic_on_a_fake_clock(device, monkeypatch):
-    from archcost.analysis import timing
-
+    from archcost.measure import timing
     clock = _FakeClock(monkeypatch)
     net = _TwoCalls(clock)
     x = torch.zeros(1)
@@ -492,8 +492,7 @@ def test_timing_logic_on_a_fake_clock(device, monkeypatch):
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_per_layer_timing_drops_the_warm_up_forwards(device, monkeypatch):
-    from archcost.analysis import timing
-
+    from archcost.measure import timing
     clock = _FakeClock(monkeypatch)
     # 2 plain warm-up + 2 plain timed + 2 hooked warm-up calls are slow (20 ms), then 2 ms
     net = nn.Sequential(_Takes(clock, 2.0, cold_calls=6, cold_ms=20.0))

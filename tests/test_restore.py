@@ -8,8 +8,6 @@ from hypothesis import strategies as st
 
 import archcost
 from archcost.analysis import AnalysisError
-
-
 class Net(nn.Module):
     def __init__(self):
         super().__init__()

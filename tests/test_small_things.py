@@ -113,8 +113,7 @@ def test_one_truth_about_params():
 
 
 def test_latency_spread_is_flagged(monkeypatch):
-    from archcost.analysis import timing
-
+    from archcost.measure import timing
     def busy(model, inputs, device, repeats=20, warmup=5, amp_dtype=None):
         return timing.summarize([1.0, 1.0, 1.0, 4.0, 4.0], warmup, "perf_counter")  # p20 1 ms, p80 4 ms
 
@@ -127,8 +126,7 @@ def test_latency_spread_is_flagged(monkeypatch):
 
 
 def test_steady_latency_has_no_warning(monkeypatch):
-    from archcost.analysis import timing
-
+    from archcost.measure import timing
     monkeypatch.setattr(timing, "time_forward", lambda *a, **k: timing.summarize([2.0, 2.1, 2.2], 0, "perf_counter"))
     out = run(["table", "lenet5", "--latency", "--no-save"]).stdout
     assert "warning" not in out and " !" not in out

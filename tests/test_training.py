@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from archcost.analysis import analyze
-from archcost.analysis import memory as mem
-from archcost.analysis.budgets import DEVICES, GIB, parse_memory
-from archcost.analysis.engine import AnalysisError
-from archcost.analysis.fit import fit, largest_batch
-from archcost.analysis.traincheck import allocator_step
-from archcost.analysis.training import freeze, step_memory
+from archcost.memory import forward as mem
+from archcost.devices.budgets import DEVICES, GIB, parse_memory
+from archcost.errors import AnalysisError
+from archcost.memory.fit import fit, largest_batch
+from archcost.measure.allocator import allocator_step
+from archcost.memory.training import freeze, step_memory
 from archcost.cli import main
 
 B, C, H = 2, 8, 16
@@ -130,14 +130,15 @@ def test_cpu_allocator_agrees_on_tiny_nets(net, size, optimizer):
 def test_cpu_allocator_agrees_on_a_zoo_model():
     """LeNet-5 at batch 2, within 1% (the allocator also sees what composite ops free
     inside themselves, and the loss's small scalars move between op boundaries)."""
-    from archcost.analysis.analyze import _build, _make_inputs, _runner
+    from archcost.count.inputs import make_inputs
+    from archcost.count.build import build, runner_model
     from archcost.zoo.registry import get_spec
 
     spec = get_spec("lenet5")
     shape = [(2,) + tuple(spec.input_size)]
-    ours = step_memory(_build(spec.builder, "meta", torch.float32), _make_inputs(shape, "meta", torch.float32))
-    cpu = allocator_step(_runner(spec.builder, None, None, "cpu", torch.float32, False),
-                         _make_inputs(shape, "cpu", torch.float32))
+    ours = step_memory(build(spec.builder, "meta", torch.float32), make_inputs(shape, "meta", torch.float32))
+    cpu = allocator_step(runner_model(spec.builder, None, None, "cpu", torch.float32, False),
+                         make_inputs(shape, "cpu", torch.float32))
     theirs = cpu["baseline_bytes"] + cpu["op_boundary_peak"]
     assert abs(ours.train_peak_bytes - theirs) / theirs < 0.01
 
@@ -197,7 +198,9 @@ def test_bad_budgets(text, word):
 
 
 def test_every_device_names_its_source():
-    assert all(d.gib > 0 and d.source for d in DEVICES.values())
+    assert all(d.memory_gib > 0 and d.memory_source for d in DEVICES)
+    # an entry without peaks has its memory only, and says so by its empty peak source
+    assert all(d.has_peaks == bool(d.source) for d in DEVICES)
 
 
 @pytest.mark.parametrize("a,c,budget,cap", [(7, 100, 10**6, 1 << 20), (1000, 5, 3, 100), (3, 0, 10**9, 50),
@@ -220,7 +223,8 @@ def test_largest_batch_is_exact_on_known_curves(a, c, budget, cap):
 
 def test_fit_is_consistent_by_its_own_measurement():
     """The answer fits and answer + 1 does not, each re-measured on a fresh model."""
-    from archcost.analysis.analyze import _build, _make_inputs
+    from archcost.count.inputs import make_inputs
+    from archcost.count.build import build
     from archcost.zoo.registry import get_spec
 
     budget = 64 * 2**20
@@ -228,8 +232,8 @@ def test_fit_is_consistent_by_its_own_measurement():
     spec = get_spec("lenet5")
 
     def needed(b):
-        inputs = _make_inputs([(b,) + tuple(spec.input_size)], "meta", torch.float32)
-        s = step_memory(_build(spec.builder, "meta", torch.float32), inputs, "adam")
+        inputs = make_inputs([(b,) + tuple(spec.input_size)], "meta", torch.float32)
+        s = step_memory(build(spec.builder, "meta", torch.float32), inputs, "adam")
         return s.train_peak_bytes + inputs[0].untyped_storage().nbytes()
 
     assert r.batch > 1 and not r.capped
@@ -286,8 +290,8 @@ def test_freeze_pattern_that_matches_nothing_is_one_line():
 
 # --- backward MACs ------------------------------------------------------------------
 
-from archcost.analysis.backward import backward_pass  # noqa: E402
-from archcost.analysis.traincheck import backward_cross_check  # noqa: E402
+from archcost.memory.backward import backward_pass  # noqa: E402
+from archcost.checks.traincheck import backward_cross_check  # noqa: E402
 
 F3 = B * C * 3 * 3 * C * H * H  # forward MACs of a C -> C 3x3 conv on H x H (padding 1)
 F1 = B * 3 * 3 * 3 * C * H * H  # of the 3 -> C conv
@@ -364,7 +368,7 @@ def test_checkpointing_block_0_by_hand():
     # Segment '0' (conv1, relu, conv2, relu) keeps only its input, the batch: the forward
     # keeps relu2's output (conv3's input), relu3's and the loss: 2M + 4, not 3M + 4.
     # Backward reruns the segment's forward: F1 + F3 more MACs.
-    from archcost.analysis.backward import backward_pass
+    from archcost.memory.backward import backward_pass
 
     x = (torch.zeros(B, 3, H, H, device="meta"),)
     r = step_memory(chain().to("meta"), x, "sgd", checkpoint=["0"])

@@ -84,3 +84,26 @@ def to_json(frame: pd.DataFrame) -> str:
 
 def to_csv(frame: pd.DataFrame, path_or_buf=None):
     return plain_frame(frame).to_csv(path_or_buf, index=False)
+
+
+def strict_json(obj) -> str:
+    """JSON without NaN (null instead) and with numpy scalars as plain numbers."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if v is not None and not isinstance(v, (str, int, float, bool)):
+            try:
+                if v != v:  # pd.NA and friends
+                    return None
+            except TypeError:
+                return None
+            return str(v)
+        return v
+
+    return json.dumps(clean(obj), indent=1, allow_nan=False) + "\n"

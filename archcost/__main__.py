@@ -1,0 +1,5 @@
+"""python -m archcost: the command line."""
+
+from archcost.cli import entry
+
+entry()

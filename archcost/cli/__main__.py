@@ -1,0 +1,5 @@
+"""python -m archcost.cli"""
+
+from archcost.cli import entry
+
+entry()

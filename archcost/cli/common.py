@@ -1,0 +1,311 @@
+"""What every command shares: one-line errors and exit codes, option definitions, model and
+size parsing, progress lines. Imports no torch, pandas or matplotlib at module level."""
+
+import contextlib
+import sys
+
+import click
+
+FORMATS = ("text", "csv", "json", "markdown")
+
+LINEUP = ["lenet5", "alexnet", "zfnet", "vgg16", "vgg19", "googlenet", "resnet18", "resnet50",
+          "resnet152", "densenet121", "xception", "se_resnet50", "mobilenet_v2"]
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, exit code 2."""
+
+def fail(message: str):
+    raise UserError(message)
+
+def say(message: str):
+    """One line on stderr: control characters from the user's input (newlines, \\r) escaped."""
+    click.echo("".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message), err=True)
+
+class Group(click.Group):
+    """Turns usage errors and UserError into one line on stderr (exit 2), no traceback."""
+
+    def main(self, args=None, prog_name=None, **kwargs):
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "archcost", standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
+                click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
+                sys.exit(130)
+            click.echo("archcost: aborted", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
+            sys.exit(130)
+        except click.UsageError as e:
+            no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
+            if (no_args and isinstance(e, no_args)) or (e.ctx and e.message == e.ctx.get_help()):
+                click.echo(e.ctx.get_help(), err=True)  # a bare command: its help, as written
+                sys.exit(2)
+            where = e.ctx.command_path if e.ctx else "archcost"
+            say(f"{where}: error: {e.format_message()} (see '{where} --help')")
+            sys.exit(2)
+        except UserError as e:
+            say(f"archcost: error: {e}")
+            sys.exit(2)
+        except click.ClickException as e:
+            say(f"archcost: error: {e.format_message()}")
+            sys.exit(e.exit_code)
+        except BrokenPipeError:
+            sys.exit(0)
+        except Exception as e:  # never a traceback: one line, and how to see the traceback
+            import os
+
+            if os.environ.get("ARCHCOST_TRACEBACK"):
+                raise
+            if isinstance(e, user_errors()):  # e.g. a report write that failed (full disk)
+                say(f"archcost: error: {e}")
+                sys.exit(2)
+            from archcost.count.limits import is_out_of_memory, out_of_memory_message
+
+            if is_out_of_memory(e):
+                say(f"archcost: error: {out_of_memory_message(e)}")
+                sys.exit(2)
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            say(f"archcost: internal error: {type(e).__name__}: {first} (a bug: please report it with "
+                "the command; ARCHCOST_TRACEBACK=1 shows the traceback)")
+            sys.exit(3)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+def user_errors():
+    """The exception types that mean a user mistake, imported lazily."""
+    from archcost.errors import AnalysisError
+    from archcost.report.files import OutputDirError
+    from archcost.zoo.custom import BuilderError
+
+    return (AnalysisError, OutputDirError, BuilderError)
+
+def guarded(fn, *args, **kwargs):
+    from archcost.count.limits import is_out_of_memory, out_of_memory_message
+
+    try:
+        return fn(*args, **kwargs)
+    except user_errors() as exc:
+        fail(str(exc))
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        fail(out_of_memory_message(exc))
+
+def parse_sizes(values):
+    from archcost.conditions import parse_input_size
+
+    sizes = []
+    for v in values:
+        try:
+            sizes.append(parse_input_size(v))
+        except ValueError as exc:
+            fail(str(exc))
+    if not sizes:
+        return None
+    return sizes[0] if len(sizes) == 1 else sizes
+
+def resolve_models(patterns, default=None):
+    """Names, wildcards ('resnet*'), families ('vgg') or file.py:builder references."""
+    from archcost.zoo.registry import list_models, unknown_model_message
+
+    names = []
+    for pat in patterns or default or []:
+        if ":" in pat:
+            names.append(pat)
+            continue
+        found = list_models(pat)
+        if not found:
+            fail(unknown_model_message(pat) if not any(ch in pat for ch in "*?[")
+                 else f"no model matches {pat!r}: see `archcost list`")
+        names += [n for n in found if n not in names]
+    return names
+
+def one_model(pattern):
+    """The one model a per-model command (layer-breakdown, ops, memory) takes."""
+    if ":" in pattern:
+        return pattern
+    names = resolve_models([pattern])
+    if len(names) > 1:
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        fail(f"{pattern!r} matches {len(names)} models ({shown}); this command takes one: name it, "
+             "or use `archcost table` for one row per model")
+    return names[0]
+
+def out_dir(out, no_save):
+    if no_save:
+        return None
+    from archcost.report.files import ensure_dir
+
+    return guarded(ensure_dir, out)
+
+def file_stem(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name.split("/")[-1])
+
+def emit(text: str):
+    click.echo(text, nl=False)
+
+def wrote(paths):
+    if paths:
+        click.echo("wrote " + ", ".join(str(p) for p in paths), err=True)
+
+input_size_option = click.option(
+    "--input-size", "input_size", multiple=True, metavar="N|CxHxW",
+    help="Input size without batch. CxHxW (3x224x224) is that image; N (224) is a square N x N image "
+         "with the model's input channels (a zoo model's paper's; your model's first convolution's; a model "
+         "without convolutions: N features). A Conv2d model takes only these two forms; other models "
+         "take the dimensions as given (16x100 for a Conv1d). Repeat for models with several inputs. "
+         "Default: the model's paper input.")
+
+batch_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=1,
+                            show_default=True, help="Batch size.")
+
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
+                             show_default=True, help="Output format (csv/json carry raw integers).")
+
+out_option = click.option("--out", type=click.Path(file_okay=False), default="reports",
+                          show_default=True, help="Folder for the CSV and plot.")
+
+nosave_option = click.option("--no-save", is_flag=True, help="Print only; write no files.")
+
+name_option = click.option("--name", default=None, metavar="NAME",
+                           help="Last part of the report file names, instead of the one derived from the "
+                                "models (README: 'Report names').")
+
+engine_option = click.option("--engine", type=click.Choice(["auto", "meta", "cpu", "fvcore"]),
+                             default="auto", show_default=True,
+                             help="auto: shape-only meta pass (falls back to real CPU tensors); "
+                                  "fvcore: fvcore's JIT trace on real tensors.")
+
+dtype_option = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]),
+                            default="float32", show_default=True,
+                            help="Element type: the model and input are cast to it (with --amp: autocast to it).")
+
+def stack_options(*options):
+    """One decorator applying ``options`` in the order listed (as --help shows them)."""
+    def apply(fn):
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+    return apply
+
+
+# What is analysed and how it is reported (table, layer-breakdown).
+
+analysis_options = stack_options(input_size_option, batch_option, format_option, out_option, nosave_option,
+                                 name_option, engine_option, dtype_option)
+
+# Where and how memory and time are measured (table, layer-breakdown, sweep).
+
+run_options = stack_options(
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                 help="Where latency (and on CUDA, memory) is measured; auto = cuda if available."),
+    click.option("--amp", is_flag=True, help="torch.autocast to --dtype with float32 weights, instead of "
+                 "casting the model (timm's 'amp' precision)."),
+    click.option("--channels-last", is_flag=True, help="Model and input in NHWC memory format."),
+    click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
+                 show_default=True, help="Optimizer state counted in train_bytes (none, 1 or 2 tensors per weight) "
+                 "and run in --train's step (torch.optim, foreach)."),
+    click.option("--repeat", type=click.IntRange(min=1), default=20, show_default=True,
+                 help="Timed forwards for latency."),
+    click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+                 help="Untimed forwards before timing."),
+)
+
+
+# A training step (table, layer-breakdown): the optimizer comes from run_options.
+
+train_options = stack_options(
+    click.option("--train", is_flag=True, help="Also measure one whole training step (forward, backward, "
+                 "optimizer step): train_peak_bytes and the phase of its peak."),
+    click.option("--freeze", multiple=True, metavar="PATTERN",
+                 help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable. "
+                      "Changes trainable_params, saved/train bytes and the training step."),
+    click.option("--checkpoint", multiple=True, metavar="SEGMENTS",
+                 help="With --train: activation checkpointing of the outermost modules matching (fnmatch: "
+                      "'layer?' = ResNet's stages, 'layer?.*' = every block; 'top' = each child); repeatable."),
+)
+
+def conditions(device, dtype, amp, channels_last, batch=None, **more) -> str:
+    """File-name tag of the run's conditions (the rule: archcost/report/naming.py)."""
+    from archcost.devices.table import slug
+    from archcost.report.naming import conditions as tag
+
+    return tag(slug(device), dtype, amp, channels_last, batch, **more)
+
+def target_tag(target) -> str:
+    """File-name part of a roofline --target (its rows carry extra columns)."""
+    return "" if not target else "bound-" + "".join(c if c.isalnum() or c == "-" else "-" for c in target.lower())
+
+def progress(items, label, describe=str):
+    """Progress on stderr for runs of several items: a bar on a terminal, else one line
+    per item (``archcost: [2/13] measuring vgg16``), so a long run is never silent."""
+    if len(items) < 2:
+        return contextlib.nullcontext(items)
+    if sys.stderr.isatty():
+        return click.progressbar(items, label=label, file=sys.stderr,
+                                 item_show_func=lambda x: describe(x) if x is not None else "")
+
+    def lines():
+        for i, item in enumerate(items, 1):
+            click.echo(f"archcost: [{i}/{len(items)}] {label} {describe(item)}", err=True)
+            yield item
+
+    return contextlib.nullcontext(lines())
+
+def step(text):
+    """One progress line on stderr for a long single step (``archcost: [..] text``)."""
+    click.echo(f"archcost: [..] {text}", err=True)
+
+def run_device(device):
+    from archcost.conditions import resolve_device
+
+    return guarded(resolve_device, device)
+
+def resolve_roofline_target(target, dtype, launch_overhead_us=0.0, refresh=False):
+    from archcost.roofline.layers import resolve_target
+
+    return guarded(resolve_target, target, dtype, launch_overhead_us, refresh)
+
+target_option = click.option("--target", default="auto", show_default=True, metavar="NAME|cpu|auto",
+                             help="Device whose roofline bounds the layers: a name from `archcost devices` "
+                                  "(datasheet figures), cpu (this machine, calibrated), or auto (this GPU, else cpu).")
+
+overhead_option = click.option("--launch-overhead-us", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                               help="Per-operator kernel-launch overhead in microseconds (0: not modelled).")
+
+
+def parse_batch_sizes(text: str):
+    """'1,2,4,8', or with an ellipsis continuing the pattern up to the last value:
+    '1,2,4,...,64' doubles (1..64), '8,16,24,...,64' adds 8."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    usage = f"--batch-sizes {text!r} is not a list like 1,2,4,8 or 1,2,4,...,64"
+    try:
+        if "..." in parts:
+            i = parts.index("...")
+            head = [int(p) for p in parts[:i]]
+            if len(parts) != i + 2 or len(head) < 2:
+                fail(usage)
+            last = int(parts[i + 1])
+            a, b = head[-2], head[-1]
+            if last < b:  # the pattern would run past its stated end
+                fail(usage)
+            if a > 0 and b % a == 0 and b // a > 1:
+                step = lambda x: x * (b // a)  # noqa: E731
+            elif b > a:
+                step = lambda x: x + (b - a)  # noqa: E731
+            else:
+                fail(usage)
+            sizes = list(head)
+            while step(sizes[-1]) <= last:
+                sizes.append(step(sizes[-1]))
+            if sizes[-1] != last:
+                sizes.append(last)
+        else:
+            sizes = [int(p) for p in parts]
+    except ValueError:
+        fail(usage)
+    if not sizes or any(b < 1 for b in sizes):
+        fail(f"--batch-sizes {text!r}: batch sizes must be positive integers")
+    return sorted(set(sizes))

@@ -1,0 +1,44 @@
+"""`archcost devices`: the one device table."""
+
+import click
+
+from archcost.cli.app import main
+from archcost.cli.common import FORMATS, emit
+
+
+@main.command("devices")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+def devices_cmd(fmt):
+    """The device table: dense datasheet peaks per dtype, memory bandwidth and memory, with
+    sources. Every command (roofline --target, fit --memory, table --target) takes these
+    names and the short aliases listed under the table."""
+    import pandas as pd
+
+    from archcost.devices import table as devices
+    from archcost.report.clean import strict_json
+    from archcost.roofline import calibrate
+    from archcost.report.tables import render
+
+    frame = pd.DataFrame(devices.rows())
+    if fmt in ("csv", "json"):
+        emit(frame.to_csv(index=False) if fmt == "csv" else strict_json(frame.to_dict("records")))
+        return
+    show = frame.assign(**{c: frame[c].map(lambda v: "-" if v is None or v != v else f"{v:g}")
+                           for c in frame.columns if c.endswith("_tflops") or c == "bandwidth_gbs"},
+                        ridge_float32=frame["ridge_float32"].map(lambda v: "-" if v is None or v != v else f"{v:.0f}"),
+                        memory_gib=frame["memory_bytes"].map(lambda v: "-" if v is None or v != v else f"{v / 2**30:g}"))
+    cols = ["target", "name", "float32_tflops", "tf32_tflops", "float16_tflops", "bfloat16_tflops", "bandwidth_gbs",
+            "ridge_float32", "memory_gib"]
+    text = render(show, fmt, cols).split("\n\ncolumns:")[0].split("\n\n- ")[0]
+    cached = calibrate.load(calibrate.cache_dir() / f"cpu-{calibrate.machine_key()}.json")
+    notes = ["", "TFLOP/s dense (no sparsity), FLOPs = 2 x MACs; float16/bfloat16 tensor cores with FP32 "
+             "accumulate; bandwidth in GB/s (10^9 bytes/s); ridge_float32: FLOP/byte where float32 "
+             "(as TF32 where the GPU has it) turns compute-bound.",
+             "cpu: this machine, measured (--target cpu): "
+             + (cached.describe() if cached else "not calibrated yet; `archcost roofline MODEL --target cpu` measures it"),
+             "memory_gib: nominal capacity (GiB); '-' peaks: no sourced datasheet figure is stored, so fit takes "
+             "the device and roofline does not.",
+             "short names: " + ", ".join(f"{a} = {k}" for a, k in devices.ALIASES.items()),
+             "", "sources:"] + [f"  {d.key}: " + "; ".join(x for x in (d.source, d.bandwidth_source and "bandwidth: "
+                                + d.bandwidth_source, "memory: " + d.memory_source) if x) for d in devices.DEVICES]
+    emit(text.rstrip("\n") + "\n" + "\n".join(notes) + "\n")

@@ -1,0 +1,86 @@
+"""`archcost sweep`: memory and latency against batch size."""
+
+import click
+
+from archcost.cli.app import main
+from archcost.cli.common import conditions, dtype_option, emit, fail, format_option, input_size_option, name_option, nosave_option, out_dir, out_option, parse_batch_sizes, parse_sizes, progress, resolve_models, run_device, run_options, user_errors, wrote
+from archcost.report.notes import condition_notes, sweep_title
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True)
+@click.option("--batch-sizes", default="1,2,4,...,64", show_default=True,
+              help="Comma-separated, or 1,2,4,...,N to keep doubling up to N.")
+@input_size_option
+@dtype_option
+@click.option("--no-latency", is_flag=True, help="Memory only (no timing).")
+@run_options
+@format_option
+@out_option
+@nosave_option
+@name_option
+def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
+          warmup, fmt, out, no_save, name):
+    """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
+    Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
+    A batch that does not fit in memory (or is refused as too large) is recorded as such,
+    with the rows measured before it, and ends that model's sweep."""
+    import pandas as pd
+
+    from archcost.analysis import analyze
+    from archcost.analysis.analyze import OutOfDeviceMemory
+    from archcost.count.limits import is_out_of_memory
+    from archcost.report.files import write_csv
+    from archcost.report.tables import render
+
+    names = resolve_models(models)
+    sizes = parse_sizes(input_size)
+    batches = parse_batch_sizes(batch_sizes)
+    folder = out_dir(out, no_save)
+    device = run_device(device)
+    rows = []
+    jobs = [(n, b) for n in names for b in batches]
+    stopped, measured = set(), set()
+    with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}") as bar:
+        for n, b in bar:
+            if n in stopped:
+                continue
+            try:
+                a = analyze(n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
+                            channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
+                            repeats=repeat, warmup=warmup)
+            except (OutOfDeviceMemory, MemoryError, RuntimeError) as exc:
+                if not isinstance(exc, OutOfDeviceMemory) and not is_out_of_memory(exc):
+                    raise
+                stopped.add(n)  # the rows measured so far are kept
+                rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": "out of memory"}]))
+                continue
+            except user_errors() as exc:
+                if n not in measured:  # the input itself is wrong: one line
+                    fail(str(exc))
+                stopped.add(n)  # a larger batch refused (e.g. beyond 2^40 elements): keep the rows so far
+                rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": str(exc)}]))
+                continue
+            measured.add(n)
+            rows.append(a.summary.assign(note=""))
+    frame = pd.concat(rows, ignore_index=True)
+    if "params" not in frame or frame["params"].isna().all():
+        fail(f"no batch size of {batch_sizes} fits in {device} memory for {', '.join(names)}: "
+             "try smaller --batch-sizes or --input-size")
+    from archcost.report.spread import add_spread
+
+    cols = ["model", "batch_size", "saved_bytes", "peak_bytes", "train_bytes"] + (
+        [] if no_latency else ["latency_ms", "latency_spread", "images_per_s", "achieved_tflops"])
+    spread = add_spread(frame)
+    emit(render(frame, fmt, cols, notes=condition_notes(frame.dropna(subset=["params"]), not no_latency) + spread))
+    if folder is not None:
+        from archcost.report.files import file_set
+        from archcost.report.naming import subset
+        from archcost.report.plots import sweep as plot
+
+        tag = conditions(device, dtype, amp, channels_last, f"{batches[0]}-{batches[-1]}", input_size=sizes,
+                         optimizer=optimizer, extra=["nolatency" if no_latency else ""]) + subset(names, None, name)
+        with file_set(folder):
+            paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
+            plot(frame, paths[1], sweep_title(frame.dropna(subset=["params"])), latency=not no_latency)
+        wrote(paths)
