@@ -79,6 +79,7 @@ class Block:
     segment: int
     allocated: bool = False
     requested: int = 0  # the bytes asked for (before rounding)
+    tag: str = "tensor"  # what asked: tensor | cublas | cudnn ...
     prev: Optional["Block"] = None
     next: Optional["Block"] = None
 
@@ -102,6 +103,8 @@ class Stats:
     cuda_mallocs: int = 0
     cuda_frees: int = 0
     requested_at_allocated_peak: int = 0  # the bytes asked for when memory_allocated peaked
+    requested_by_tag: Dict[str, int] = field(default_factory=dict)  # now
+    requested_by_tag_at_allocated_peak: Dict[str, int] = field(default_factory=dict)
 
 
 class CachingAllocator:
@@ -198,7 +201,7 @@ class CachingAllocator:
                     self._release(b)
 
     # -- malloc / free --------------------------------------------------------------------------
-    def malloc(self, nbytes: int) -> Block:
+    def malloc(self, nbytes: int, tag: str = "tensor") -> Block:
         size = round_size(nbytes)
         small = is_small(size)
         b = self._free_block(size, small)
@@ -222,12 +225,15 @@ class CachingAllocator:
             self._insert(rest)
         b.allocated = True
         b.requested = nbytes
+        b.tag = tag
         s = self.stats
         s.allocated_bytes += b.size
         s.requested_bytes += nbytes
+        s.requested_by_tag[tag] = s.requested_by_tag.get(tag, 0) + nbytes
         if s.allocated_bytes > s.peak_allocated_bytes:
             s.peak_allocated_bytes = s.allocated_bytes
             s.requested_at_allocated_peak = s.requested_bytes
+            s.requested_by_tag_at_allocated_peak = dict(s.requested_by_tag)
         s.peak_requested_bytes = max(s.peak_requested_bytes, s.requested_bytes)
         return b
 
@@ -237,6 +243,7 @@ class CachingAllocator:
         b.allocated = False
         self.stats.allocated_bytes -= b.size
         self.stats.requested_bytes -= b.requested
+        self.stats.requested_by_tag[b.tag] -= b.requested
         for other in (b.prev, b.next):
             if other is not None and not other.allocated:
                 self._remove(other)
@@ -257,7 +264,7 @@ class CachingAllocator:
         return self.stats.reserved_bytes - self.stats.allocated_bytes
 
 
-# An event: ("alloc", key, nbytes) or ("free", key). Keys name allocations (a storage).
+# An event: ("alloc", key, nbytes[, tag]) or ("free", key). Keys name allocations (a storage).
 Event = Tuple
 
 
@@ -267,22 +274,26 @@ class Replay:
     peak_reserved_bytes: int  # predicted torch.cuda.max_memory_reserved
     peak_requested_bytes: int  # the most bytes the program asked for at once (no rounding)
     requested_at_allocated_peak: int
+    requested_by_tag_at_allocated_peak: Dict[str, int]
     segments: int
     cuda_mallocs: int
+    cuda_frees: int
     out_of_memory: str = ""  # the OOM message, when a capacity was given and passed
     live: Dict[Hashable, Block] = field(default_factory=dict, repr=False)
 
 
 def replay(events: Iterable[Event], allocator: Optional[CachingAllocator] = None) -> Replay:
     """Run ``events`` through ``allocator`` (a fresh one by default) and return its peaks.
-    A free of a key never allocated is ignored (a storage made before the replay began)."""
+    A free of a key never allocated is ignored (a storage made before the replay began); a
+    request of 0 bytes takes no block (the CUDA allocator returns no memory for it)."""
     a = allocator or CachingAllocator()
     live: Dict[Hashable, Block] = {}
     oom = ""
     try:
         for ev in events:
             if ev[0] == "alloc":
-                live[ev[1]] = a.malloc(ev[2])
+                if ev[2]:
+                    live[ev[1]] = a.malloc(ev[2], ev[3] if len(ev) > 3 else "tensor")
             elif ev[0] == "free":
                 b = live.pop(ev[1], None)
                 if b is not None:
@@ -293,5 +304,5 @@ def replay(events: Iterable[Event], allocator: Optional[CachingAllocator] = None
         oom = str(exc)
     s = a.stats
     return Replay(s.peak_allocated_bytes, s.peak_reserved_bytes, s.peak_requested_bytes,
-                  s.requested_at_allocated_peak,
-                  s.segments, s.cuda_mallocs, oom, live)
+                  s.requested_at_allocated_peak, dict(s.requested_by_tag_at_allocated_peak),
+                  s.segments, s.cuda_mallocs, s.cuda_frees, oom, live)
