@@ -136,7 +136,10 @@ def ledger(model: nn.Module, inputs: tuple, target: Gpu, train: bool = True, opt
     notes = list(rec.notes)
     if target.usable_kind != "exact":
         notes.append(target.usable_note)
-    return Ledger(target, "train" if train else "inference", parts, free.peak_allocated_bytes,
-                  free.peak_reserved_bytes, free.peak_reserved_bytes + target.context_bytes, budget,
-                  not bounded.out_of_memory, bounded.out_of_memory, notes, bounded.peak_reserved_bytes,
-                  bounded.cuda_frees)
+    return Ledger(target, "train" if train else "inference", parts,
+                  max_memory_allocated_bytes=free.peak_allocated_bytes,
+                  max_memory_reserved_bytes=free.peak_reserved_bytes,
+                  driver_used_bytes=free.peak_reserved_bytes + target.context_bytes, budget_bytes=budget,
+                  fits=not bounded.out_of_memory, out_of_memory=bounded.out_of_memory,
+                  reserved_on_target_bytes=bounded.peak_reserved_bytes, cache_releases=bounded.cuda_frees,
+                  notes=notes)
