@@ -151,6 +151,7 @@ class StepRecorder(StepLive):
 
 # -- the device's kernels ------------------------------------------------------------------------
 _HALF = (torch.float16, torch.bfloat16)
+_SDPA = torch._C._nn.scaled_dot_product_attention  # F.scaled_dot_product_attention itself
 
 
 def sdpa_backend(cc: Tuple[int, int], dtype: torch.dtype, head_dim: int, has_mask: bool) -> str:
@@ -177,11 +178,24 @@ class DeviceKernels(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
+        if func is _SDPA:
             return self._sdpa(*args, **kwargs)
         if func is F.dropout:
             return self._dropout(*args, **kwargs)
+        if func is F.multi_head_attention_forward:
+            return self._multi_head(func, args, kwargs)
         return func(*args, **kwargs)
+
+    def _multi_head(self, func, args, kwargs):
+        """nn.MultiheadAttention's Python path calls F's module-level scaled_dot_product_attention;
+        while it runs (this mode is off inside it), that name routes to the device's kernel.
+        (On a GPU an eval, no-grad call may take the fused fast path,
+        ``_native_multi_head_attention``, which runs the same attention kernels.)"""
+        F.scaled_dot_product_attention = self._sdpa
+        try:
+            return func(*args, **kwargs)
+        finally:
+            F.scaled_dot_product_attention = _SDPA
 
     def _sdpa(self, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         backend = "math" if enable_gqa or q.dim() != 4 else sdpa_backend(self.cc, q.dtype, q.shape[-1],
@@ -202,8 +216,7 @@ class DeviceKernels(TorchFunctionMode):
             return _aten._scaled_dot_product_efficient_attention(q, k, v, attn_mask, grad, dropout_p, is_causal,
                                                                  scale=scale)[0]
         self.notes["sdpa"] = "scaled_dot_product_attention: the math path, as on the device for these inputs"
-        return F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale=scale,
-                                              enable_gqa=enable_gqa)
+        return _SDPA(q, k, v, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
 
     def _dropout(self, input, p=0.5, training=True, inplace=False):
         if training and 0 < p < 1 and not inplace and input.numel() > 0:
