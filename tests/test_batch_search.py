@@ -43,3 +43,14 @@ def test_odd_batches_that_allocate_more_break_the_pattern():
 def test_nothing_fits():
     s = search(lambda b: one_tensor(100 * b), lambda r: peak(r) <= 500, lambda r: peak(r) > 500, 64)
     assert s.batch == 0
+
+
+def test_measured_figures_without_growth():
+    from archcost.memory.batch_search import search_measured
+
+    # the same odd pattern as measured bytes: answer 6, breakers 8, 10, 12, 14
+    s = search_measured(lambda b: 100 * b + (1000 if b % 2 else 0), 1500, 100)
+    assert s.batch == 6 and s.breakers == [8, 10, 12, 14]
+    # batch 1 over, batch 2 fits: nothing fits with every smaller batch, and 2 is named
+    s = search_measured(lambda b: 2000 if b == 1 else 100 * b, 1500, 100)
+    assert s.batch == 0 and s.breakers[:1] == [2]

@@ -152,3 +152,21 @@ def search(record: Callable[[int], Recording], fits: Callable[[Recording], bool]
                 breakers.append(b)
         b += 1
     return Search(answer, breakers, checked, derive is not None, every, note)
+
+
+def search_measured(needed: Callable[[int], int], budget: int, max_batch: int) -> Search:
+    """The same answer for a measured figure per batch (``needed(batch)``, bytes, each a
+    recorded pass): every batch up to SCAN_DIRECT is measured, above it the search assumes
+    growth (and says so); batches past the answer that fit are named."""
+    checked: Dict[int, bool] = {}
+    answer, every, note = _scan(lambda b: b, lambda b: needed(b) <= budget, max_batch, SCAN_DIRECT, checked)
+    breakers, over = [], 0
+    for b in range(answer + 2, min(max_batch, answer + SCAN_DIRECT) + 1):
+        fits = needed(b) <= budget
+        checked[b] = fits
+        over = 0 if fits else over + 1
+        if fits:
+            breakers.append(b)
+        if over >= 4 or len(breakers) >= MAX_BREAKERS:
+            break
+    return Search(answer, breakers, checked, False, every, note)

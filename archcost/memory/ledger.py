@@ -120,18 +120,35 @@ def _replays(rec: Recording, budget: int) -> Tuple[Replay, Replay]:
     return replay(events), replay(events, CachingAllocator(capacity=budget))
 
 
-def ledger(model: nn.Module, inputs: tuple, target: Gpu, train: bool = True, optimizer: str = "adam",
-           cudnn_workspace_bytes: int = 0, reserve_bytes: int = 0, checkpoint: Sequence[str] = ()) -> Ledger:
-    """The device ledger of ``model`` (on meta) at ``inputs`` on GPU ``target``."""
+def record(model: nn.Module, inputs: tuple, target: Gpu, train: bool = True, optimizer: str = "adam",
+           cudnn_workspace_bytes: int = 0, checkpoint: Sequence[str] = ()) -> Recording:
+    """The run's events as ``target`` would see them (its kernels, its cuBLAS workspace size)."""
     blas = cublas_workspace_bytes(target.compute_capability)
     if train:
-        rec = step_recording(model, inputs, target.compute_capability, optimizer, blas, cudnn_workspace_bytes,
-                             checkpoint)
-    else:
-        rec = forward_recording(model, inputs, target.compute_capability, blas, cudnn_workspace_bytes)
-    budget = target.usable_bytes - target.context_bytes - reserve_bytes
+        return step_recording(model, inputs, target.compute_capability, optimizer, blas, cudnn_workspace_bytes,
+                              checkpoint)
+    return forward_recording(model, inputs, target.compute_capability, blas, cudnn_workspace_bytes)
+
+
+def budget_of(target: Gpu, reserve_bytes: int = 0) -> int:
+    """What the caching allocator may reserve: usable memory less the context and the reserve."""
+    return target.usable_bytes - target.context_bytes - reserve_bytes
+
+
+def fits(rec: Recording, budget: int) -> bool:
+    """The steady-state replay, limited to ``budget``, never runs out."""
+    return not replay(repeat_steady(rec, STEADY_PASSES), CachingAllocator(capacity=budget)).out_of_memory
+
+
+def requested_peak(rec: Recording) -> int:
+    """The most bytes asked for at once: no allocator can do with less."""
+    return replay(repeat_steady(rec, 1)).peak_requested_bytes
+
+
+def ledger_of(rec: Recording, target: Gpu, train: bool, cudnn_given: bool = False, reserve_bytes: int = 0) -> Ledger:
+    budget = budget_of(target, reserve_bytes)
     free, bounded = _replays(rec, budget)
-    parts = _parts(free, cudnn_workspace_bytes > 0)
+    parts = _parts(free, cudnn_given)
     parts.append(Part("CUDA context", target.context_bytes, "estimated", CONTEXT.how))
     notes = list(rec.notes)
     if target.usable_kind != "exact":
@@ -143,3 +160,10 @@ def ledger(model: nn.Module, inputs: tuple, target: Gpu, train: bool = True, opt
                   fits=not bounded.out_of_memory, out_of_memory=bounded.out_of_memory,
                   reserved_on_target_bytes=bounded.peak_reserved_bytes, cache_releases=bounded.cuda_frees,
                   notes=notes)
+
+
+def ledger(model: nn.Module, inputs: tuple, target: Gpu, train: bool = True, optimizer: str = "adam",
+           cudnn_workspace_bytes: int = 0, reserve_bytes: int = 0, checkpoint: Sequence[str] = ()) -> Ledger:
+    """The device ledger of ``model`` (on meta) at ``inputs`` on GPU ``target``."""
+    rec = record(model, inputs, target, train, optimizer, cudnn_workspace_bytes, checkpoint)
+    return ledger_of(rec, target, train, cudnn_workspace_bytes > 0, reserve_bytes)
