@@ -92,6 +92,14 @@ class Ledger:
     def part(self, name: str) -> int:
         return next(p.bytes for p in self.parts if p.name == name)
 
+    def parts_on_target(self) -> Dict[str, int]:
+        """The parts as on the target itself: when short of memory the allocator releases its
+        cached segments, so less stays reserved but free than on a larger card."""
+        out = {p.name: p.bytes for p in self.parts}
+        if self.fits:
+            out["reserved but free"] = max(0, self.reserved_on_target_bytes - self.max_memory_allocated_bytes)
+        return out
+
 
 def _parts(r: Replay, cudnn_given: bool) -> List[Part]:
     tags: Dict[str, int] = r.requested_by_tag_at_allocated_peak
