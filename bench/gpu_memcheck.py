@@ -43,12 +43,12 @@ def _torchvision():
 
 def _builder(name):
     """(family, builder, input shape without batch)."""
-    from archcost.analysis.analyze import _resolve
+    from archcost.zoo.sources import resolve_model
 
     if name in OTHERS:
         tvm = _torchvision()
         return "torchvision", lambda: getattr(tvm, name)(), (3, 224, 224)
-    _, spec, builder, _ = _resolve(name, {})
+    _, spec, builder, _ = resolve_model(name, {})
     return "zoo", builder, tuple(spec.input_size)
 
 
@@ -82,11 +82,11 @@ def _measure(builder, shape, batch, train, optimizer):
     """Two passes on the GPU; (max_memory_allocated, max_memory_reserved, total - free)."""
     import torch
 
-    from archcost.analysis.analyze import _build
-    from archcost.analysis.training import TrainingStep
+    from archcost.count.build import build
+    from archcost.memory.training import TrainingStep
 
     _fresh()
-    model = _build(builder, "cuda", torch.float32)
+    model = build(builder, "cuda", torch.float32)
     x = (torch.randn(batch, *shape, device="cuda"),)
     if train:
         step = TrainingStep(model, optimizer)
@@ -123,8 +123,8 @@ def main(argv=None):
     import pandas as pd
     import torch
 
-    from archcost.analysis.analyze import _build
-    from archcost.analysis.devices import slug
+    from archcost.count.build import build
+    from archcost.devices import slug
     from archcost.memory.ledger import ledger
     from archcost.report.files import ensure_dir, write_csv
 
@@ -134,7 +134,7 @@ def main(argv=None):
         family, builder, shape = _builder(name)
         for mode in args.modes:
             train = mode == "train"
-            meta = _build(builder, "meta", torch.float32)
+            meta = build(builder, "meta", torch.float32)
             x = (torch.empty(args.batch, *shape, device="meta"),)
             L = ledger(meta, x, target, train=train, optimizer=args.optimizer)
             measured = _measure(builder, shape, args.batch, train, args.optimizer) if args.device == "cuda" \

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from archcost.analysis.training import step_memory
+from archcost.memory.training import step_memory
 from archcost.devices.memory_facts import CUBLAS_WORKSPACE_DEFAULT_BYTES, CUBLAS_WORKSPACE_HOPPER_BYTES, FACTS
 from archcost.memory.cuda_allocator import replay
 from archcost.memory.device_events import forward_recording, repeat_steady, sdpa_backend, step_recording

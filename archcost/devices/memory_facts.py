@@ -9,7 +9,7 @@ Three different totals exist for one card, and the vendors' "GB" is none of them
   driver's total on the cards where both are known (T4: 15,360 vs 15,110 MiB; A100 40GB:
   40,960 vs 40,441 MiB), so where only it is known it is an upper bound of the usable memory,
   250-520 MiB too high on those two cards.
-- the nominal size of the datasheet (``archcost/analysis/budgets.py``).
+- the nominal size of the datasheet (``table.py``'s ``memory_gib``).
 
 Where a figure could not be sourced it is ``None`` (unknown), never guessed;
 ``usable_bytes`` then falls back, and says so.
@@ -28,12 +28,12 @@ MiB = 1 << 20
 
 _MODAL = ("Modal, 'Why does an NVIDIA H100 80GB card offer 85.52 GB?' "
           "(thundergolfer.com/blog/nvidia-gpu-memory-capacity): total reported by NVML (nvidia-smi)")
-_CC = "NVIDIA, CUDA GPUs compute capability table (developer.nvidia.com/cuda-gpus)"
+_CC = "NVIDIA, CUDA GPUs compute capability table (developer.nvidia.com/cuda-gpus)"  # compute_capability
 
 
 @dataclass(frozen=True)
 class MemoryFacts:
-    key: str  # the device name of budgets.DEVICES / fit --memory
+    key: str  # the device's key in the one device table (table.py)
     compute_capability: Tuple[int, int]
     driver_total_bytes: Optional[int] = None  # cudaMemGetInfo's total; None: unknown
     driver_total_source: str = ""
@@ -64,12 +64,15 @@ FACTS: Dict[str, MemoryFacts] = {f.key: f for f in [
                 "(Paderborn PC2 documentation, 'NVIDIA A100 40GB with NVLINK')",
                 40_960 * MiB, _MODAL),
     MemoryFacts("a100-80gb", (8, 0), nvml_total_bytes=81_920 * MiB, nvml_total_source=_MODAL),
-    MemoryFacts("a100", (8, 0), nvml_total_bytes=81_920 * MiB, nvml_total_source=_MODAL),
-    MemoryFacts("h100", (9, 0), nvml_total_bytes=81_559 * MiB, nvml_total_source=_MODAL),
+    MemoryFacts("h100-sxm", (9, 0), nvml_total_bytes=81_559 * MiB,
+                nvml_total_source=_MODAL + " (its 'H100 80 GB'; the same figure is taken for the SXM card only)"),
+    MemoryFacts("h100-pcie", (9, 0)),
     MemoryFacts("h100-nvl", (9, 0)),
     MemoryFacts("h200", (9, 0), nvml_total_bytes=143_771 * MiB, nvml_total_source=_MODAL),
     MemoryFacts("v100-16gb", (7, 0)),
     MemoryFacts("v100-32gb", (7, 0)),
+    MemoryFacts("v100-pcie", (7, 0)),
+    MemoryFacts("v100-sxm2", (7, 0)),
     MemoryFacts("l4", (8, 9), nvml_total_bytes=23_034 * MiB, nvml_total_source=_MODAL),
     MemoryFacts("a10", (8, 6), nvml_total_bytes=23_028 * MiB, nvml_total_source=_MODAL),
     MemoryFacts("l40s", (8, 9), nvml_total_bytes=46_068 * MiB, nvml_total_source=_MODAL),
@@ -80,7 +83,7 @@ FACTS: Dict[str, MemoryFacts] = {f.key: f for f in [
     MemoryFacts("rtx3090", (8, 6)),
     MemoryFacts("rtx4070", (8, 9)),
     MemoryFacts("rtx4080", (8, 9)),
-    MemoryFacts("rtx4090", (8, 9)),
+    MemoryFacts("rtx-4090", (8, 9)),
     MemoryFacts("rtx5090", (12, 0)),
     MemoryFacts("gtx1080ti", (6, 1)),
 ]}

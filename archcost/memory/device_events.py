@@ -39,9 +39,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from archcost.analysis.memory import LiveBytes, existing_storages, running_as
-from archcost.analysis.storage import StorageTracker
-from archcost.analysis.training import StepLive, TrainingStep, _state_tensors
+from archcost.count.storage import StorageTracker
+from archcost.memory.forward import LiveBytes, existing_storages, running_as
+from archcost.memory.training import StepLive, TrainingStep, _state_tensors
 
 _aten = torch.ops.aten
 BLAS_OPS = {_aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default,

@@ -24,14 +24,13 @@ its cached segments and retries, as the real one does.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch.nn as nn
 
-from archcost.analysis.budgets import DEVICES as NOMINAL, GIB
-from archcost.devices.memory_facts import (CONTEXT, CUBLAS_WORKSPACE_SOURCE, FACTS, cublas_workspace_bytes)
+from archcost.devices.memory_facts import CONTEXT, CUBLAS_WORKSPACE_SOURCE, FACTS, cublas_workspace_bytes
+from archcost.devices.table import by_key
 
 from .cuda_allocator import CachingAllocator, Replay, replay
 from .device_events import Recording, forward_recording, repeat_steady, step_recording
@@ -50,20 +49,15 @@ class Gpu:
     context_bytes: int = CONTEXT.bytes
 
 
-def _squash(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
 def gpu(name: str) -> Optional[Gpu]:
-    """The GPU a --memory name stands for, with its usable memory; None if not a known GPU."""
-    squashed = {_squash(k): k for k in NOMINAL}
-    key = squashed.get(_squash(name))
-    if key is None or key not in FACTS:
+    """The GPU a --memory name stands for (the device table's resolver), with its usable
+    memory; None if the name is not a GPU of the table."""
+    d = by_key(name) if name.strip() else None
+    if d is None or d.key not in FACTS or not d.memory_bytes:
         return None
-    f = FACTS[key]
-    nominal = int(NOMINAL[key].gib * GIB)
-    usable, kind, note = f.usable_bytes(nominal)
-    return Gpu(key, f.compute_capability, nominal, usable, kind, note)
+    f = FACTS[d.key]
+    usable, kind, note = f.usable_bytes(d.memory_bytes)
+    return Gpu(d.key, f.compute_capability, d.memory_bytes, usable, kind, note)
 
 
 @dataclass
