@@ -1,6 +1,7 @@
 """The device ledger: events recorded on meta, replayed through the caching-allocator model;
 expectations from the allocator's rules and the architecture, by hand."""
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -139,3 +140,58 @@ def test_ledger_parts_add_up():
     tight = ledger(m, (x,), gpu("t4"), train=True, optimizer="adam",
                    reserve_bytes=L.budget_bytes - L.max_memory_allocated_bytes // 2)
     assert not tight.fits and tight.out_of_memory
+
+
+# --- fit against the ledger (CLI) ------------------------------------------------------------
+
+import pandas as pd  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from archcost.cli import main  # noqa: E402
+from archcost.devices.memory_facts import CONTEXT  # noqa: E402
+
+
+def test_fit_on_a_gpu_budgets_usable_memory_less_the_context(tmp_path):
+    res = CliRunner().invoke(main, ["fit", "lenet5", "--memory", "t4", "--train", "--max-batch", "8",
+                                    "--out", str(tmp_path), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(tmp_path / "fit_train-sgd_float32_t4.csv").iloc[0]
+    assert row.budget_bytes == 15_843_721_216 - CONTEXT.bytes  # the T4's reported total less the context
+    assert row.batch == 8  # --max-batch: lenet5 is tiny
+    assert row.driver_used_bytes == row.reserved_on_target_bytes + CONTEXT.bytes
+    assert row.max_memory_allocated_bytes == row.tensors_bytes + row.rounding_bytes + row.workspace_bytes
+    curve = pd.read_csv(tmp_path / "fit_curve_train-sgd_float32_t4.csv")
+    assert {"tensors", "reserved but free", "CUDA context"} <= set(curve.columns)
+    assert (tmp_path / "fit_train-sgd_float32_t4.png").stat().st_size > 10000
+
+
+def test_fit_reserve_and_a_size_with_a_gpu_ledger():
+    res = CliRunner().invoke(main, ["fit", "lenet5", "--memory", "1GiB", "--gpu", "t4", "--reserve", "10%",
+                                    "--max-batch", "4", "--no-save", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(__import__("io").StringIO(res.output)).iloc[0]
+    assert row.reserve_bytes == 2**30 // 10 and row.budget_bytes == 2**30 - CONTEXT.bytes - row.reserve_bytes
+
+
+def test_fit_says_which_ledger_a_size_uses():
+    res = CliRunner().invoke(main, ["fit", "lenet5", "--memory", "1GiB", "--max-batch", "4", "--no-save"])
+    assert res.exit_code == 0, res.output
+    assert "ledger: tensors" in res.output
+
+
+def test_fit_nothing_fits_exits_1():
+    # 256 MiB of a T4's ledger: less than its CUDA context (estimated 450 MiB) leaves nothing
+    res = CliRunner().invoke(main, ["fit", "lenet5", "--memory", "256MiB", "--gpu", "t4", "--no-save"])
+    assert res.exit_code == 1 and "does not fit at batch 1" in res.output
+
+
+def test_fit_help_states_exit_1():
+    text = " ".join(CliRunner().invoke(main, ["fit", "--help"]).output.split())
+    assert "Exit status 1 when some model does not fit even at batch 1" in text
+
+
+@pytest.mark.parametrize("args", [["--reserve", "t4"], ["--reserve", "120%"], ["--gpu", "nonsense"],
+                                  ["--cudnn-workspace", "abc"]])
+def test_fit_bad_ledger_options_are_one_line(args):
+    res = CliRunner().invoke(main, ["fit", "lenet5", "--memory", "1GiB", "--no-save"] + args)
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0, res.output

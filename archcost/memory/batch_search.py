@@ -154,12 +154,28 @@ def search(record: Callable[[int], Recording], fits: Callable[[Recording], bool]
     return Search(answer, breakers, checked, derive is not None, every, note)
 
 
-def search_measured(needed: Callable[[int], int], budget: int, max_batch: int) -> Search:
+def search_measured(needed: Callable[[int], int], budget: int, max_batch: int,
+                    beyond: Optional[Callable[[], int]] = None) -> Search:
     """The same answer for a measured figure per batch (``needed(batch)``, bytes, each a
-    recorded pass): every batch up to SCAN_DIRECT is measured, above it the search assumes
-    growth (and says so); batches past the answer that fit are named."""
+    recorded pass): every batch up to SCAN_DIRECT is measured; when all of them fit, the
+    answer above is ``beyond()`` (a search that assumes growth; said so) or else found by
+    doubling and bisection. Batches past the answer that fit are named."""
     checked: Dict[int, bool] = {}
-    answer, every, note = _scan(lambda b: b, lambda b: needed(b) <= budget, max_batch, SCAN_DIRECT, checked)
+    top = min(SCAN_DIRECT, max_batch)
+    b = 1
+    while b <= top and needed(b) <= budget:
+        checked[b] = True
+        b += 1
+    if b <= top:
+        checked[b] = False
+        answer, every, note = b - 1, b, ""
+    elif top == max_batch:
+        answer, every, note = max_batch, max_batch, ""
+    elif beyond is not None:
+        answer, every = beyond(), top
+        note = f"every batch up to {top} measured; above it the search assumed that memory grows with the batch"
+    else:
+        answer, every, note = _scan(lambda x: x, lambda x: needed(x) <= budget, max_batch, SCAN_DIRECT, checked)
     breakers, over = [], 0
     for b in range(answer + 2, min(max_batch, answer + SCAN_DIRECT) + 1):
         fits = needed(b) <= budget

@@ -24,6 +24,7 @@ class GpuFit:
     ledger: Ledger  # at ``batch`` (at 1 when nothing fits)
     reserve_bytes: int
     curve: Dict[int, Ledger] = field(default_factory=dict)  # batch -> ledger, for the plot
+    model: str = ""
 
     @property
     def budget_bytes(self) -> int:
@@ -54,3 +55,33 @@ def fit_gpu(model: nn.Module, make_inputs: Callable[[int], tuple], target: Gpu, 
             b *= 4
         result.curve[at] = result.ledger
     return result
+
+
+def fit_gpu_named(name: str, target: Gpu, train: bool = True, optimizer: str = "adam", dtype="float32",
+                  input_size=None, freeze: Sequence[str] = (), reserve_bytes: int = 0, cudnn_workspace_bytes: int = 0,
+                  checkpoint: Sequence[str] = (), max_batch: int = MAX_BATCH, curve_points: bool = False) -> GpuFit:
+    """``fit_gpu`` for a zoo name or file.py:builder, resolved as ``fit.fit`` resolves it."""
+    from archcost.count.build import build
+    from archcost.count.inputs import input_shapes, make_inputs
+    from archcost.errors import AnalysisError
+    from archcost.memory.fit import resolved
+
+    name, dtype, builder, default = resolved(name, dtype, freeze, train, checkpoint)
+    model = build(builder, "meta", dtype)
+
+    def inputs(batch):
+        try:
+            return make_inputs(input_shapes(input_size, default, batch, name=name, model=model), "meta", dtype)
+        except (RuntimeError, ValueError) as exc:
+            raise AnalysisError(f"{name}: no input at batch {batch}: {str(exc).strip().splitlines()[0]}") from None
+
+    try:
+        result = fit_gpu(model, inputs, target, train, optimizer, reserve_bytes, cudnn_workspace_bytes, checkpoint,
+                         max_batch, curve_points)
+        result.model = name
+        return result
+    except AnalysisError:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AnalysisError(f"{name} cannot run a {'training step' if train else 'forward'} on meta: {msg}") from None
