@@ -8,8 +8,11 @@
 # Environment (defaults in brackets): DEVICE [cuda], OUT [reports],
 # MODELS [the lecture line-up], LAYER_MODEL [vgg16], BATCHES [1,2,4,...,64], REPEAT [50],
 # WARMUP [10], PYTHON [python] (archcost runs as "$PYTHON -m archcost.cli"), TARGET [auto on cuda,
-# else cpu] (the roofline's device), ROOFLINE_BATCHES [1 16].
-# DEVICE=cpu with small MODELS/BATCHES runs the same steps on CPU (the tests do).
+# else cpu] (the roofline's device), ROOFLINE_BATCHES [1 16]; for the device ledger's check
+# (issue #20): LEDGER_MODELS [zoo line-up of bench/gpu_memcheck.py], LEDGER_OTHERS [its ten
+# torchvision networks], LEDGER_BATCH [8], LEDGER_GPU [t4: the GPU predicted for on DEVICE=cpu].
+# DEVICE=cpu with small MODELS/BATCHES runs the same steps on CPU (the tests do); the ledger's
+# check is then a dry run (predictions, no measurement).
 set -euo pipefail
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-reports}
@@ -21,6 +24,8 @@ WARMUP=${WARMUP:-10}
 PYTHON=${PYTHON:-python}
 if [ "$DEVICE" = cuda ]; then TARGET=${TARGET:-auto}; else TARGET=${TARGET:-cpu}; fi
 ROOFLINE_BATCHES=${ROOFLINE_BATCHES:-"1 16"}
+LEDGER_BATCH=${LEDGER_BATCH:-8}
+LEDGER_GPU=${LEDGER_GPU:-t4}
 archcost() { "$PYTHON" -m archcost.cli "$@"; }
 mkdir -p "$OUT"
 run="--device $DEVICE --repeat $REPEAT --warmup $WARMUP --out $OUT"
@@ -46,4 +51,12 @@ archcost table $MODELS --latency --no-memory --target "$TARGET" --device "$DEVIC
 mv "$OUT/table_roofline_${slug}_float32_b1.csv.tmp" "$OUT/table_roofline_${slug}_float32_b1.csv"
 # shellcheck disable=SC2086
 "$PYTHON" "$(dirname "$0")/roofline_bench.py" --target "$TARGET" --models $MODELS --batches $ROOFLINE_BATCHES --out "$OUT"
+# The device ledger (issue #20): predicted max_memory_allocated / max_memory_reserved / driver
+# used against torch.cuda's, inference and a training step -> $OUT/gpu_memcheck_<device>.csv.
+ledger_args=(--device "$DEVICE" --gpu "$LEDGER_GPU" --batch "$LEDGER_BATCH" --out "$OUT")
+# shellcheck disable=SC2086
+if [ -n "${LEDGER_MODELS+x}" ]; then ledger_args+=(--models $LEDGER_MODELS); fi
+# shellcheck disable=SC2086
+if [ -n "${LEDGER_OTHERS+x}" ]; then ledger_args+=(--others $LEDGER_OTHERS); fi
+"$PYTHON" "$(dirname "$0")/gpu_memcheck.py" "${ledger_args[@]}"
 echo "wrote the $DEVICE reports under $OUT/"

@@ -511,15 +511,18 @@ def test_gpu_report_script_runs_its_steps_on_cpu(tmp_path):
     script = Path(__file__).resolve().parent.parent / "bench" / "gpu_reports.sh"
     env = dict(os.environ, DEVICE="cpu", OUT=str(tmp_path), MODELS="lenet5", LAYER_MODEL="lenet5",
                BATCHES="1,2", REPEAT="2", WARMUP="1", PYTHON=sys.executable, ROOFLINE_BATCHES="1 2",
-               ARCHCOST_CACHE_DIR=str(tmp_path / "cache"))
+               ARCHCOST_CACHE_DIR=str(tmp_path / "cache"), LEDGER_MODELS="lenet5", LEDGER_OTHERS="",
+               LEDGER_BATCH="2")
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     names = {p.name for p in tmp_path.iterdir()}
     assert {"table_cpu_float32_b1_latency_lenet5.csv", "table_cpu_float16-amp_b1_latency_lenet5.csv",
             "sweep_cpu_float32_b1-2_lenet5.csv", "lenet5_layers_cpu_float32_b1_latency.csv",
             "memcheck_lenet5_cpu_float32_b1.csv", "table_roofline_cpu_float32_b1.csv", "roofline_bench_cpu.csv",
-            "roofline_bench_cpu.md", "calibration_cpu.json"} <= names
+            "roofline_bench_cpu.md", "calibration_cpu.json", "gpu_memcheck_cpu.csv"} <= names
     bench = pd.read_csv(tmp_path / "roofline_bench_cpu.csv")
     assert list(bench["batch_size"]) == [1, 2] and (bench["measured_over_bound"] > 0).all()
     check = pd.read_csv(tmp_path / "memcheck_lenet5_cpu_float32_b1.csv")
     assert (check["archcost"] > 0).all() and not any(n.endswith(".tmp") for n in names)
+    ledger = pd.read_csv(tmp_path / "gpu_memcheck_cpu.csv")  # a dry run: predictions for a T4
+    assert list(ledger["model"]) == ["lenet5", "lenet5"] and ledger["measured_max_memory_allocated"].isna().all()

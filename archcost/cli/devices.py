@@ -26,9 +26,11 @@ def devices_cmd(fmt):
     show = frame.assign(**{c: frame[c].map(lambda v: "-" if v is None or v != v else f"{v:g}")
                            for c in frame.columns if c.endswith("_tflops") or c == "bandwidth_gbs"},
                         ridge_float32=frame["ridge_float32"].map(lambda v: "-" if v is None or v != v else f"{v:.0f}"),
-                        memory_gib=frame["memory_bytes"].map(lambda v: "-" if v is None or v != v else f"{v / 2**30:g}"))
+                        memory_gib=frame["memory_bytes"].map(lambda v: "-" if v is None or v != v else f"{v / 2**30:g}"),
+                        usable_gib=[("-" if v is None or v != v else f"{v / 2**30:.2f}" + ("" if k == "exact" else "*"))
+                                    for v, k in zip(frame["usable_bytes"], frame["usable_kind"])])
     cols = ["target", "name", "float32_tflops", "tf32_tflops", "float16_tflops", "bfloat16_tflops", "bandwidth_gbs",
-            "ridge_float32", "memory_gib"]
+            "ridge_float32", "memory_gib", "usable_gib", "compute_capability"]
     text = render(show, fmt, cols).split("\n\ncolumns:")[0].split("\n\n- ")[0]
     cached = calibrate.load(calibrate.cache_dir() / f"cpu-{calibrate.machine_key()}.json")
     notes = ["", "TFLOP/s dense (no sparsity), FLOPs = 2 x MACs; float16/bfloat16 tensor cores with FP32 "
@@ -38,7 +40,11 @@ def devices_cmd(fmt):
              + (cached.describe() if cached else "not calibrated yet; `archcost roofline MODEL --target cpu` measures it"),
              "memory_gib: nominal capacity (GiB); '-' peaks: no sourced datasheet figure is stored, so fit takes "
              "the device and roofline does not.",
+             "usable_gib: the total the CUDA driver reports (what the context and the allocator share; fit --memory "
+             "NAME budgets it less the context); *: not sourced for this card, an upper bound (nvidia-smi's total, "
+             "or the nominal size), see usable_source in --format csv.",
              "short names: " + ", ".join(f"{a} = {k}" for a, k in devices.ALIASES.items()),
              "", "sources:"] + [f"  {d.key}: " + "; ".join(x for x in (d.source, d.bandwidth_source and "bandwidth: "
                                 + d.bandwidth_source, "memory: " + d.memory_source) if x) for d in devices.DEVICES]
+    notes += [f"  {r['target']} usable: {r['usable_source']}" for r in devices.rows() if r["usable_kind"] == "exact"]
     emit(text.rstrip("\n") + "\n" + "\n".join(notes) + "\n")

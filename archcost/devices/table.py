@@ -234,12 +234,21 @@ def slug(device: str) -> str:
 
 def rows() -> List[dict]:
     """The table as rows (what `archcost devices` prints): peaks in TFLOP/s, bandwidth in
-    GB/s, memory in bytes, the float32 ridge in FLOP/byte (empty without stored peaks)."""
+    GB/s, memory in bytes, the float32 ridge in FLOP/byte (empty without stored peaks); the
+    usable memory (``memory_facts.py``: the total the CUDA driver reports, or its stated
+    fallback) and the compute capability."""
+    from .memory_facts import FACTS
+
     out = []
     for d in DEVICES:
         column = peak_dtype(d, "float32") if d.has_peaks else None
+        facts = FACTS.get(d.key)
+        usable = facts.usable_bytes(d.memory_bytes) if facts and d.memory_bytes else (None, "", "")
         out.append({"target": d.key, "name": d.name, **{f"{k}_tflops": d.tflops.get(k) for k in DTYPE_KEYS},
                     "bandwidth_gbs": d.bandwidth_gbs, "memory_bytes": d.memory_bytes,
+                    "usable_bytes": usable[0], "usable_kind": usable[1],
+                    "compute_capability": "%d.%d" % facts.compute_capability if facts else None,
                     "ridge_float32": d.peak_flops(column) / d.bandwidth_bytes_per_s if column else None,
-                    "source": d.source, "bandwidth_source": d.bandwidth_source, "memory_source": d.memory_source})
+                    "source": d.source, "bandwidth_source": d.bandwidth_source, "memory_source": d.memory_source,
+                    "usable_source": usable[2]})
     return out

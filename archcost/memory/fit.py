@@ -3,15 +3,20 @@
 Every candidate batch is one meta pass: a whole training step (``training.py``) or an
 inference forward (``memory.peak_pass``), so what is compared with the budget is always a
 measured figure. ``needed_bytes`` = ``train_peak_bytes`` (or weights + buffers + the
-inference peak) + the input batch (the class labels, 8 bytes a sample, left out). The
-search (``largest_batch``) predicts from a line, then measures its way to the answer: B
-is always a measured fit with B + 1 measured not to fit (or B = ``max_batch``).
+inference peak) + the input batch (the class labels, 8 bytes a sample, left out). Memory
+is not assumed to grow with the batch (``batch_search.search_measured``): every batch up to
+16 is measured, and the answer B is the largest batch that fits with every smaller one;
+above 16 the search (``largest_batch``) predicts from a line, then measures its way to the
+answer, and says it assumed growth there. B is always a measured fit with B + 1 measured
+not to fit (or B = ``max_batch``); larger batches that fit anyway are named (``breakers``).
+This is the tensor ledger of a number budget; a GPU's own ledger (allocator, workspaces,
+context) is ``fit_gpu``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from archcost.errors import AnalysisError
 
@@ -28,6 +33,8 @@ class FitResult:
     breakdown: Dict[str, object]  # at ``batch`` (at 1 when nothing fits): see ``_train_row``
     curve: Dict[int, int] = field(default_factory=dict)  # batch -> needed bytes, every measured candidate
     capped: bool = False  # ``batch`` is max_batch: it may fit more
+    breakers: List[int] = field(default_factory=list)  # larger batches that fit although a smaller one does not
+    search_note: str = ""  # where the search assumed growth
 
     @property
     def headroom_bytes(self) -> int:
@@ -134,9 +141,29 @@ def fit(name: str, budget_bytes: int, train: bool = True, optimizer: str = "adam
     """The largest batch of ``name`` (a zoo name or file.py:builder) whose measured memory
     fits ``budget_bytes``. ``curve_points``: also measure powers of four up to twice the
     answer, for a plot of memory against batch."""
+    from archcost.memory.batch_search import search_measured
+
+    name, dtype, builder, default = resolved(name, dtype, freeze, train, checkpoint)
+    measure = _Measure(name, train, optimizer, dtype, input_size, default, builder, checkpoint)
+    s = search_measured(measure, budget_bytes, max_batch, lambda: largest_batch(measure, budget_bytes, max_batch))
+    batch = s.batch
+    at = max(batch, 1)
+    if curve_points:  # a grid for the plot, every 4x, besides the search's own candidates
+        b = 1
+        while b <= min(2 * at, max_batch):
+            measure(b)
+            b *= 4
+    return FitResult(name, "train" if train else "inference", budget_bytes, batch, measure(at),
+                     dict(measure.rows[at]), {b: r["needed_bytes"] for b, r in sorted(measure.rows.items())},
+                     capped=batch == max_batch, breakers=s.breakers, search_note=s.note)
+
+
+def resolved(name: str, dtype, freeze: Sequence[str] = (), train: bool = True, checkpoint: Sequence[str] = ()):
+    """(name, torch dtype, builder with ``freeze`` applied, the zoo's default input size or None)
+    for a zoo name or file.py:builder; the user's mistakes as AnalysisError."""
     from archcost.conditions import DTYPES
-    from archcost.zoo.sources import resolve_model
     from archcost.memory.training import frozen_builder
+    from archcost.zoo.sources import resolve_model
 
     if isinstance(dtype, str):
         if dtype not in DTYPES:
@@ -147,17 +174,6 @@ def fit(name: str, budget_bytes: int, train: bool = True, optimizer: str = "adam
         raise AnalysisError("fit takes a zoo name or a file.py:builder reference")
     if freeze:
         builder = frozen_builder(builder, freeze)
-    default = spec.input_size if spec else None
     if checkpoint and not train:
         raise AnalysisError("--checkpoint only changes training memory: drop it or use --train")
-    measure = _Measure(name, train, optimizer, dtype, input_size, default, builder, checkpoint)
-    batch = largest_batch(measure, budget_bytes, max_batch)
-    at = max(batch, 1)
-    if curve_points:  # a grid for the plot, every 4x, besides the search's own candidates
-        b = 1
-        while b <= min(2 * at, max_batch):
-            measure(b)
-            b *= 4
-    return FitResult(name, "train" if train else "inference", budget_bytes, batch, measure(at),
-                     dict(measure.rows[at]), {b: r["needed_bytes"] for b, r in sorted(measure.rows.items())},
-                     capped=batch == max_batch)
+    return name, dtype, builder, spec.input_size if spec else None

@@ -89,6 +89,9 @@ COLUMNS = {
 from .roofline_columns import ROOFLINE_COLUMNS  # noqa: E402  (roofline columns kept in their own file)
 
 COLUMNS.update({k: v for k, v in ROOFLINE_COLUMNS.items() if k not in COLUMNS})
+from .ledger_columns import LEDGER_COLUMNS  # noqa: E402  (the device ledger's, likewise)
+
+COLUMNS.update({k: v for k, v in LEDGER_COLUMNS.items() if k not in COLUMNS})
 
 
 def _fmt(col, v):
