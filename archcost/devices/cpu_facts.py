@@ -42,18 +42,21 @@ class CpuFacts:
         """FLOP per cycle per core for ``dtype``: FMA units x lanes x 2 (multiply and add)."""
         return self.fma_units * (self.vector_bits // ELEMENT_BITS[dtype]) * 2
 
-    def peak_flops(self, dtype: str = "float32") -> Optional[float]:
-        """The modelled peak FLOP/s of the usable cores for ``dtype``. Only float32 and
+    def peak_flops(self, dtype: str = "float32", threads: Optional[int] = None) -> Optional[float]:
+        """The modelled peak FLOP/s of the usable cores (or of ``threads`` of them, one
+        thread per core) for ``dtype``. Only float32 and
         float64 have a plain FMA path on every x86 CPU; bfloat16/float16 peaks depend on
         AMX/AVX512-FP16 units this model does not describe, so they are None."""
         if dtype not in ("float32", "float64"):
             return None
-        return self.cores * self.flops_per_cycle(dtype) * self.clock_hz
+        cores = min(self.cores, threads) if threads else self.cores
+        return cores * self.flops_per_cycle(dtype) * self.clock_hz
 
-    def describe(self, dtype: str = "float32") -> str:
-        peak = self.peak_flops(dtype)
+    def describe(self, dtype: str = "float32", threads: Optional[int] = None) -> str:
+        peak = self.peak_flops(dtype, threads)
+        cores = min(self.cores, threads) if threads else self.cores
         what = f"{peak / 1e9:.1f} GFLOP/s" if peak else "no modelled peak"
-        return (f"{what} = {self.cores} cores x {self.fma_units} FMA units x {self.vector_bits}-bit vectors "
+        return (f"{what} = {cores} cores x {self.fma_units} FMA units x {self.vector_bits}-bit vectors "
                 f"({self.vector_bits // ELEMENT_BITS.get(dtype, 32)} {dtype} lanes) x 2 FLOP x "
                 f"{self.clock_hz / 1e9:.2f} GHz (clock: {self.sources.get('clock', '?')}; FMA units: "
                 f"{self.sources.get('fma_units', '?')})")

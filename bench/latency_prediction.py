@@ -1,0 +1,239 @@
+"""Predicted against measured latency (issue #21): the zoo and networks of other families.
+
+    python bench/latency_prediction.py [--target cpu|auto] [--batches 1 16] [--threads N]
+                                        [--models NAME ...] [--out reports] [--quick]
+
+For each network and batch: ``predicted_ms`` from archcost's counts on meta tensors (per
+operator: roofline bound / efficiency of its class + overhead; archcost/roofline/latency.py)
+and the forward measured on this machine with archcost's timer (warm-up, then repeats:
+p20, median, p80, and the fastest). Per model the error is predicted / measured median - 1;
+the summary gives the median and p90 of |error| over all rows, and, since the machine may be
+shared, the same against the fastest run (other jobs only ever slow a run down). The load
+average is recorded before and after and beside every model.
+
+On the CPU the roof and the efficiencies are measured afresh first (``--threads`` sets torch's
+thread count for everything: the roof, the fit and the timings). ``--target auto`` on a GPU
+machine uses its datasheet rates and the stated GPU defaults (bench/gpu_reports.sh runs it).
+
+Writes reports/latency_prediction_<target>.md and .csv (atomically).
+"""
+
+import argparse
+import copy
+import os
+import statistics
+import subprocess
+import sys
+import time
+import types
+
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+
+# Networks of other families, built here from torchvision's and timm's code (random weights,
+# nothing downloaded): (name, family, source, builder name, input shape without batch).
+OTHERS = [
+    ("mobilenet_v3_small", "mobile", "torchvision", "mobilenet_v3_small", (3, 224, 224)),
+    ("mobilenet_v3_large", "mobile", "torchvision", "mobilenet_v3_large", (3, 224, 224)),
+    ("shufflenet_v2_x1_0", "mobile", "torchvision", "shufflenet_v2_x1_0", (3, 224, 224)),
+    ("squeezenet1_1", "mobile", "torchvision", "squeezenet1_1", (3, 224, 224)),
+    ("efficientnet_b0", "mobile", "timm", "efficientnet_b0", (3, 224, 224)),
+    ("ghostnet_100", "mobile", "timm", "ghostnet_100", (3, 224, 224)),
+    ("mnasnet_100", "mobile", "timm", "mnasnet_100", (3, 224, 224)),
+    ("regnety_004", "mobile", "timm", "regnety_004", (3, 224, 224)),
+    ("lcnet_050", "mobile", "timm", "lcnet_050", (3, 224, 224)),
+    ("vit_tiny_patch16_224", "transformer", "timm", "vit_tiny_patch16_224", (3, 224, 224)),
+    ("vit_small_patch16_224", "transformer", "timm", "vit_small_patch16_224", (3, 224, 224)),
+    ("mixer_s16_224", "transformer", "timm", "mixer_s16_224", (3, 224, 224)),
+    ("text_encoder_4x256", "transformer", "bench", "text_encoder", (128, 256)),
+    ("mobilevit_xxs", "hybrid", "timm", "mobilevit_xxs", (3, 256, 256)),
+    ("levit_128s", "hybrid", "timm", "levit_128s", (3, 224, 224)),
+    ("convnext_atto", "hybrid", "timm", "convnext_atto", (3, 224, 224)),
+    ("edgenext_xx_small", "hybrid", "timm", "edgenext_xx_small", (3, 256, 256)),
+    ("poolformer_s12", "hybrid", "timm", "poolformer_s12", (3, 224, 224)),
+]
+# (warm-up, timed repeats) by batch: a VGG forward at batch 16 takes seconds on 2 cores.
+REPEATS = {1: (2, 10), 16: (1, 4)}
+
+
+def text_encoder():
+    """A BERT-mini-sized encoder (4 layers, d=256, 4 heads, FFN 1024) on 128 token vectors."""
+    import torch.nn as nn
+
+    layer = nn.TransformerEncoderLayer(256, 4, 1024, batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+
+
+def build(entry):
+    name, family, source, fn, shape = entry
+    if source == "zoo":
+        from archcost.zoo.registry import get_model
+
+        return get_model(name)
+    if source == "torchvision":
+        import torchvision
+
+        return getattr(torchvision.models, fn)(weights=None)
+    if source == "timm":
+        import timm
+
+        return timm.create_model(fn, pretrained=False)
+    return text_encoder()
+
+
+def zoo_entries():
+    from archcost.zoo.registry import get_spec, list_models
+
+    return [(n, "zoo:" + get_spec(n).family, "zoo", n, tuple(get_spec(n).input_size)) for n in list_models()]
+
+
+def predict(model, shape, batch, rates, eff):
+    import torch
+
+    from archcost.analysis.engine import run_pass
+    from archcost.roofline.attention_bytes import AttentionCalls, fuse
+    from archcost.roofline.latency import conv_kinds, predict_ops, totals
+
+    meta = copy.deepcopy(model).to("meta").eval()
+    x = torch.empty((batch,) + tuple(shape), device="meta")
+    with AttentionCalls() as cap:
+        res = run_pass(meta, (x,), record_ops=True)
+    ops, fused = fuse(res.ops, cap.calls)
+    t = totals(predict_ops(ops, rates, eff, conv_kinds(model)))
+    return {**t, "macs": int(res.macs), "attention_calls_fused": fused}
+
+
+def measure(model, shape, batch, warmup, repeats):
+    import torch
+
+    from archcost.analysis.timing import quantile, time_calls
+
+    x = torch.randn((batch,) + tuple(shape))
+    model.eval()
+    with torch.inference_mode():
+        ms = time_calls(lambda: model(x), "cpu", repeats, warmup)
+        out = {"latency_ms": statistics.median(ms), "latency_p20_ms": quantile(ms, 0.2),
+               "latency_p80_ms": quantile(ms, 0.8), "latency_min_ms": min(ms), "repeats": repeats}
+        if torch.get_num_threads() == 1:  # CPU time: the quiet machine's wall time (measure/cpu_clock.py)
+            from archcost.measure.cpu_clock import cpu_ms_calls
+
+            cpu = cpu_ms_calls(lambda: model(x), repeats, 0)
+            out.update(cpu_ms=statistics.median(cpu), cpu_p20_ms=quantile(cpu, 0.2), cpu_min_ms=min(cpu))
+    return out
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def pct(x):
+    return f"{x:+.0%}"
+
+
+def summary_lines(frame, col):
+    errs = (frame[col]).abs()
+    p90 = errs.quantile(0.9)
+    return errs.median(), p90
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--target", default="cpu")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--models", nargs="+", default=None, help="names from the zoo or the OTHERS list")
+    p.add_argument("--out", default="reports")
+    p.add_argument("--quick", action="store_true", help="5 zoo models and 5 others (a smoke run)")
+    args = p.parse_args(argv)
+
+    import pandas as pd
+    import torch
+
+    from archcost.report.files import ensure_dir, write_csv, write_text
+    from archcost.report.tables import render
+    from archcost.roofline import cpu_calibration, latency_calibrate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = ensure_dir(args.out)
+    entries = zoo_entries() + OTHERS
+    if args.models:
+        entries = [e for e in entries if e[0] in args.models]
+    elif args.quick:
+        entries = entries[:0] + [e for e in entries if e[0] in ("alexnet", "resnet18", "googlenet", "mobilenet_v2",
+                                                                "lenet5")] + OTHERS[:5]
+    load_before, started = uptime(), time.time()
+    print(load_before, file=sys.stderr)
+    if args.target != "cpu":
+        raise SystemExit("this bench's GPU part runs from bench/gpu_reports.sh with --target auto on a GPU machine")
+    cal = cpu_calibration.calibration(refresh=True)
+    if cal.warning:
+        print("warning: " + cal.warning, file=sys.stderr)
+    rates = latency_calibrate.cpu_rates(cal)
+    eff = latency_calibrate.cpu_efficiencies(rates, refresh=True, stable=cal.stable,
+                                            log=lambda m: print(m, file=sys.stderr))
+    rows = []
+    for b in args.batches:
+        warmup, repeats = REPEATS.get(b, (1, 5))
+        for e in entries:
+            name, family, source, _, shape = e
+            print(f"{name} batch {b} ...", file=sys.stderr, flush=True)
+            model = build(e).eval()
+            pred = predict(model, shape, b, rates, eff)
+            load = os.getloadavg()[0]
+            meas = measure(model, shape, b, warmup, repeats)
+            rows.append({"model": name, "family": family, "source": source, "batch_size": b,
+                         "input_shape": "x".join(str(d) for d in (b,) + tuple(shape)), **pred, **meas,
+                         "load_1min": load, "threads": torch.get_num_threads()})
+            del model
+    frame = pd.DataFrame(rows)
+    frame["error"] = frame["predicted_ms"] / frame["latency_ms"] - 1
+    frame["error_vs_fastest"] = frame["predicted_ms"] / frame["latency_min_ms"] - 1
+    if "cpu_ms" in frame:
+        frame["error_vs_cpu"] = frame["predicted_ms"] / frame["cpu_ms"] - 1
+    frame["predicted_over_bound"] = frame["predicted_ms"] / frame["bound_ms"]
+    load_after = uptime()
+    tag = "cpu"
+    paths = [write_csv(out / f"latency_prediction_{tag}.csv", frame)]
+    med, p90 = summary_lines(frame, "error")
+    med_f, p90_f = summary_lines(frame, "error_vs_fastest")
+    below = frame[frame["predicted_ms"] < frame["bound_ms"]]["model"].tolist()
+    nets = frame["model"].nunique()
+    fam = frame.drop_duplicates("model")["family"].map(lambda f: "zoo" if f.startswith("zoo:") else f)
+    lines = [
+        f"# Predicted against measured latency on this CPU", "",
+        "Generated by `python bench/latency_prediction.py" + (f" --threads {args.threads}" if args.threads else "")
+        + "`; do not edit by hand. The prediction is an estimate: per operator, the roofline bound (FLOPs at the "
+        "rate of its precision, bytes at the calibrated bandwidth; the CPU's compute rate is its modelled hardware "
+        "peak) divided by the efficiency of its class, plus a per-kernel overhead, both fitted on this machine "
+        "(archcost/roofline/latency.py, latency_calibrate.py).", "",
+        f"- machine: {cal.machine}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"- load before: `{load_before}`",
+        f"- load after: `{load_after}` ({(time.time() - started) / 60:.1f} minutes)",
+        f"- roof: {cal.describe()}" + (f" **warning: {cal.warning}**" if cal.warning else ""),
+        "- efficiencies (fitted): " + ", ".join(f"{c} {eff.efficiency[c]:.2f} + {eff.overhead_s[c] * 1e6:.0f} us"
+                                                 for c in eff.efficiency),
+        f"- networks: {nets} ({', '.join(f'{k} {v}' for k, v in fam.value_counts().items())}), batches "
+        f"{', '.join(map(str, args.batches))}; timer: archcost's forward timer, (warm-up, repeats) by batch {REPEATS}", "",
+        "## Summary", "",
+        "| against | median abs. error | p90 abs. error | target |", "| --- | ---: | ---: | --- |",
+        f"| measured median | {med:.1%} | {p90:.1%} | <= 15% / <= 30% |",
+        f"| fastest run (robust to other jobs) | {med_f:.1%} | {p90_f:.1%} | |", "",
+        f"Models predicted below their roofline bound: {', '.join(below) if below else 'none'} "
+        "(an efficiency is at most 1 by construction).", "",
+        "## Per model", "",
+        render(frame, "markdown", ["model", "family", "batch_size", "macs", "bound_ms", "predicted_ms", "latency_ms",
+                                   "latency_p20_ms", "latency_p80_ms", "latency_min_ms", "error", "error_vs_fastest",
+                                   "load_1min"]), ""]
+    paths.append(write_text(out / f"latency_prediction_{tag}.md", "\n".join(lines)))
+    print("wrote " + ", ".join(str(x) for x in paths), file=sys.stderr)
+    print(f"median |error| {med:.1%}, p90 {p90:.1%}; against the fastest run {med_f:.1%}, {p90_f:.1%}", file=sys.stderr)
+    if "error_vs_cpu" in frame:
+        print("against CPU time: median |error| {:.1%}, p90 {:.1%}".format(*summary_lines(frame, "error_vs_cpu")),
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

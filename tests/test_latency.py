@@ -1,0 +1,80 @@
+"""predicted_ms (issue #21): bound per operator at its precision's rate, / efficiency + overhead."""
+
+import pytest
+import torch.nn as nn
+
+from archcost.analysis.devices import by_key
+from archcost.analysis.engine import OpRecord
+from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, Efficiencies, Rates, by_layer, conv_kind, op_class,
+                                       predict_ops, totals)
+from archcost.roofline.latency_calibrate import fit_line
+
+A100 = by_key("a100-80gb")
+
+
+def a100(dtype="float32", tf32="torch-default"):
+    return Rates(A100.name, {k: v * 1e12 for k, v in A100.tflops.items()}, A100.bandwidth_gbs * 1e9, dtype, tf32)
+
+
+def test_fc_and_conv_bounds_at_their_own_rates():
+    fc = OpRecord("fc", "linear", 256 * 2048 * 1000, 4 * (256 * 2048 + 2048 * 1000 + 1000), 4 * 256 * 1000, False)
+    conv = OpRecord("conv", "conv2d", 10**10, 10**6, 10**6, False)
+    unit = Efficiencies({c: 1.0 for c in CLASSES}, {c: 0.0 for c in CLASSES}, "ideal")
+    p = predict_ops([fc, conv], a100(), unit, {"conv": "conv_kxk"})
+    assert p[0]["rate"] == "float32" and p[0]["bound_ms"] == pytest.approx(2 * 256 * 2048 * 1000 / 19.5e12 * 1e3)
+    assert p[1]["rate"] == "tf32" and p[1]["bound_ms"] == pytest.approx(2 * 10**10 / 156e12 * 1e3)
+    half = predict_ops([fc], a100("float16"), unit)[0]
+    assert half["rate"] == "float16"  # bytes as recorded; FLOPs at the tensor rate
+    assert half["bound_ms"] == pytest.approx(max(2 * 256 * 2048 * 1000 / 312e12, fc.bytes_read / 2039e9 +
+                                                 fc.bytes_written / 2039e9) * 1e3)
+
+
+def test_prediction_is_bound_over_efficiency_plus_overhead_never_below_the_bound():
+    ops = [OpRecord("a", "relu", 0, 4000, 4000, False), OpRecord("b", "linear", 10**6, 10**4, 10**3, False)]
+    eff = Efficiencies({"elementwise": 0.5, "matmul": 0.25}, {"elementwise": 2e-6, "matmul": 1e-6}, "test")
+    p = predict_ops(ops, a100(), eff)
+    for row, e, c in zip(p, (0.5, 0.25), (2e-6, 1e-6)):
+        assert row["predicted_ms"] == pytest.approx(row["bound_ms"] / e + c * 1e3)
+        assert row["predicted_ms"] >= row["bound_ms"]
+    t = totals(p)
+    assert t["predicted_ms"] == pytest.approx(sum(r["predicted_ms"] for r in p)) and t["kernels"] == 2
+    layers = by_layer(p)
+    assert set(layers) == {"a", "b"} and layers["b"]["rate"] == "float32"
+    # an efficiency above 1 is read as 1: a prediction never beats its bound
+    over = Efficiencies({"elementwise": 3.0}, {"elementwise": 0.0}, "bad")
+    assert predict_ops(ops[:1], a100(), over)[0]["predicted_ms"] == pytest.approx(p[0]["bound_ms"])
+
+
+def test_gpu_defaults_cover_every_class_and_cite_sources():
+    assert set(GPU_DEFAULTS.efficiency) == set(CLASSES) and all(0 < e <= 1 for e in GPU_DEFAULTS.efficiency.values())
+    assert "NVIDIA" in GPU_DEFAULTS.source and "not measured" in GPU_DEFAULTS.source
+
+
+@pytest.mark.parametrize("layer, kind", [
+    (nn.Conv2d(3, 64, 7), "conv_stem"), (nn.Conv2d(64, 64, 1), "conv_1x1"), (nn.Conv2d(64, 64, 3), "conv_kxk"),
+    (nn.Conv2d(64, 64, 3, groups=32), "conv_grouped"), (nn.Conv2d(64, 64, 3, groups=64), "conv_depthwise"),
+])
+def test_conv_kinds(layer, kind):
+    assert conv_kind(layer) == kind
+
+
+def test_operator_classes():
+    assert [op_class(o) for o in ("linear", "bmm", "scaled_dot_product_attention", "batch_norm", "layer_norm",
+                                  "max_pool2d", "adaptive_avg_pool2d", "relu", "add")] == \
+        ["matmul", "matmul", "attention", "norm_batch", "norm_layer", "pool_max", "pool_avg", "elementwise",
+         "elementwise"]
+
+
+def test_fit_recovers_a_line():
+    # t = bound / 0.5 + 1 kernel x 20 us, exactly
+    samples = [(b, 1, b / 0.5 + 20e-6) for b in (1e-4, 5e-4, 2e-3, 1e-2)]
+    e, c, rms = fit_line(samples)
+    assert e == pytest.approx(0.5) and c == pytest.approx(20e-6) and rms == pytest.approx(0, abs=1e-9)
+
+
+def test_fit_keeps_efficiency_at_most_one_and_overhead_non_negative():
+    faster = [(b, 1, b / 2) for b in (1e-4, 1e-3)]  # runs faster than its bound (data in cache)
+    e, c, _ = fit_line(faster)
+    assert e == 1.0 and c == 0.0
+    e, c, _ = fit_line([(1e-3, 1, 1e-3), (2e-3, 1, 1.5e-3)])  # a negative intercept would be needed
+    assert 0 < e <= 1 and c >= 0
