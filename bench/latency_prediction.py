@@ -102,23 +102,55 @@ def predict(model, shape, batch, rates, eff):
     return {**t, "macs": int(res.macs), "attention_calls_fused": fused}
 
 
-def measure(model, shape, batch, warmup, repeats):
+def measure(model, shape, batch, warmup, repeats, device="cpu"):
+    """archcost's forward timer (warm-up, then repeats: p20, median, p80; CUDA events on a
+    GPU); on a CPU each call is also read on the process's CPU-time clock (measure/cpu_clock.py),
+    which other jobs do not inflate: with one thread, the quiet machine's wall time."""
     import torch
 
     from archcost.analysis.timing import quantile, time_calls
 
-    x = torch.randn((batch,) + tuple(shape))
+    x = torch.randn((batch,) + tuple(shape), device=device)
     model.eval()
     with torch.inference_mode():
-        ms = time_calls(lambda: model(x), "cpu", repeats, warmup)
-        out = {"latency_ms": statistics.median(ms), "latency_p20_ms": quantile(ms, 0.2),
-               "latency_p80_ms": quantile(ms, 0.8), "latency_min_ms": min(ms), "repeats": repeats}
-        if torch.get_num_threads() == 1:  # CPU time: the quiet machine's wall time (measure/cpu_clock.py)
-            from archcost.measure.cpu_clock import cpu_ms_calls
-
-            cpu = cpu_ms_calls(lambda: model(x), repeats, 0)
-            out.update(cpu_ms=statistics.median(cpu), cpu_p20_ms=quantile(cpu, 0.2), cpu_min_ms=min(cpu))
+        if device != "cpu":
+            ms = time_calls(lambda: model(x), device, repeats, warmup)
+            cpu = None
+        else:
+            for _ in range(warmup):
+                model(x)
+            ms, cpu = [], []
+            for _ in range(repeats):
+                w0, c0 = time.perf_counter(), time.process_time()
+                model(x)
+                ms.append((time.perf_counter() - w0) * 1e3)
+                cpu.append((time.process_time() - c0) * 1e3)
+    out = {"latency_ms": statistics.median(ms), "latency_p20_ms": quantile(ms, 0.2),
+           "latency_p80_ms": quantile(ms, 0.8), "latency_min_ms": min(ms), "repeats": repeats}
+    if cpu:
+        out.update(cpu_ms=statistics.median(cpu), cpu_p20_ms=quantile(cpu, 0.2), cpu_min_ms=min(cpu))
     return out
+
+
+def gpu_target(target, tf32):
+    """(rates, efficiencies, name) of this machine's GPU from the device table."""
+    import torch
+
+    from archcost.analysis.devices import find_peak
+    from archcost.roofline.latency import GPU_DEFAULTS, Rates
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--target auto needs a CUDA GPU here; use --target cpu")
+    name = torch.cuda.get_device_name()
+    peak = find_peak(name)
+    if peak is None:
+        raise SystemExit(f"no datasheet figures for {name} in archcost's device table")
+    return (Rates(peak.name, {k: v * 1e12 for k, v in peak.tflops.items()}, peak.bandwidth_bytes_per_s, "float32", tf32),
+            GPU_DEFAULTS, name)
+
+
+def slug_of(name):
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-").replace("--", "-")
 
 
 def uptime() -> str:
@@ -145,6 +177,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--models", nargs="+", default=None, help="names from the zoo or the OTHERS list")
     p.add_argument("--out", default="reports")
+    p.add_argument("--tf32", default="torch-default", choices=["torch-default", "on", "off"])
     p.add_argument("--quick", action="store_true", help="5 zoo models and 5 others (a smoke run)")
     args = p.parse_args(argv)
 
@@ -166,14 +199,21 @@ def main(argv=None):
                                                                 "lenet5")] + OTHERS[:5]
     load_before, started = uptime(), time.time()
     print(load_before, file=sys.stderr)
-    if args.target != "cpu":
-        raise SystemExit("this bench's GPU part runs from bench/gpu_reports.sh with --target auto on a GPU machine")
-    cal = cpu_calibration.calibration(refresh=True)
-    if cal.warning:
-        print("warning: " + cal.warning, file=sys.stderr)
-    rates = latency_calibrate.cpu_rates(cal)
-    eff = latency_calibrate.cpu_efficiencies(rates, refresh=True, stable=cal.stable,
-                                            log=lambda m: print(m, file=sys.stderr))
+    device, cal = "cpu", None
+    if args.target == "cpu":
+        cal = cpu_calibration.calibration(refresh=True)
+        if cal.warning:
+            print("warning: " + cal.warning, file=sys.stderr)
+        rates = latency_calibrate.cpu_rates(cal)
+        eff = latency_calibrate.cpu_efficiencies(rates, refresh=True, stable=cal.stable,
+                                                log=lambda m: print(m, file=sys.stderr))
+        roof_line = cal.describe() + (f" **warning: {cal.warning}**" if cal.warning else "")
+        machine = cal.machine
+    else:  # a GPU here: its datasheet rates (precision as torch's defaults run it), the stated defaults
+        rates, eff, machine = gpu_target(args.target, args.tf32)
+        device = "cuda"
+        roof_line = f"{machine}: datasheet rates {dict(rates.columns)} FLOP/s, {rates.bandwidth / 1e9:g} GB/s, " \
+                    f"--tf32 {args.tf32}; efficiencies: {eff.source}"
     rows = []
     for b in args.batches:
         warmup, repeats = REPEATS.get(b, (1, 5))
@@ -183,7 +223,7 @@ def main(argv=None):
             model = build(e).eval()
             pred = predict(model, shape, b, rates, eff)
             load = os.getloadavg()[0]
-            meas = measure(model, shape, b, warmup, repeats)
+            meas = measure(model.to(device), shape, b, warmup, repeats, device)
             rows.append({"model": name, "family": family, "source": source, "batch_size": b,
                          "input_shape": "x".join(str(d) for d in (b,) + tuple(shape)), **pred, **meas,
                          "load_1min": load, "threads": torch.get_num_threads()})
@@ -195,7 +235,7 @@ def main(argv=None):
         frame["error_vs_cpu"] = frame["predicted_ms"] / frame["cpu_ms"] - 1
     frame["predicted_over_bound"] = frame["predicted_ms"] / frame["bound_ms"]
     load_after = uptime()
-    tag = "cpu"
+    tag = "cpu" if device == "cpu" else slug_of(machine)
     paths = [write_csv(out / f"latency_prediction_{tag}.csv", frame)]
     med, p90 = summary_lines(frame, "error")
     med_f, p90_f = summary_lines(frame, "error_vs_fastest")
@@ -203,16 +243,16 @@ def main(argv=None):
     nets = frame["model"].nunique()
     fam = frame.drop_duplicates("model")["family"].map(lambda f: "zoo" if f.startswith("zoo:") else f)
     lines = [
-        f"# Predicted against measured latency on this CPU", "",
+        f"# Predicted against measured latency on {'this CPU' if device == 'cpu' else machine}", "",
         "Generated by `python bench/latency_prediction.py" + (f" --threads {args.threads}" if args.threads else "")
         + "`; do not edit by hand. The prediction is an estimate: per operator, the roofline bound (FLOPs at the "
         "rate of its precision, bytes at the calibrated bandwidth; the CPU's compute rate is its modelled hardware "
         "peak) divided by the efficiency of its class, plus a per-kernel overhead, both fitted on this machine "
         "(archcost/roofline/latency.py, latency_calibrate.py).", "",
-        f"- machine: {cal.machine}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"- machine: {machine}, torch {torch.__version__}, {torch.get_num_threads()} threads",
         f"- load before: `{load_before}`",
         f"- load after: `{load_after}` ({(time.time() - started) / 60:.1f} minutes)",
-        f"- roof: {cal.describe()}" + (f" **warning: {cal.warning}**" if cal.warning else ""),
+        f"- roof: {roof_line}",
         "- efficiencies (fitted): " + ", ".join(f"{c} {eff.efficiency[c]:.2f} + {eff.overhead_s[c] * 1e6:.0f} us"
                                                  for c in eff.efficiency),
         f"- networks: {nets} ({', '.join(f'{k} {v}' for k, v in fam.value_counts().items())}), batches "

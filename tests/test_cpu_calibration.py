@@ -11,7 +11,7 @@ from archcost.roofline import cpu_calibration as cc
 def fake(stable=True, gflops=100.0):
     m = cc.machine()
     return cc.Calibration(m["machine"], m["threads"], m["torch_version"], {"float32": gflops * 1e9},
-                          {"float32": [8]}, 20e9, 15e9, 20e9, 1024, {"float32": 0.01, "bandwidth": 0.02}, 3, stable,
+                          {"float32": [8]}, 20e9, 15e9, 20e9, 1024, 80e9, 2**21, {"float32": 0.01, "bandwidth": 0.02}, 3, stable,
                           [0.1, 0.1, 0.1], [0.2, 0.1, 0.1], 200e9, "model", "2026-01-01T00:00:00Z", 0.1)
 
 
@@ -112,3 +112,4 @@ def test_an_unwritable_cache_folder_is_not_an_error(tmp_path, monkeypatch):
 def test_a_real_round_measures_positive_rates():
     r = cc.one_round({"float32": [64]}, 2**20)
     assert all(v > 0 for v in r.values()) and r["bandwidth"] == max(r["copy"], r["read"])
+    assert "cache" in r

@@ -5,9 +5,9 @@ import torch.nn as nn
 
 from archcost.analysis.devices import by_key
 from archcost.analysis.engine import OpRecord
-from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, Efficiencies, Rates, by_layer, conv_kind, op_class,
-                                       predict_ops, totals)
-from archcost.roofline.latency_calibrate import fit_line
+from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, REFERENCE_S, Efficiencies, Rates, by_layer, conv_kind,
+                                       op_class, predict_ops, totals)
+from archcost.roofline.latency_calibrate import fit_power
 
 A100 = by_key("a100-80gb")
 
@@ -40,7 +40,7 @@ def test_prediction_is_bound_over_efficiency_plus_overhead_never_below_the_bound
     assert t["predicted_ms"] == pytest.approx(sum(r["predicted_ms"] for r in p)) and t["kernels"] == 2
     layers = by_layer(p)
     assert set(layers) == {"a", "b"} and layers["b"]["rate"] == "float32"
-    # an efficiency above 1 is read as 1: a prediction never beats its bound
+    # an efficiency above 1 never makes a prediction beat its bound
     over = Efficiencies({"elementwise": 3.0}, {"elementwise": 0.0}, "bad")
     assert predict_ops(ops[:1], a100(), over)[0]["predicted_ms"] == pytest.approx(p[0]["bound_ms"])
 
@@ -65,16 +65,17 @@ def test_operator_classes():
          "elementwise"]
 
 
-def test_fit_recovers_a_line():
-    # t = bound / 0.5 + 1 kernel x 20 us, exactly
-    samples = [(b, 1, b / 0.5 + 20e-6) for b in (1e-4, 5e-4, 2e-3, 1e-2)]
-    e, c, rms = fit_line(samples)
-    assert e == pytest.approx(0.5) and c == pytest.approx(20e-6) and rms == pytest.approx(0, abs=1e-9)
+def test_fit_recovers_a_power_law():
+    # t = 3 us + 1 ms x (b / 1 ms) ** 0.8 / 0.5, exactly
+    samples = [(b, 1, 3e-6 + REFERENCE_S * (b / REFERENCE_S) ** 0.8 / 0.5) for b in (1e-4, 5e-4, 2e-3, 1e-2)]
+    e, x, rms = fit_power(samples, 3e-6)
+    assert e == pytest.approx(0.5) and x == pytest.approx(0.8) and rms == pytest.approx(0, abs=1e-9)
 
 
-def test_fit_keeps_efficiency_at_most_one_and_overhead_non_negative():
-    faster = [(b, 1, b / 2) for b in (1e-4, 1e-3)]  # runs faster than its bound (data in cache)
-    e, c, _ = fit_line(faster)
-    assert e == 1.0 and c == 0.0
-    e, c, _ = fit_line([(1e-3, 1, 1e-3), (2e-3, 1, 1.5e-3)])  # a negative intercept would be needed
-    assert 0 < e <= 1 and c >= 0
+def test_size_dependent_efficiency_by_formula_and_never_below_the_bound():
+    eff = Efficiencies({"matmul": 0.5}, {"matmul": 2e-6}, "test", exponent={"matmul": 0.8})
+    for b in (1e-5, 1e-3, 1.0):
+        want = max(b, REFERENCE_S * (b / REFERENCE_S) ** 0.8 / 0.5) + 2e-6
+        assert eff.seconds("matmul", b) == pytest.approx(want) and eff.seconds("matmul", b) >= b
+    assert eff.seconds("matmul", 1.0) == pytest.approx(1.0 + 2e-6)  # a huge operator: at its bound, not below
+    assert eff.seconds("matmul", 0.0) == 2e-6

@@ -37,6 +37,7 @@ class CpuFacts:
     fma_units: int  # FMA pipes of that width per core
     clock_hz: float
     sources: Dict[str, str]  # fact -> where it came from
+    l2_bytes: int = 0  # one core's L2 cache (0 = not stated)
 
     def flops_per_cycle(self, dtype: str = "float32") -> int:
         """FLOP per cycle per core for ``dtype``: FMA units x lanes x 2 (multiply and add)."""
@@ -118,6 +119,23 @@ def clock_hz(info: Dict[str, str], sys_root: str = "/sys") -> Tuple[float, str]:
         return 2.0e9, "not stated by the OS: 2.0 GHz assumed"
 
 
+def l2_bytes(sys_root: str = "/sys") -> int:
+    """One core's level-2 cache from sysfs ('2048K'), 0 when not stated."""
+    base = os.path.join(sys_root, "devices/system/cpu/cpu0/cache")
+    try:
+        for idx in sorted(os.listdir(base)):
+            with open(os.path.join(base, idx, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(base, idx, "size")) as f:
+                text = f.read().strip().upper()
+            scale = {"K": 2**10, "M": 2**20}.get(text[-1:], 1)
+            return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def read_facts(cpuinfo_text: Optional[str] = None, cores: Optional[int] = None, sys_root: str = "/sys") -> CpuFacts:
     """This CPU's facts (``cpuinfo_text``/``cores`` given: those, for tests)."""
     if cpuinfo_text is None:
@@ -146,4 +164,5 @@ def read_facts(cpuinfo_text: Optional[str] = None, cores: Optional[int] = None, 
     if "ht" in flags and info.get("siblings") and info.get("cpu cores") and info["siblings"] != info["cpu cores"]:
         cores_src += "; hyper-threads share their core's FMA units, so this may count a core twice"
     return CpuFacts(info.get("model name", "cpu"), int(cores), bits, units, hz,
-                    {"cores": cores_src, "vector_bits": bits_src, "fma_units": units_src, "clock": hz_src})
+                    {"cores": cores_src, "vector_bits": bits_src, "fma_units": units_src, "clock": hz_src},
+                    l2_bytes(sys_root))

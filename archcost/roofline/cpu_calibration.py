@@ -6,7 +6,11 @@ What is measured (each a best-of-``BEST_OF`` inside one round):
   ``GEMM_SIZES`` (a 1024-square product reaches about two thirds of what a larger one does
   on a wide-vector CPU);
 - bandwidth: ``dst.copy_(src)`` of a 64 MiB buffer (2 x 64 MiB moved) and ``src.sum()`` of it
-  (64 MiB read); the roof is the faster.
+  (64 MiB read); the roof is the faster;
+- cache bandwidth: the same copy of a buffer a quarter of one core's L2 cache (so source and
+  destination stay in L2): the second tier of a cache-aware roofline (Ilic, Pratas, Sousa,
+  "Cache-aware Roofline model", IEEE CAL 2014). An operator whose bytes fit in the L2 of the
+  cores it runs on is bounded by it; larger ones by the first.
 
 **Until stable.** Rounds repeat until the last ``WINDOW`` rounds agree within ``TOLERANCE``
 on every figure (max / min - 1), at most ``MAX_ROUNDS``. The figure kept is the best over
@@ -57,6 +61,8 @@ class Calibration:
     copy_bandwidth: float
     read_bandwidth: float
     copy_bytes: int
+    cache_bandwidth: float  # bytes/s: a copy that stays in L2
+    cache_bytes: int  # operators moving at most this many bytes are bounded by cache_bandwidth (L2 x threads)
     spread: Dict[str, float]  # figure -> (max - min) / max over the final window of rounds
     rounds: int
     stable: bool
@@ -86,7 +92,8 @@ class Calibration:
                 f"{'/'.join(str(n) for n in self.gemm_sizes.get('float32', []))}); bandwidth "
                 f"{self.bandwidth / 1e9:.1f} GB/s (+-{self.spread.get('bandwidth', 0) / 2:.0%}; the faster of a "
                 f"{self.copy_bytes // 2**20} MiB copy, {self.copy_bandwidth / 1e9:.1f} GB/s, and a read-only sum, "
-                f"{self.read_bandwidth / 1e9:.1f} GB/s); {self.rounds} rounds"
+                f"{self.read_bandwidth / 1e9:.1f} GB/s); operators moving at most {self.cache_bytes // 2**10} KiB: "
+                f"{self.cache_bandwidth / 1e9:.1f} GB/s (a copy within L2); {self.rounds} rounds"
                 + ("" if self.stable else " (did not settle: not cached)") + peak
                 + (f"; cached in {self.path}" if self.path else ""))
 
@@ -151,7 +158,7 @@ def write_cache(data: dict, path) -> Optional[str]:
 def _valid_calibration(d: dict) -> bool:
     flops = d["flops"]
     return (isinstance(flops, dict) and flops and all(_positive(v) for v in flops.values())
-            and all(_positive(d[k]) for k in ("bandwidth", "copy_bandwidth", "read_bandwidth"))
+            and all(_positive(d[k]) for k in ("bandwidth", "copy_bandwidth", "read_bandwidth", "cache_bandwidth"))
             and d["stable"] is True and isinstance(d["spread"], dict))
 
 
@@ -165,7 +172,7 @@ def best_seconds(fn, best_of: int = BEST_OF) -> float:
     return best
 
 
-def one_round(sizes, copy_bytes: int) -> Dict[str, float]:
+def one_round(sizes, copy_bytes: int, l2: int = 0) -> Dict[str, float]:
     import torch
 
     out = {}
@@ -183,6 +190,13 @@ def one_round(sizes, copy_bytes: int) -> Dict[str, float]:
         dst = torch.empty_like(src)
         out["copy"] = 2 * elems * 4 / best_seconds(lambda: dst.copy_(src))
         out["read"] = elems * 4 / best_seconds(lambda: src.sum())
+        small = max(l2 // 4, 2**16) // 4
+        s_src, s_dst = torch.ones(small), torch.empty(small)
+
+        def copies():
+            for _ in range(64):
+                s_dst.copy_(s_src)
+        out["cache"] = 64 * 2 * small * 4 / best_seconds(copies)
     out["bandwidth"] = max(out["copy"], out["read"])
     return out
 
@@ -208,12 +222,13 @@ def measure(sizes=None, copy_bytes: int = COPY_BYTES, **settle_kw) -> Calibratio
 
     sizes = {k: list(v) for k, v in (sizes or GEMM_SIZES).items()}
     start, load_before = time.perf_counter(), list(os.getloadavg())
-    best, spread, rounds, stable = settle(lambda: one_round(sizes, copy_bytes), **settle_kw)
     facts = read_facts()
+    best, spread, rounds, stable = settle(lambda: one_round(sizes, copy_bytes, facts.l2_bytes), **settle_kw)
     m = machine()
     flops = {d: best[d] for d in sizes}
     return Calibration(m["machine"], m["threads"], m["torch_version"], flops, sizes, best["bandwidth"], best["copy"],
-                       best["read"], copy_bytes // 4 * 4, spread, rounds, stable, load_before, list(os.getloadavg()),
+                       best["read"], copy_bytes // 4 * 4, max(best["cache"], best["bandwidth"]),
+                       facts.l2_bytes * min(m["threads"], facts.cores), spread, rounds, stable, load_before, list(os.getloadavg()),
                        facts.peak_flops("float32", m["threads"]), facts.describe("float32", m["threads"]),
                        datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                        time.perf_counter() - start)

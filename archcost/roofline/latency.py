@@ -1,7 +1,7 @@
 """Predicted latency: the roofline bound of each operator, divided by the efficiency its
 class reaches on the target, plus a fixed cost per kernel.
 
-    predicted_ms(op) = max(flops / rate(op), bytes / bandwidth) / efficiency(class)
+    predicted_ms(op) = max(flops / rate(op), bytes / bandwidth) / efficiency(class, size)
                        + overhead(class)
 
 summed over a model's operators (kernels run one after another in an eager forward).
@@ -9,17 +9,20 @@ summed over a model's operators (kernels run one after another in an eager forwa
 TF32 or the tensor rate; on a CPU its modelled hardware peak, ``devices/cpu_facts.py``).
 The classes: convolutions by kind (stem: at most 4 input channels; 1x1; k x k; grouped;
 depthwise), matmul, attention, norms (batch; layer and group), pools (max; average),
-elementwise (everything else that moves data). An efficiency is at most 1 for every class, so no prediction is below the bound.
+elementwise (everything else that moves data). The efficiency of a class may depend on the
+operator's size (a power law in its bound, ``Efficiencies``); a prediction is never below
+the bound.
 
-On a CPU the efficiencies and overheads are fitted on this machine (``latency_calibrate``:
-each class timed on a set of layer shapes, a least-squares line through time against bound)
-and cached like the roof. For GPUs they are the stated defaults of ``GPU_DEFAULTS``, each
+On a CPU the efficiencies are fitted on this machine (``latency_calibrate``: each class
+timed on a set of layer shapes, a least-squares line through log time against log bound)
+and the per-kernel overhead is the time of a module call on a one-element tensor; both are
+cached like the roof. For GPUs they are the stated defaults of ``GPU_DEFAULTS``, each
 with its source, until a GPU run fits them (``bench/latency_prediction.py --target auto``).
 
 This is an estimate. Its error, measured on this CPU over the zoo and other families at
 batch 1 and 16, is in ``reports/latency_prediction_cpu.md``; what it leaves out: caches
-(small activations that stay in L2/L3 move faster than DRAM bandwidth: the elementwise
-efficiency absorbs that on average), fusion (oneDNN or cuDNN folding a bias or ReLU into
+beyond the two tiers of ``Rates`` (an activation still in L3 from the layer before moves
+faster than the calibrated bandwidth: the fitted efficiencies absorb that on average), fusion (oneDNN or cuDNN folding a bias or ReLU into
 the convolution), and Python's own time between modules beyond the per-kernel overhead.
 """
 
@@ -43,17 +46,37 @@ ATTENTION_OPS = frozenset({"scaled_dot_product_attention"})
 
 @dataclass
 class Efficiencies:
-    """Per operator class: the fraction of the bound's rate attained (0 < e <= 1) and a
-    fixed time per kernel (seconds). ``source`` says how they were obtained."""
+    """Per operator class: the efficiency ``e`` (fraction of the bound's rate attained) of an
+    operator whose bound is ``REFERENCE_S``, how it changes with size (``exponent`` b: 1 =
+    the same at every size; below 1, small operators are less efficient than large ones), and
+    a fixed time per kernel (seconds):
+
+        time(bound) = max(bound, REFERENCE_S x (bound / REFERENCE_S) ** b / e) + overhead
+
+    The max keeps every prediction at or above its bound. ``source`` says how they were
+    obtained."""
 
     efficiency: Dict[str, float]
     overhead_s: Dict[str, float]
     source: str
     fit: Dict[str, dict] = field(default_factory=dict)  # class -> samples, rms relative error
+    exponent: Dict[str, float] = field(default_factory=dict)  # class -> b (1 when absent)
 
     def of(self, cls: str):
         e = self.efficiency.get(cls, self.efficiency.get("elementwise", 1.0))
-        return min(1.0, max(e, 1e-6)), max(0.0, self.overhead_s.get(cls, self.overhead_s.get("elementwise", 0.0)))
+        b = self.exponent.get(cls, 1.0)
+        c = self.overhead_s.get(cls, self.overhead_s.get("elementwise", 0.0))
+        return max(e, 1e-6), b, max(0.0, c)
+
+    def seconds(self, cls: str, bound_s: float) -> float:
+        """The predicted time of one kernel of ``cls`` whose roofline bound is ``bound_s``."""
+        e, b, c = self.of(cls)
+        if bound_s <= 0:
+            return c
+        return max(bound_s, REFERENCE_S * (bound_s / REFERENCE_S) ** b / e) + c
+
+
+REFERENCE_S = 1e-3  # the bound at which an efficiency is stated (1 ms)
 
 
 # GPU defaults: stated, not fitted here (no GPU has been lent to this project). Each figure
@@ -124,6 +147,11 @@ class Rates:
     bandwidth: float
     dtype: str
     tf32: str = "torch-default"
+    cache_bandwidth: float = 0.0  # a second tier for operators moving at most cache_bytes (CPU: L2); 0 = none
+    cache_bytes: int = 0
+
+    def bandwidth_for(self, moved: int) -> float:
+        return self.cache_bandwidth if self.cache_bandwidth and moved <= self.cache_bytes else self.bandwidth
 
     def column(self, op: str) -> Optional[str]:
         return precision.rate_column(op, self.dtype, self.columns, self.tf32)
@@ -136,10 +164,11 @@ class Rates:
 
 
 def op_bound_s(o, rates: Rates) -> float:
-    """max(FLOPs / the operator's rate, bytes / bandwidth), seconds."""
+    """max(FLOPs / the operator's rate, bytes / bandwidth of the tier they fit in), seconds."""
     flops = 2 * int(o.macs)
     t_c = flops / rates.flops_per_s(o.op) if flops else 0.0
-    return max(t_c, (int(o.bytes_read) + int(o.bytes_written)) / rates.bandwidth)
+    moved = int(o.bytes_read) + int(o.bytes_written)
+    return max(t_c, moved / rates.bandwidth_for(moved))
 
 
 def predict_ops(ops: Iterable, rates: Rates, eff: Efficiencies, kinds: Optional[Mapping[str, str]] = None) -> List[dict]:
@@ -147,11 +176,10 @@ def predict_ops(ops: Iterable, rates: Rates, eff: Efficiencies, kinds: Optional[
     out = []
     for o in ops:
         cls = op_class(o.op, o.module, kinds)
-        e, c = eff.of(cls)
         bound = op_bound_s(o, rates)
         out.append({"module": o.module, "op": o.op, "op_class": cls, "rate": rates.column(o.op) if o.macs else "",
                     "macs": int(o.macs), "bytes": int(o.bytes_read) + int(o.bytes_written),
-                    "bound_ms": bound * 1e3, "predicted_ms": (bound / e + c) * 1e3})
+                    "bound_ms": bound * 1e3, "predicted_ms": eff.seconds(cls, bound) * 1e3})
     return out
 
 

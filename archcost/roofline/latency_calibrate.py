@@ -4,11 +4,15 @@ Each class is timed on layers of the shapes real networks have (the ``SHAPES`` b
 and ResNet convolutions, MobileNet depthwise ones, ViT's products and attention, norms,
 pooling, element-wise operators), at batch 1 and 4, as ``nn.Module`` calls (what a model's
 forward runs, module-call cost included). Each layer's bound comes from the same records and
-rates as a prediction (``latency.op_bound_s``); per class a least-squares line, weighted
-to relative error, through measured time against (summed bound, kernel count) gives
+rates as a prediction (``latency.op_bound_s``); per class a least-squares line through log time against log bound gives
 
-    time = bound / efficiency + kernels x overhead,   0 < efficiency <= 1, overhead >= 0.
+    time = kernels x overhead + 1 ms x (bound / 1 ms) ** exponent / efficiency
 
+(an efficiency stated at a 1 ms bound, and how it changes with size: small layers reach a
+smaller share of the roof than large ones), never below the bound. The overhead per kernel
+is a multiple (1 to 64) of the dispatch cost measured once (a module call on a one-element
+tensor), the one whose fit has the least error: some kernels cost more than dispatch before
+any work (a oneDNN primitive's set-up).
 Time per layer: the fastest of ``REPEATS`` calls after a warm-up. The fastest, not the
 median: on a shared machine other jobs preempt calls (a 2-core machine at load 5 makes
 most calls last a whole scheduler slice, ~28 ms), and only ever slow them down; the fastest
@@ -26,9 +30,10 @@ import time
 from typing import Callable, Dict, List, Tuple
 
 from . import cpu_calibration as cc
-from .latency import CLASSES, Efficiencies, Rates, op_bound_s
+from .latency import CLASSES, REFERENCE_S, Efficiencies, Rates, op_bound_s
 
 REPEATS = 15
+OVERHEAD_STEPS = (1, 2, 4, 8, 16, 32, 64)  # multiples of the measured dispatch cost tried per class
 
 
 def _shapes():
@@ -101,7 +106,7 @@ def _time_ms(fn: Callable[[], object], repeats: int = REPEATS) -> float:
     return min(samples)
 
 
-def sample(build, shapes, batch: int, rates: Rates) -> Tuple[float, int, float]:
+def sample(build, shapes, batch: int, rates: Rates, repeats: int = REPEATS) -> Tuple[float, int, float]:
     """(bound seconds, kernels, measured seconds) of one layer at ``batch``."""
     import torch
 
@@ -119,61 +124,65 @@ def sample(build, shapes, batch: int, rates: Rates) -> Tuple[float, int, float]:
     mod = build().eval()
     real_in = tuple(torch.randn((batch,) + tuple(s)) for s in shapes)
     with torch.inference_mode():
-        ms = _time_ms(lambda: mod(*real_in))
+        ms = _time_ms(lambda: mod(*real_in), repeats)
     return bound, len(ops), ms / 1e3
 
 
-def fit_line(samples: List[Tuple[float, int, float]]) -> Tuple[float, float, float]:
-    """Weighted least squares of t = a x bound + c x kernels (weights 1/t: relative error),
-    with a >= 1 (efficiency 1/a <= 1) and c >= 0. -> (efficiency, overhead s, RMS rel. error)."""
-    def solve(fix_a=None, fix_c=None):
-        if fix_a is not None:
-            num = sum((t - fix_a * b) * k / t ** 2 for b, k, t in samples)
-            den = sum(k * k / t ** 2 for b, k, t in samples)
-            return fix_a, max(0.0, num / den if den else 0.0)
-        if fix_c is not None:
-            num = sum((t - fix_c * k) * b / t ** 2 for b, k, t in samples)
-            den = sum(b * b / t ** 2 for b, k, t in samples)
-            return max(1.0, num / den if den else 1.0), fix_c
-        sbb = sum(b * b / t ** 2 for b, k, t in samples)
-        skk = sum(k * k / t ** 2 for b, k, t in samples)
-        sbk = sum(b * k / t ** 2 for b, k, t in samples)
-        sbt = sum(b / t for b, k, t in samples)
-        skt = sum(k / t for b, k, t in samples)
-        det = sbb * skk - sbk * sbk
-        if det <= 0:
-            return solve(fix_c=0.0)
-        return (sbt * skk - skt * sbk) / det, (sbb * skt - sbk * sbt) / det
-
-    a, c = solve()
-    if c < 0:
-        a, c = solve(fix_c=0.0)
-    if a < 1:
-        a, c = solve(fix_a=1.0)
-    rms = math.sqrt(sum(((a * b + c * k) / t - 1) ** 2 for b, k, t in samples) / len(samples))
-    return 1 / a, c, rms
+def fit_power(samples: List[Tuple[float, int, float]], overhead_s: float) -> Tuple[float, float, float]:
+    """Least squares of log(time - kernels x overhead) against log(bound) (relative error):
+    time = kernels x overhead + REFERENCE_S x (bound / REFERENCE_S) ** b / e, with the
+    exponent b kept in [0.5, 1.2]. -> (e, b, RMS relative error of the fitted times)."""
+    pts = [(math.log(bd / REFERENCE_S), math.log(max(t - k * overhead_s, 0.05 * t) / REFERENCE_S))
+           for bd, k, t in samples if bd > 0]
+    n = len(pts)
+    mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx > 0 else 1.0
+    slope = min(1.2, max(0.5, slope))
+    e = math.exp(-(my - slope * mx))
+    pred = [k * overhead_s + max(bd, REFERENCE_S * (bd / REFERENCE_S) ** slope / e) for bd, k, t in samples]
+    rms = math.sqrt(sum((p / t - 1) ** 2 for p, (_, _, t) in zip(pred, samples)) / len(samples))
+    return e, slope, rms
 
 
-def calibrate(rates: Rates, batches=(1, 4), classes=CLASSES, log=None) -> Efficiencies:
-    """Time every class's layers at ``batches`` and fit it (about half a minute on 2 cores)."""
+def kernel_overhead_s() -> float:
+    """The fastest call of a module on a one-element tensor: what dispatching one kernel
+    costs from Python, module call included."""
+    import torch
+    import torch.nn as nn
+
+    relu, x = nn.ReLU(), torch.ones(1)
+    with torch.inference_mode():
+        return _time_ms(lambda: relu(x), 200) / 1e3
+
+
+def calibrate(rates: Rates, batches=(1, 4, 16), classes=CLASSES, log=None) -> Efficiencies:
+    """Time every class's layers at ``batches`` and fit it (about a minute on 2 cores)."""
     shapes = _shapes()
-    eff, over, fit = {}, {}, {}
+    overhead = kernel_overhead_s()
+    eff, expo, over, fit = {}, {}, {}, {}
     for cls in classes:
         samples = []
         for build, shp in shapes[cls]:
             for b in batches:
-                samples.append(sample(build, shp, b, rates))
-        e, c, rms = fit_line(samples)
-        eff[cls], over[cls] = e, c
+                samples.append(sample(build, shp, b, rates, REPEATS if b < 16 else 4))
+        # the overhead per kernel of this class: the measured dispatch cost or more (a oneDNN
+        # primitive's set-up, a reduction's pass over its output), whichever fits best
+        c = min((overhead * m for m in OVERHEAD_STEPS), key=lambda c: fit_power(samples, c)[2])
+        e, x, rms = fit_power(samples, c)
+        eff[cls], expo[cls], over[cls] = e, x, c
         fit[cls] = {"samples": len(samples), "rms_relative_error": rms,
                     "points": [[b, k, t] for b, k, t in samples]}
         if log:
-            log(f"{cls}: efficiency {e:.2f}, overhead {c * 1e6:.1f} us, rms error {rms:.0%} over {len(samples)} layers")
-    return Efficiencies(eff, over, "fitted on this CPU (archcost/roofline/latency_calibrate.py)", fit)
+            log(f"{cls}: efficiency {e:.2f} at a 1 ms bound, exponent {x:.2f}, overhead {c * 1e6:.0f} us, rms error "
+                f"{rms:.0%} over {len(samples)} layers")
+    return Efficiencies(eff, over, f"fitted on this CPU (archcost/roofline/latency_calibrate.py); per-kernel "
+                        f"overhead {overhead * 1e6:.1f} us", fit, expo)
 
 
 def _valid(d: dict) -> bool:
-    return (set(d["efficiency"]) == set(CLASSES) and all(0 < v <= 1 for v in d["efficiency"].values())
+    return (set(d["efficiency"]) == set(CLASSES) and all(0 < v < 1e3 for v in d["efficiency"].values())
+            and set(d["exponent"]) == set(CLASSES) and all(0.5 <= v <= 1.2 for v in d["exponent"].values())
             and all(isinstance(v, (int, float)) and v >= 0 and math.isfinite(v) for v in d["overhead_s"].values()))
 
 
@@ -184,11 +193,12 @@ def cpu_efficiencies(rates: Rates, refresh: bool = False, stable: bool = True, l
     if not refresh:
         d = cc.read_valid(path, _valid)
         if d is not None:
-            return Efficiencies(d["efficiency"], d["overhead_s"], d["source"] + f"; cached in {path}", d.get("fit", {}))
+            return Efficiencies(d["efficiency"], d["overhead_s"], d["source"] + f"; cached in {path}", d.get("fit", {}),
+                                d["exponent"])
     eff = calibrate(rates, log=log)
     if stable:
         data = {**cc.machine(), "version": cc.VERSION, "efficiency": eff.efficiency, "overhead_s": eff.overhead_s,
-                "source": eff.source, "fit": eff.fit}
+                "exponent": eff.exponent, "source": eff.source, "fit": eff.fit}
         cc.write_cache(data, path)
     return eff
 
@@ -200,4 +210,5 @@ def cpu_rates(cal: cc.Calibration, dtype: str = "float32") -> Rates:
     columns = dict(cal.flops)
     if cal.peak_flops and dtype == "float32":
         columns["float32"] = max(cal.peak_flops, cal.flops.get("float32", 0.0))
-    return Rates("this CPU", columns, cal.bandwidth, dtype)
+    return Rates("this CPU", columns, cal.bandwidth, dtype, cache_bandwidth=cal.cache_bandwidth,
+                 cache_bytes=cal.cache_bytes)
