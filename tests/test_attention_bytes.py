@@ -130,3 +130,32 @@ def test_meta_and_the_cpu_kernels_move_the_same_bytes_except_the_known_layers():
         if moved["cpu"] != moved["meta"]:
             differ.add(name)
     assert differ == KNOWN_DIFFERENT  # the list in attention_bytes' docstring
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_multihead_attention_without_weights_is_fused_with_weights_is_not(device):
+    n, length, embed, heads = 2, 10, 32, 4
+    x = torch.randn(n, length, embed, device=device)
+    for need_weights in (False, True):
+        m = MHA(need_weights).to(device).eval()
+        with AttentionCalls() as cap:
+            res = run_pass(m, (x,), record_ops=True)
+        fused, done = fuse(res.ops, cap.calls)
+        att = [o for o in fused if o.op == "scaled_dot_product_attention"]
+        macs = 2 * n * heads * length * length * (embed // heads)  # Q K^T + P V
+        assert sum(o.macs for o in att) == macs
+        if need_weights:  # the device materialises the weights too: nothing replaced
+            assert done == 0 and fused == res.ops
+        else:
+            shape = (n, heads, length, embed // heads)
+            assert done == 1 and len(att) == 1
+            assert (att[0].bytes_read, att[0].bytes_written) == formula(shape, shape, shape)
+
+
+def test_an_encoder_layers_attention_is_fused():
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True).to("meta").eval()
+    with AttentionCalls() as cap:
+        res = run_pass(layer, (torch.randn(2, 10, 32, device="meta"),), record_ops=True)
+    fused, done = fuse(res.ops, cap.calls)
+    assert done == 1 and sum(o.op == "scaled_dot_product_attention" for o in fused) == 1
+    assert sum(o.macs for o in fused) == sum(o.macs for o in res.ops)  # MACs stay as counted

@@ -25,9 +25,11 @@ Other places where meta's decomposition and the device's kernel move different b
 and ``nn.TransformerEncoderLayer`` (they call the fused SDPA kernel on a device, the
 decomposition on meta), the recurrent layers (``nn.LSTM``/``GRU``/``RNN``: one fused kernel on
 a device, per-step operators on meta) and eval-mode batch norm (meta also writes the two
-per-channel statistics; 2 x C x 4 bytes). Only ``F.scaled_dot_product_attention`` calls are
-rewritten here; the others keep their decomposition's bytes, and the roofline says so in
-its notes (``engine.DEVICE_PATHS`` names them).
+per-channel statistics; 2 x C x 4 bytes). ``F.scaled_dot_product_attention`` calls and the
+attention of ``F.multi_head_attention_forward`` without weights are rewritten here (the
+latter's head reshapes stay as meta counts them: two more copies than the CPU's fast path);
+the recurrent layers and batch norm's statistics keep their decomposition's bytes
+(``engine.DEVICE_PATHS`` names the operators whose kernel differs by device).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class AttentionCall:
     v_shape: Tuple[int, ...]
     element_bytes: int
     mask_bytes: int = 0
+    fused: bool = True  # False: the device also runs the math path (need_weights=True returns the weights)
 
     @property
     def rows(self) -> int:
@@ -93,10 +96,28 @@ def backward_bytes(call: AttentionCall) -> Tuple[int, int]:
     return read, written
 
 
+MHA = "multi_head_attention_forward"
+
+
+def _mha_call(args, kwargs) -> AttentionCall:
+    """The attention inside ``F.multi_head_attention_forward``: (L, N, E) queries and (S, N, E)
+    keys/values (or unbatched), ``num_heads`` heads of E / heads."""
+    q, k = args[0], args[1]
+    heads = int(args[4] if len(args) > 4 else kwargs["num_heads"])
+    need = kwargs.get("need_weights", args[15] if len(args) > 15 else True)
+    L, S, E = q.shape[0], k.shape[0], q.shape[-1]
+    n = q.shape[1] if q.dim() == 3 else 1
+    mask = kwargs.get("attn_mask")
+    mask_bytes = mask.numel() * mask.element_size() if isinstance(mask, torch.Tensor) else 0
+    return AttentionCall((n, heads, L, E // heads), (n, heads, S, E // heads), (n, heads, S, E // heads),
+                         q.element_size(), mask_bytes, fused=not need)
+
+
 class AttentionCalls(TorchFunctionMode):
-    """Records the shapes of every ``F.scaled_dot_product_attention`` call, in order.
-    Enter it around the counting pass (outside it): the calls it sees are the ones the
-    counting engine names ``scaled_dot_product_attention`` as a whole."""
+    """Records the shapes of every ``F.scaled_dot_product_attention`` call and of every
+    ``F.multi_head_attention_forward`` (``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer``),
+    in order. Enter it around the counting pass (outside it): the calls it sees are the
+    top-level ones the counting engine names as a whole."""
 
     def __init__(self):
         super().__init__()
@@ -104,7 +125,13 @@ class AttentionCalls(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if getattr(func, "__name__", "") == ATTENTION and len(args) >= 3:
+        name = getattr(func, "__name__", "")
+        if name == MHA and len(args) >= 3:
+            try:
+                self.calls.append(_mha_call(args, kwargs))
+            except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError):
+                pass  # an unusual call: its bytes stay as counted
+        if name == ATTENTION and len(args) >= 3:
             q, k, v = args[:3]
             mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
             mask_bytes = mask.numel() * mask.element_size() if isinstance(mask, torch.Tensor) else 0
@@ -113,41 +140,46 @@ class AttentionCalls(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def groups(ops: Sequence) -> List[Tuple[int, int]]:
-    """[start, end) spans of the records of one SDPA call: consecutive records named
-    ``scaled_dot_product_attention`` in one module, closed by the one that carries the
-    call's MACs (the engine puts a whole-call rule's MACs on its last operator)."""
-    spans, start = [], None
-    for i, o in enumerate(ops):
-        if o.op != ATTENTION or (start is not None and ops[start].module != o.module):
-            start = None
-            if o.op != ATTENTION:
-                continue
-        if start is None:
-            start = i
-        if o.macs:
-            spans.append((start, i + 1))
-            start = None
-    return spans
+def _span(ops: Sequence, start: int, macs: int):
+    """[first, end) of the records carrying one call's attention MACs, searching from
+    ``start``: from the first record named ``scaled_dot_product_attention`` through the one
+    where the MACs add up, all in one module and named for attention or its
+    ``multi_head_attention_forward`` (the softmax between the two products). None if absent."""
+    first = next((i for i in range(start, len(ops)) if ops[i].op == ATTENTION), None)
+    if first is None:
+        return None
+    total = 0
+    for i in range(first, len(ops)):
+        o = ops[i]
+        if o.module != ops[first].module or o.op not in (ATTENTION, MHA):
+            return None
+        total += int(o.macs)
+        if total == macs and o.op == ATTENTION:
+            return first, i + 1
+        if total > macs:
+            return None
+    return None
 
 
 def fuse(ops: Sequence, calls: Sequence[AttentionCall]) -> Tuple[list, int]:
-    """``ops`` with each SDPA call's records replaced by one record of the fused kernel's
-    bytes (same module, same MACs). A span is paired with the next recorded call whose MACs
-    it carries; spans without one (attention products relabelled inside
-    ``nn.MultiheadAttention``'s math path) are left as they are. -> (records, calls fused)."""
-    out, done, pending, last = [], 0, list(calls), 0
-    for start, end in groups(ops):
-        span = ops[start:end]
-        macs = sum(int(o.macs) for o in span)
-        match = next((i for i, c in enumerate(pending[:1]) if c.macs() == macs), None)
-        if match is None:
+    """``ops`` with each fused attention call's records (``_span``) replaced by one record of
+    the fused kernel's bytes (same module, same MACs). A call whose records are not found as
+    expected, and a ``need_weights=True`` one (math path on the device too), keeps them.
+    -> (records, calls fused)."""
+    out, done, pos = [], 0, 0
+    for call in calls:
+        span = _span(ops, pos, call.macs())
+        if span is None:
             continue
-        call = pending.pop(match)
-        read, written = forward_bytes(call)
-        out.extend(ops[last:start])
-        out.append(replace(span[-1], macs=macs, bytes_read=read, bytes_written=written, inplace=False))
-        last, done = end, done + 1
-    out.extend(ops[last:])
+        first, end = span
+        if call.fused:
+            read, written = forward_bytes(call)
+            out.extend(ops[pos:first])
+            macs = sum(int(o.macs) for o in ops[first:end])
+            out.append(replace(ops[end - 1], macs=macs, bytes_read=read, bytes_written=written, inplace=False))
+            done += 1
+        else:
+            out.extend(ops[pos:end])
+        pos = end
+    out.extend(ops[pos:])
     return out, done
-
