@@ -89,7 +89,7 @@ def zoo_entries():
 def predict(model, shape, batch, rates, eff):
     import torch
 
-    from archcost.analysis.engine import run_pass
+    from archcost.count.engine import run_pass
     from archcost.roofline.attention_bytes import AttentionCalls, fuse
     from archcost.roofline.latency import conv_kinds, predict_ops, totals
 
@@ -104,11 +104,11 @@ def predict(model, shape, batch, rates, eff):
 
 def measure(model, shape, batch, warmup, repeats, device="cpu"):
     """archcost's forward timer (warm-up, then repeats: p20, median, p80; CUDA events on a
-    GPU); on a CPU each call is also read on the process's CPU-time clock (measure/cpu_clock.py),
+    GPU); on a CPU each call is also read on the process's CPU-time clock (time.process_time),
     which other jobs do not inflate: with one thread, the quiet machine's wall time."""
     import torch
 
-    from archcost.analysis.timing import quantile, time_calls
+    from archcost.measure.timing import quantile, time_calls
 
     x = torch.randn((batch,) + tuple(shape), device=device)
     model.eval()
@@ -136,7 +136,7 @@ def gpu_target(target, tf32):
     """(rates, efficiencies, name) of this machine's GPU from the device table."""
     import torch
 
-    from archcost.analysis.devices import find_peak
+    from archcost.devices import find_peak
     from archcost.roofline.latency import GPU_DEFAULTS, Rates
 
     if not torch.cuda.is_available():
@@ -217,7 +217,8 @@ def main(argv=None):
     import pandas as pd
     import torch
 
-    from archcost.report.files import ensure_dir, write_csv, write_text
+    from archcost.files import ensure_dir, write_text
+    from archcost.report.files import write_csv
     from archcost.report.tables import render
     from archcost.roofline import cpu_calibration, latency_calibrate
 

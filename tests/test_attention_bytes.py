@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from archcost.analysis.engine import run_pass
+from archcost.count.engine import run_pass
 from archcost.roofline.attention_bytes import AttentionCall, AttentionCalls, backward_bytes, forward_bytes, fuse
 
 B, H, L, S, E, EV = 2, 4, 16, 24, 8, 12

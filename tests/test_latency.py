@@ -3,8 +3,8 @@
 import pytest
 import torch.nn as nn
 
-from archcost.analysis.devices import by_key
-from archcost.analysis.engine import OpRecord
+from archcost.devices import by_key
+from archcost.count.engine import OpRecord
 from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, REFERENCE_S, Efficiencies, Rates, by_layer, conv_kind,
                                        op_class, predict_ops, totals)
 from archcost.roofline.latency_calibrate import fit_power

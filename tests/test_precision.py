@@ -3,7 +3,7 @@ enabled, float32 convolutions at cuDNN's TF32 default, float16/bfloat16 at the t
 
 import pytest
 
-from archcost.analysis.devices import by_key
+from archcost.devices import by_key
 from archcost.roofline.precision import engine_of, rate_column, rates_for, tf32_flags
 
 
@@ -61,7 +61,7 @@ def test_torch_defaults_are_the_ones_assumed():
 def test_vgg16_fc6_crosses_the_ridge_at_fp32_not_tf32():
     # classifier.0: 25088 -> 4096, float32. Intensity at batch b: 2*b*25088*4096 FLOPs over
     # 4 bytes x (weights 25088*4096 + bias 4096 + input b*25088 + output b*4096).
-    from archcost.analysis.roofline import ridge_batch
+    from archcost.roofline.bounds import ridge_batch
 
     a100 = by_key("a100-80gb")
     fixed, per_image, macs = 4 * (25088 * 4096 + 4096), 4 * (25088 + 4096), 25088 * 4096

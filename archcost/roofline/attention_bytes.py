@@ -67,7 +67,7 @@ class AttentionCall:
 
     def macs(self) -> int:
         """Q K^T plus P V (``ops.attention_macs``): B*H*L*S*E + B*H*L*S*Ev."""
-        from archcost.analysis.ops import attention_macs  # the one rule, where the engine keeps it
+        from archcost.count.rules import attention_macs  # the one rule, where the engine keeps it
 
         return int(attention_macs(self.q_shape, self.k_shape, self.v_shape))
 

@@ -110,7 +110,7 @@ def machine() -> dict:
     """What a cached figure is valid for."""
     import torch
 
-    from archcost.analysis.devices import device_name
+    from archcost.devices import device_name
 
     return {"machine": device_name("cpu"), "threads": torch.get_num_threads(), "torch_version": torch.__version__}
 
@@ -143,7 +143,7 @@ def read_valid(path, check: Callable[[dict], bool]) -> Optional[dict]:
 
 def write_cache(data: dict, path) -> Optional[str]:
     """Write atomically; a folder that cannot be written is not an error (returns None)."""
-    from archcost.report.files import atomic_path  # an atomic write, no formatting
+    from archcost.files import atomic_path
 
     path = pathlib.Path(path)
     try:

@@ -185,7 +185,7 @@ def predict_ops(ops: Iterable, rates: Rates, eff: Efficiencies, kinds: Optional[
 
 def by_layer(predicted: Sequence[dict], leaves: Optional[set] = None) -> Dict[str, dict]:
     """Per layer (``roofline.layer_name``'s rows): bound_ms, predicted_ms, the rate columns used."""
-    from archcost.analysis.roofline import layer_name
+    from .bounds import layer_name
 
     rows: Dict[str, dict] = {}
     for p in predicted:

@@ -89,20 +89,18 @@ def _shapes():
 
 
 def _time_ms(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    """The fastest call: CPU time with one torch thread (``measure/cpu_clock.py``), else wall time."""
+    """The fastest call: the process's CPU time with one torch thread (which preemption by
+    other jobs does not inflate), else wall time."""
     import torch
 
-    if torch.get_num_threads() == 1:
-        from archcost.measure.cpu_clock import cpu_ms_calls
-
-        return min(cpu_ms_calls(fn, repeats, 2))
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     fn()
     fn()
     samples = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
+        samples.append((clock() - t0) * 1e3)
     return min(samples)
 
 
@@ -110,7 +108,7 @@ def sample(build, shapes, batch: int, rates: Rates, repeats: int = REPEATS) -> T
     """(bound seconds, kernels, measured seconds) of one layer at ``batch``."""
     import torch
 
-    from archcost.analysis.engine import run_pass
+    from archcost.count.engine import run_pass
 
     from .attention_bytes import AttentionCalls, fuse
 

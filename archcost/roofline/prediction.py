@@ -31,7 +31,7 @@ def target_rates(target: str, dtype: str, tf32: str = "torch-default", refresh: 
         rates = latency_calibrate.cpu_rates(cal, dtype)
         eff = latency_calibrate.cpu_efficiencies(rates, refresh=refresh, stable=cal.stable, log=log)
         return rates, eff, cal
-    from archcost.analysis.devices import by_key
+    from archcost.devices import by_key
 
     peak = by_key(target)
     if peak is None:
@@ -42,7 +42,7 @@ def target_rates(target: str, dtype: str, tf32: str = "torch-default", refresh: 
 def count_ops(model, inputs, kwargs=None):
     """The per-operator records of one counting pass, with each SDPA call's records replaced
     by the fused kernel's. -> (records, attention calls fused, the pass result)."""
-    from archcost.analysis.engine import run_pass
+    from archcost.count.engine import run_pass
 
     from .attention_bytes import AttentionCalls, fuse
 
