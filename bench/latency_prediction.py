@@ -220,7 +220,7 @@ def main(argv=None):
     from archcost.files import ensure_dir, write_text
     from archcost.report.files import write_csv
     from archcost.report.tables import render
-    from archcost.roofline import cpu_calibration, latency_calibrate
+    from archcost.roofline import calibrate as cpu_calibration, latency_calibrate
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from archcost.roofline import cpu_calibration as cc
+from archcost.roofline import calibrate as cc
 
 
 def fake(stable=True, gflops=100.0):

@@ -234,12 +234,16 @@ def slug(device: str) -> str:
 
 def rows() -> List[dict]:
     """The table as rows (what `archcost devices` prints): peaks in TFLOP/s, bandwidth in
-    GB/s, memory in bytes, the float32 ridge in FLOP/byte (empty without stored peaks)."""
+    GB/s, memory in bytes, the float32 ridges in FLOP/byte (empty without stored peaks): for
+    convolutions (TF32 where the GPU has it: cudnn.allow_tf32 is on by default) and for
+    matrix products (FP32: torch's cuda.matmul.allow_tf32 is off by default)."""
     out = []
     for d in DEVICES:
         column = peak_dtype(d, "float32") if d.has_peaks else None
         out.append({"target": d.key, "name": d.name, **{f"{k}_tflops": d.tflops.get(k) for k in DTYPE_KEYS},
                     "bandwidth_gbs": d.bandwidth_gbs, "memory_bytes": d.memory_bytes,
-                    "ridge_float32": d.peak_flops(column) / d.bandwidth_bytes_per_s if column else None,
+                    "ridge_float32_conv": d.peak_flops(column) / d.bandwidth_bytes_per_s if column else None,
+                    "ridge_float32_matmul": (d.peak_flops("float32") / d.bandwidth_bytes_per_s
+                                             if column and d.peak_flops("float32") else None),
                     "source": d.source, "bandwidth_source": d.bandwidth_source, "memory_source": d.memory_source})
     return out

@@ -19,7 +19,7 @@ most calls last a whole scheduler slice, ~28 ms), and only ever slow them down; 
 call is the layer's time on a quiet machine, which is what the prediction is for. With one
 torch thread the clock is the process's CPU time, which preemption does not inflate. The
 fit, its samples and their RMS relative error are stored with the result, which is cached
-beside the roof (``cpu_calibration``: keyed by machine and torch, validated on read, not
+beside the roof (``calibrate``: keyed by machine and torch, validated on read, not
 cached when the roof itself did not settle).
 """
 
@@ -29,7 +29,7 @@ import math
 import time
 from typing import Callable, Dict, List, Tuple
 
-from . import cpu_calibration as cc
+from . import calibrate as cc
 from .latency import CLASSES, REFERENCE_S, Efficiencies, Rates, op_bound_s
 
 REPEATS = 15
@@ -184,15 +184,24 @@ def _valid(d: dict) -> bool:
             and all(isinstance(v, (int, float)) and v >= 0 and math.isfinite(v) for v in d["overhead_s"].values()))
 
 
+def cached_efficiencies() -> "Efficiencies | None":
+    """This machine's cached fit, or None."""
+    path = cc.cache_path("cpu-latency")
+    d = cc.read_valid(path, _valid)
+    if d is None:
+        return None
+    return Efficiencies(d["efficiency"], d["overhead_s"], d["source"] + f"; cached in {path}", d.get("fit", {}),
+                        d["exponent"])
+
+
 def cpu_efficiencies(rates: Rates, refresh: bool = False, stable: bool = True, log=None) -> Efficiencies:
     """The cached fit for this machine, or a fresh one (cached when ``stable``: the roof it
     was fitted against settled)."""
     path = cc.cache_path("cpu-latency")
     if not refresh:
-        d = cc.read_valid(path, _valid)
-        if d is not None:
-            return Efficiencies(d["efficiency"], d["overhead_s"], d["source"] + f"; cached in {path}", d.get("fit", {}),
-                                d["exponent"])
+        found = cached_efficiencies()
+        if found is not None:
+            return found
     eff = calibrate(rates, log=log)
     if stable:
         data = {**cc.machine(), "version": cc.VERSION, "efficiency": eff.efficiency, "overhead_s": eff.overhead_s,

@@ -25,7 +25,7 @@ def target_rates(target: str, dtype: str, tf32: str = "torch-default", refresh: 
     """(rates, efficiencies, the CPU calibration or None) for a --target name ('cpu' or a
     device key). Raises ValueError for an unknown target."""
     if target == "cpu":
-        from . import cpu_calibration, latency_calibrate
+        from . import calibrate as cpu_calibration, latency_calibrate
 
         cal = cpu_calibration.calibration(refresh=refresh)
         rates = latency_calibrate.cpu_rates(cal, dtype)
