@@ -378,15 +378,18 @@ def test_reproduce_roofline_fc_layers_cross_the_ridge_with_batch(tmp_path):
     df = pd.read_csv(io.StringIO(r.stdout))
     fc = df[df["variant"] == "VGG16 FC layers (3, together)"].set_index("batch_size")
     shapes = [(25088, 4096), (4096, 4096), (4096, 1000)]
-    ridge = 156e12 / 2039e9  # A100 80GB, TF32 / HBM2e
+    fc_ridge = 19.5e12 / 2039e9  # A100 80GB: float32 Linear at FP32 (torch's default) / HBM2e
+    ridge = 156e12 / 2039e9  # float32 convolutions at TF32 (cuDNN's default)
     for b in (1, 4, 16, 64, 256):
         flops = 2 * b * sum(i * o for i, o in shapes)
         moved = sum((i * o + o) * F32 + b * (i + o) * F32 for i, o in shapes)
         assert fc.loc[b, "arithmetic_intensity"] == pytest.approx(flops / moved)
-        assert ("memory-bound" in fc.loc[b, "note"]) == (flops / moved < ridge)
-    assert "memory-bound" in fc.loc[1, "note"] and "compute-bound" in fc.loc[256, "note"]
+        assert fc.loc[b, "ridge_flop_per_byte"] == pytest.approx(fc_ridge)
+        assert ("memory-bound" in fc.loc[b, "note"]) == (flops / moved < fc_ridge)
+    assert "memory-bound" in fc.loc[1, "note"] and "compute-bound" in fc.loc[64, "note"]
     conv = df[df["variant"] == "VGG16 conv layers (13, together)"]
     assert (conv["arithmetic_intensity"] > ridge).all()
+    assert conv["ridge_flop_per_byte"].tolist() == pytest.approx([ridge] * len(conv))
     lineup = df[df["variant"].str.contains(" on ")]
     assert len(lineup) == 8 and (lineup["bound_share_memory"].between(0, 1)).all()
     assert (tmp_path / "reproduce_roofline.png").stat().st_size > 10_000
