@@ -46,4 +46,12 @@ archcost table $MODELS --latency --no-memory --target "$TARGET" --device "$DEVIC
 mv "$OUT/table_roofline_${slug}_float32_b1.csv.tmp" "$OUT/table_roofline_${slug}_float32_b1.csv"
 # shellcheck disable=SC2086
 "$PYTHON" "$(dirname "$0")/roofline_bench.py" --target "$TARGET" --models $MODELS --batches $ROOFLINE_BATCHES --out "$OUT"
+
+# ---- latency prediction (issue #21): predicted against measured on this GPU -------------
+# Kept in its own script; this section only calls it (OUT and PYTHON carry over). On CPU
+# the same report comes from `python bench/latency_prediction.py` (minutes: not run here).
+if [ "$DEVICE" = cuda ]; then
+    OUT="$OUT" PYTHON="$PYTHON" bash "$(dirname "$0")/gpu_latency_prediction.sh"
+fi
+# ---- end latency prediction --------------------------------------------------------------
 echo "wrote the $DEVICE reports under $OUT/"

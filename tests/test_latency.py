@@ -79,3 +79,33 @@ def test_size_dependent_efficiency_by_formula_and_never_below_the_bound():
         assert eff.seconds("matmul", b) == pytest.approx(want) and eff.seconds("matmul", b) >= b
     assert eff.seconds("matmul", 1.0) == pytest.approx(1.0 + 2e-6)  # a huge operator: at its bound, not below
     assert eff.seconds("matmul", 0.0) == 2e-6
+
+
+def test_table_latency_target_cpu_shows_predicted_beside_measured(monkeypatch, tmp_path):
+    """The CLI wiring: with a known calibration and fit (1 s per kernel, efficiency 1), the
+    predicted time is the kernels' overhead plus their bounds."""
+    import io
+
+    import pandas as pd
+    import torch
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+    from archcost.count.engine import run_pass
+    from archcost.roofline import calibrate, latency_calibrate
+    from archcost.zoo.registry import get_model
+
+    from test_cpu_calibration import fake
+
+    monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(calibrate, "calibration", lambda refresh=False, measure_fn=None: fake())
+    eff = Efficiencies({c: 1.0 for c in CLASSES}, {c: 1.0 for c in CLASSES}, "test")
+    monkeypatch.setattr(latency_calibrate, "cached_efficiencies", lambda: eff)
+    r = CliRunner().invoke(main, ["table", "lenet5", "--latency", "--target", "cpu", "--no-memory", "--repeat", "2",
+                                  "--warmup", "0", "--format", "csv", "--no-save"])
+    assert r.exit_code == 0, r.output
+    row = pd.read_csv(io.StringIO(r.stdout)).iloc[0]
+    kernels = len(run_pass(get_model("lenet5").to("meta"), (torch.empty(1, 1, 32, 32, device="meta"),),
+                           record_ops=True).ops)
+    assert 1000 * kernels <= row["predicted_ms"] < 1000 * kernels + 1  # bounds of LeNet-5: well under 1 ms
+    assert row["predicted_over_measured"] == pytest.approx(row["predicted_ms"] / row["latency_ms"])

@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Tuple
 from . import calibrate as cc
 from .latency import CLASSES, REFERENCE_S, Efficiencies, Rates, op_bound_s
 
-REPEATS = 15
+REPEATS = 9
 OVERHEAD_STEPS = (1, 2, 4, 8, 16, 32, 64)  # multiples of the measured dispatch cost tried per class
 
 
@@ -163,7 +163,7 @@ def calibrate(rates: Rates, batches=(1, 4, 16), classes=CLASSES, log=None) -> Ef
         samples = []
         for build, shp in shapes[cls]:
             for b in batches:
-                samples.append(sample(build, shp, b, rates, REPEATS if b < 16 else 4))
+                samples.append(sample(build, shp, b, rates, REPEATS if b < 16 else 3))
         # the overhead per kernel of this class: the measured dispatch cost or more (a oneDNN
         # primitive's set-up, a reduction's pass over its output), whichever fits best
         c = min((overhead * m for m in OVERHEAD_STEPS), key=lambda c: fit_power(samples, c)[2])
