@@ -59,4 +59,12 @@ if [ -n "${LEDGER_MODELS+x}" ]; then ledger_args+=(--models $LEDGER_MODELS); fi
 # shellcheck disable=SC2086
 if [ -n "${LEDGER_OTHERS+x}" ]; then ledger_args+=(--others $LEDGER_OTHERS); fi
 "$PYTHON" "$(dirname "$0")/gpu_memcheck.py" "${ledger_args[@]}"
+
+# ---- latency prediction (issue #21): predicted against measured on this GPU -------------
+# Kept in its own script; this section only calls it (OUT and PYTHON carry over). On CPU
+# the same report comes from `python bench/latency_prediction.py` (minutes: not run here).
+if [ "$DEVICE" = cuda ]; then
+    OUT="$OUT" PYTHON="$PYTHON" bash "$(dirname "$0")/gpu_latency_prediction.sh"
+fi
+# ---- end latency prediction --------------------------------------------------------------
 echo "wrote the $DEVICE reports under $OUT/"

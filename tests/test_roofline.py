@@ -292,16 +292,24 @@ def test_per_layer_macs_sum_to_the_models(tiny):
     assert sum(r["macs"] for r in rows) == a.row["macs"]
 
 
-def test_vgg16_fc_layers_cross_the_ridge_where_the_formula_says(tmp_path):
-    r = cli(["roofline", "vgg16", "--target", "a100-80gb", "--format", "csv", "--no-save"])
+@pytest.mark.parametrize("tf32, fc_rate", [("torch-default", 19.5e12), ("on", 156e12)])
+def test_vgg16_fc_layers_cross_the_ridge_where_the_formula_says(tmp_path, tf32, fc_rate):
+    # float32 Linear layers run at FP32 under torch's defaults (cuda.matmul.allow_tf32 off), at
+    # TF32 with --tf32 on; the convolutions at TF32 either way (cudnn.allow_tf32 on)
+    r = cli(["roofline", "vgg16", "--target", "a100-80gb", "--tf32", tf32, "--format", "csv", "--no-save"])
     assert r.exit_code == 0, r.output
     df = pd.read_csv(io.StringIO(r.stdout)).set_index("layer")
-    ridge = 156e12 / 2039e9
+    ridge = fc_rate / 2039e9
     for name, (i, o) in {"classifier.0": (512 * 7 * 7, 4096), "classifier.3": (4096, 4096),
                          "classifier.6": (4096, 1000)}.items():
         assert df.loc[name, "bound"] == "memory"  # batch 1: ~0.5 FLOP/byte
         assert df.loc[name, "ridge_batch"] == ridge_batch(i * o, (i * o + o) * F32, (i + o) * F32, ridge)
-    assert (df.loc[[f"features.{i}" for i in (2, 7, 12, 19, 26)], "bound"] == "compute").all()
+        assert df.loc[name, "rate"] == ("float32" if tf32 == "torch-default" else "tf32")
+    convs = [f"features.{i}" for i in (2, 7, 12, 19, 26)]
+    assert (df.loc[convs, "bound"] == "compute").all() and (df.loc[convs, "rate"] == "tf32").all()
+    # the conv's compute time at the TF32 rate: 2 x MACs / 156 TFLOP/s
+    macs = df.loc["features.2", "macs"]
+    assert df.loc["features.2", "time_compute_ms"] == pytest.approx(2 * macs / 156e12 * 1e3)
 
 
 def test_table_target_adds_the_bound(tmp_path):
@@ -348,7 +356,8 @@ def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
 
     def small():
         calls.append(1)
-        return real(gemm_sizes={"float32": 64}, copy_bytes=2**20)
+        # small sizes, and any spread taken as settled (a busy test machine must not make it flaky)
+        return real(sizes={"float32": [64]}, copy_bytes=2**20, tolerance=100.0)
 
     monkeypatch.setattr(calibrate, "measure", small)
     first = calibrate.calibration()
@@ -369,15 +378,18 @@ def test_reproduce_roofline_fc_layers_cross_the_ridge_with_batch(tmp_path):
     df = pd.read_csv(io.StringIO(r.stdout))
     fc = df[df["variant"] == "VGG16 FC layers (3, together)"].set_index("batch_size")
     shapes = [(25088, 4096), (4096, 4096), (4096, 1000)]
-    ridge = 156e12 / 2039e9  # A100 80GB, TF32 / HBM2e
+    fc_ridge = 19.5e12 / 2039e9  # A100 80GB: float32 Linear at FP32 (torch's default) / HBM2e
+    ridge = 156e12 / 2039e9  # float32 convolutions at TF32 (cuDNN's default)
     for b in (1, 4, 16, 64, 256):
         flops = 2 * b * sum(i * o for i, o in shapes)
         moved = sum((i * o + o) * F32 + b * (i + o) * F32 for i, o in shapes)
         assert fc.loc[b, "arithmetic_intensity"] == pytest.approx(flops / moved)
-        assert ("memory-bound" in fc.loc[b, "note"]) == (flops / moved < ridge)
-    assert "memory-bound" in fc.loc[1, "note"] and "compute-bound" in fc.loc[256, "note"]
+        assert fc.loc[b, "ridge_flop_per_byte"] == pytest.approx(fc_ridge)
+        assert ("memory-bound" in fc.loc[b, "note"]) == (flops / moved < fc_ridge)
+    assert "memory-bound" in fc.loc[1, "note"] and "compute-bound" in fc.loc[64, "note"]
     conv = df[df["variant"] == "VGG16 conv layers (13, together)"]
     assert (conv["arithmetic_intensity"] > ridge).all()
+    assert conv["ridge_flop_per_byte"].tolist() == pytest.approx([ridge] * len(conv))
     lineup = df[df["variant"].str.contains(" on ")]
     assert len(lineup) == 8 and (lineup["bound_share_memory"].between(0, 1)).all()
     assert (tmp_path / "reproduce_roofline.png").stat().st_size > 10_000

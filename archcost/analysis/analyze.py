@@ -121,8 +121,13 @@ def _analyze(model_or_name, cond: RunConditions, builder_kwargs: dict) -> Analys
         conv = (first_conv(module or build(builder, "meta", weight_dtype))
                 if not spec and needs_model(cond.input_size) else None)
         shapes = input_shapes(cond.input_size, spec.input_size if spec else None, cond.batch_size, conv, name)
-    result, model, used, note = run_counting(name, spec, builder, module, shapes, cond.engine, weight_dtype,
-                                             cond.input_kwargs, cond.record_ops)
+    from archcost.roofline.attention_bytes import AttentionCalls, fuse
+
+    with AttentionCalls() as attention:  # shapes of the attention calls, for the fused kernel's bytes
+        result, model, used, note = run_counting(name, spec, builder, module, shapes, cond.engine, weight_dtype,
+                                                 cond.input_kwargs, cond.record_ops)
+    if cond.record_ops and result.ops:
+        result.ops, _ = fuse(result.ops, attention.calls)  # the device's attention kernel, not meta's decomposition
     analysis = frames(name, spec, model, shapes, weight_dtype, result, used)
     mark_shared(analysis.layers, model)
     if result.scripted:
@@ -133,6 +138,10 @@ def _analyze(model_or_name, cond: RunConditions, builder_kwargs: dict) -> Analys
     analysis.device_paths = result.device_paths
     analysis.macs_by_aten = dict(result.macs_by_aten)
     analysis.ops = result.ops if cond.record_ops and used != "fvcore" else None
+    if analysis.ops is not None:
+        from archcost.roofline.latency import conv_kinds
+
+        analysis.conv_kinds = conv_kinds(model)
     s = analysis.summary
     s["dtype"] = cond.dtype_name
     s["channels_last"] = cond.channels_last

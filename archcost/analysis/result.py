@@ -29,6 +29,7 @@ class Analysis:
     device_paths: list = field(default_factory=list)  # ops whose kernels differ on meta
     macs_by_aten: dict = field(default_factory=dict)  # MACs by ATen op (crosscheck.py)
     ops: Optional[list] = None  # the engine's per-operator records (roofline bytes); None under fvcore
+    conv_kinds: Optional[dict] = None  # module -> convolution class (roofline.latency.conv_kind), with ops
 
     @property
     def row(self) -> dict:

@@ -9,7 +9,7 @@ import pandas as pd
 from archcost.analysis.analyze import analyze
 from archcost.errors import AnalysisError
 from archcost.roofline import bounds as roofline
-from archcost.roofline.layers import Target, layer_rows
+from archcost.roofline.layers import Target, layer_rows, predict_layers
 
 
 def run(model, target: Target, batch_size: int = 1, dtype: str = "float32", input_size=None, engine: str = "auto",
@@ -35,6 +35,11 @@ def run(model, target: Target, batch_size: int = 1, dtype: str = "float32", inpu
                "dtype": s["dtype"], "macs": int(s["macs"]),
                **roofline.summarize(rows, target.roof, batch_size)}
     layers = pd.DataFrame(rows)
+    pred = predict_layers(a, target, fit=latency)
+    if pred is not None:  # an estimate: bound / efficiency of the operator's class + overhead per kernel
+        by_layer, total = pred
+        layers["predicted_ms"] = [by_layer.get(r, {}).get("predicted_ms", 0.0) for r in layers["layer"]]
+        summary["predicted_ms"] = total["predicted_ms"]
     if latency:
         ly = a.layers
         measured = dict(zip(ly["layer"], ly["latency_ms"]))
@@ -43,6 +48,8 @@ def run(model, target: Target, batch_size: int = 1, dtype: str = "float32", inpu
         summary.update(latency_ms=float(s["latency_ms"]), measured_over_bound=float(s["latency_ms"]) / summary[
             "time_bound_ms"], clock=s["clock"], threads=int(s["threads"]), repeats=int(s["repeats"]),
             layer_timing_overhead_ms=float(s["layer_timing_overhead_ms"]))
+        if "predicted_ms" in summary:
+            summary["predicted_over_measured"] = summary["predicted_ms"] / summary["latency_ms"]
     layers.insert(0, "model", s["model"])
     layers["batch_size"] = batch_size
     return layers, pd.DataFrame([summary])

@@ -263,10 +263,16 @@ def run_device(device):
 
     return guarded(resolve_device, device)
 
-def resolve_roofline_target(target, dtype, launch_overhead_us=0.0, refresh=False):
+def resolve_roofline_target(target, dtype, launch_overhead_us=0.0, refresh=False, tf32="torch-default"):
     from archcost.roofline.layers import resolve_target
 
-    return guarded(resolve_target, target, dtype, launch_overhead_us, refresh)
+    return guarded(resolve_target, target, dtype, launch_overhead_us, refresh, tf32)
+
+
+tf32_option = click.option("--tf32", type=click.Choice(["torch-default", "on", "off"]), default="torch-default",
+                           show_default=True, help="On a GPU target: float32 products and convolutions as TF32 "
+                           "(on), at FP32 (off), or as torch's defaults run them (products at FP32, convolutions "
+                           "as TF32).")
 
 target_option = click.option("--target", default="auto", show_default=True, metavar="NAME|cpu|auto",
                              help="Device whose roofline bounds the layers: a name from `archcost devices` "

@@ -6,6 +6,12 @@ from archcost.cli.app import main
 from archcost.cli.common import FORMATS, emit
 
 
+def _cpu_peak() -> str:
+    from archcost.devices.cpu_facts import read_facts
+
+    return read_facts().describe("float32")
+
+
 @main.command("devices")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def devices_cmd(fmt):
@@ -25,19 +31,24 @@ def devices_cmd(fmt):
         return
     show = frame.assign(**{c: frame[c].map(lambda v: "-" if v is None or v != v else f"{v:g}")
                            for c in frame.columns if c.endswith("_tflops") or c == "bandwidth_gbs"},
-                        ridge_float32=frame["ridge_float32"].map(lambda v: "-" if v is None or v != v else f"{v:.0f}"),
+                        **{c: frame[c].map(lambda v: "-" if v is None or v != v else f"{v:.0f}")
+                           for c in ("ridge_float32_conv", "ridge_float32_matmul")},
                         memory_gib=frame["memory_bytes"].map(lambda v: "-" if v is None or v != v else f"{v / 2**30:g}"),
                         usable_gib=[("-" if v is None or v != v else f"{v / 2**30:.2f}" + ("" if k == "exact" else "*"))
                                     for v, k in zip(frame["usable_bytes"], frame["usable_kind"])])
     cols = ["target", "name", "float32_tflops", "tf32_tflops", "float16_tflops", "bfloat16_tflops", "bandwidth_gbs",
-            "ridge_float32", "memory_gib", "usable_gib", "compute_capability"]
+            "ridge_float32_conv", "ridge_float32_matmul", "memory_gib", "usable_gib", "compute_capability"]
     text = render(show, fmt, cols).split("\n\ncolumns:")[0].split("\n\n- ")[0]
-    cached = calibrate.load(calibrate.cache_dir() / f"cpu-{calibrate.machine_key()}.json")
+    cached = calibrate.cached()
     notes = ["", "TFLOP/s dense (no sparsity), FLOPs = 2 x MACs; float16/bfloat16 tensor cores with FP32 "
-             "accumulate; bandwidth in GB/s (10^9 bytes/s); ridge_float32: FLOP/byte where float32 "
-             "(as TF32 where the GPU has it) turns compute-bound.",
+             "accumulate; bandwidth in GB/s (10^9 bytes/s); ridge_float32_conv / _matmul: FLOP/byte "
+             "where a float32 convolution / matrix product turns compute-bound at torch's defaults (convolutions "
+             "as TF32 where the GPU has it, cudnn.allow_tf32; products at FP32, cuda.matmul.allow_tf32 off; "
+             "--tf32 on puts products at TF32 too).",
              "cpu: this machine, measured (--target cpu): "
-             + (cached.describe() if cached else "not calibrated yet; `archcost roofline MODEL --target cpu` measures it"),
+             + (cached.describe() if cached else "not calibrated yet (or the last run was too noisy to keep); "
+                "`archcost roofline MODEL --target cpu` measures it"),
+             "cpu hardware peak (modelled from its facts): " + _cpu_peak(),
              "memory_gib: nominal capacity (GiB); '-' peaks: no sourced datasheet figure is stored, so fit takes "
              "the device and roofline does not.",
              "usable_gib: the total the CUDA driver reports (what the context and the allocator share; fit --memory "

@@ -3,7 +3,7 @@
 import click
 
 from archcost.cli.app import main
-from archcost.cli.common import batch_option, emit, file_stem, format_option, guarded, input_size_option, nosave_option, out_dir, out_option, overhead_option, parse_sizes, progress, resolve_models, resolve_roofline_target, target_option, wrote
+from archcost.cli.common import batch_option, emit, file_stem, format_option, guarded, input_size_option, nosave_option, out_dir, out_option, overhead_option, parse_sizes, tf32_option, progress, resolve_models, resolve_roofline_target, target_option, wrote
 from archcost.report.notes import roofline_notes
 from archcost.report.columns import ROOFLINE_LAYER_COLUMNS, ROOFLINE_SUMMARY_COLUMNS
 
@@ -22,12 +22,13 @@ from archcost.report.columns import ROOFLINE_LAYER_COLUMNS, ROOFLINE_SUMMARY_COL
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True, help="Untimed forwards first.")
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Text/markdown: only the N layers with the "
               "largest time bound (files keep every layer).")
+@tf32_option
 @click.option("--recalibrate", is_flag=True, help="--target cpu: measure this CPU again instead of using the cache.")
 @format_option
 @out_option
 @nosave_option
 def roofline_cmd(models, target, input_size, batch_size, dtype, launch_overhead_us, latency, repeat, warmup, top,
-                 recalibrate, fmt, out, no_save):
+                 tf32, recalibrate, fmt, out, no_save):
     """Per layer: bytes read and written, arithmetic intensity (FLOPs / byte), the time the
     target's compute and memory bandwidth allow, which of them bounds the layer, and the
     batch from which it is compute-bound; per model: the time bound per image, the share
@@ -45,7 +46,7 @@ def roofline_cmd(models, target, input_size, batch_size, dtype, launch_overhead_
     names = resolve_models(models)
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
-    tgt = resolve_roofline_target(target, dtype, launch_overhead_us, recalibrate)
+    tgt = resolve_roofline_target(target, dtype, launch_overhead_us, recalibrate, tf32)
     layer_frames, summaries = [], []
     with progress(names, "bounding") as bar:
         for n in bar:
@@ -59,9 +60,13 @@ def roofline_cmd(models, target, input_size, batch_size, dtype, launch_overhead_
     if launch_overhead_us:
         lcols.insert(lcols.index("time_bound_ms"), "time_overhead_ms")
         scols.insert(scols.index("ridge_batch_heaviest"), "bound_share_overhead")
+    if "predicted_ms" in summary:
+        lcols.insert(lcols.index("bound") + 1, "predicted_ms")
+        scols.insert(scols.index("time_bound_per_image_ms"), "predicted_ms")
     if latency:
         lcols += ["latency_ms", "measured_over_bound"]
-        scols += ["latency_ms", "measured_over_bound"]
+        scols += ["latency_ms", "measured_over_bound"] + (["predicted_over_measured"]
+                                                          if "predicted_over_measured" in summary else [])
     notes = roofline_notes(tgt, summary, latency)
     if fmt == "csv":
         emit(pd.concat(layer_frames, ignore_index=True).to_csv(index=False))

@@ -3,7 +3,7 @@
 import click
 
 from archcost.cli.app import main
-from archcost.cli.common import LINEUP, analysis_options, conditions, emit, guarded, out_dir, parse_sizes, progress, resolve_models, resolve_roofline_target, run_device, run_options, target_tag, train_options, wrote
+from archcost.cli.common import LINEUP, analysis_options, conditions, emit, guarded, out_dir, parse_sizes, progress, resolve_models, resolve_roofline_target, run_device, tf32_option, run_options, target_tag, train_options, wrote
 from archcost.report.notes import condition_notes, condition_title, row_notes, train_notes, uncounted_notes
 from archcost.report.columns import LATENCY_COLUMNS, TABLE_COLUMNS, TRAIN_COLUMNS
 
@@ -16,10 +16,12 @@ from archcost.report.columns import LATENCY_COLUMNS, TABLE_COLUMNS, TRAIN_COLUMN
 @run_options
 @click.option("--target", default=None, metavar="NAME|cpu|auto",
               help="Add the roofline time bound (time_bound_ms) and the share of it in memory-bound layers "
-                   "(bound_share_memory) for this device (see `archcost devices` and `archcost roofline`).")
+                   "(bound_share_memory) for this device (see `archcost devices` and `archcost roofline`), and the "
+                   "predicted time (predicted_ms; with --latency on the target itself, beside the measured one).")
+@tf32_option
 @train_options
 def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device, amp,
-          channels_last, optimizer, repeat, warmup, target, train, freeze, checkpoint):
+          channels_last, optimizer, repeat, warmup, target, tf32, train, freeze, checkpoint):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
 
@@ -42,7 +44,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
     sizes = parse_sizes(input_size)
     folder = out_dir(out, no_save)
     device = run_device(device)
-    tgt = resolve_roofline_target(target, dtype) if target else None
+    tgt = resolve_roofline_target(target, dtype, tf32=tf32) if target else None
     rows = []
     with progress(names, "measuring") as bar:
         for n in bar:
@@ -64,8 +66,8 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
                + (["train_latency_ms", "train_images_per_s"] if latency and (train or checkpoint) else [])
                + (LATENCY_COLUMNS if latency else []))
     if tgt is not None:
-        columns += ["time_bound_ms", "bound_share_memory"] + (["measured_over_bound"] if "measured_over_bound"
-                                                              in frame else [])
+        columns += ["time_bound_ms", "bound_share_memory"] + [c for c in ("measured_over_bound", "predicted_ms",
+                                                                          "predicted_over_measured") if c in frame]
         notes.append(f"roofline target: {tgt.note}")
     emit(render(frame, fmt, columns, notes=notes))
     if folder is not None:

@@ -234,9 +234,11 @@ def slug(device: str) -> str:
 
 def rows() -> List[dict]:
     """The table as rows (what `archcost devices` prints): peaks in TFLOP/s, bandwidth in
-    GB/s, memory in bytes, the float32 ridge in FLOP/byte (empty without stored peaks); the
-    usable memory (``memory_facts.py``: the total the CUDA driver reports, or its stated
-    fallback) and the compute capability."""
+    GB/s, memory in bytes, the float32 ridges in FLOP/byte (empty without stored peaks): for
+    convolutions (TF32 where the GPU has it: cudnn.allow_tf32 is on by default) and for
+    matrix products (FP32: torch's cuda.matmul.allow_tf32 is off by default); the usable
+    memory (``memory_facts.py``: the total the CUDA driver reports, or its stated fallback)
+    and the compute capability."""
     from .memory_facts import FACTS
 
     out = []
@@ -248,7 +250,9 @@ def rows() -> List[dict]:
                     "bandwidth_gbs": d.bandwidth_gbs, "memory_bytes": d.memory_bytes,
                     "usable_bytes": usable[0], "usable_kind": usable[1],
                     "compute_capability": "%d.%d" % facts.compute_capability if facts else None,
-                    "ridge_float32": d.peak_flops(column) / d.bandwidth_bytes_per_s if column else None,
+                    "ridge_float32_conv": d.peak_flops(column) / d.bandwidth_bytes_per_s if column else None,
+                    "ridge_float32_matmul": (d.peak_flops("float32") / d.bandwidth_bytes_per_s
+                                             if column and d.peak_flops("float32") else None),
                     "source": d.source, "bandwidth_source": d.bandwidth_source, "memory_source": d.memory_source,
                     "usable_source": usable[2]})
     return out

@@ -9,7 +9,7 @@ LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "latency_sp
                    "achieved_tflops", "peak_fraction"]
 FIT_COLUMNS = ["model", "batch", "needed_bytes", "headroom_bytes", "weight_bytes", "optimizer_state_bytes",
                "gradients_at_peak", "activations_at_peak", "transient_at_peak", "input_bytes", "peak_phase"]
-ROOFLINE_LAYER_COLUMNS = ["layer", "type", "macs", "bytes_read", "bytes_written", "arithmetic_intensity",
+ROOFLINE_LAYER_COLUMNS = ["layer", "type", "macs", "bytes_read", "bytes_written", "arithmetic_intensity", "rate",
                           "time_compute_ms", "time_memory_ms", "time_bound_ms", "bound", "share_of_bound",
                           "ridge_batch"]
 ROOFLINE_SUMMARY_COLUMNS = ["model", "batch_size", "flops", "bytes_moved", "arithmetic_intensity", "time_bound_ms",

@@ -21,9 +21,10 @@ INTROS = {
     "vgg16-head": "Fine-tuning only VGG16's classifier (features.* frozen): params are trainable parameters, "
                   "MACs the step's; saved activations and the step's peak in the note.",
     "roofline": "Arithmetic intensity (FLOPs per byte moved, each operand crossing DRAM once) against batch size "
-                "for VGG16's conv and FC layers on an A100 80GB's roofline (float32 as TF32: 156 TFLOP/s, "
-                "2,039 GB/s, ridge 76.5 FLOP/byte): the FC layers are memory-bound at batch 1 and cross the ridge "
-                "only at large batches; the convolutions are compute-bound from batch 1. Then the line-up at "
+                "for VGG16's conv and FC layers on an A100 80GB's roofline (2,039 GB/s; float32 convolutions as "
+                "TF32, cuDNN's default: 156 TFLOP/s, ridge 76.5 FLOP/byte; float32 Linear layers at FP32, torch's "
+                "matmul default: 19.5 TFLOP/s, ridge 9.6): the FC layers are memory-bound at batch 1 and cross "
+                "their ridge at batch 20; the convolutions are compute-bound from batch 1. Then the line-up at "
                 "batch 1 and 256: the time bound per image and its share in memory-bound layers.",
 }
 

@@ -18,10 +18,19 @@ ROOFLINE_COLUMNS = {
     "bytes_written": ("written", mib, "bytes its operators wrote (MiB); an in-place op reads and writes its storage"),
     "bytes_moved": ("moved", mib, "bytes read + written (MiB)"),
     "arithmetic_intensity": ("FLOP/B", lambda v: f"{v:.3g}", "arithmetic intensity: FLOPs (2 x MACs) / bytes moved"),
-    "time_compute_ms": ("compute", _ms, "FLOPs / the target's peak FLOP/s (ms)"),
+    "rate": ("rate", str, "the precision column bounding the layer's FLOPs: float32 products at FP32 unless "
+             "--tf32 on, float32 convolutions at TF32 (cuDNN's default), float16/bfloat16 at the tensor rate"),
+    "time_compute_ms": ("compute", _ms, "FLOPs / the target's FLOP/s at each operator's rate (ms)"),
     "time_memory_ms": ("memory", _ms, "bytes moved / the target's memory bandwidth (ms)"),
     "time_overhead_ms": ("launch", _ms, "operators x --launch-overhead-us (ms)"),
-    "time_bound_ms": ("bound", _ms, "max(compute, memory, launch): the least time the layer can take (ms)"),
+    "time_bound_ms": ("bound", _ms, "max(compute, memory, launch) (ms): on a GPU, the least time the layer can "
+                      "take at datasheet rates; on --target cpu, the time at the rates a matrix product and a copy "
+                      "attain here (a tuned kernel can beat it: the CPU's hardware peak, shown in the notes, is "
+                      "the true floor)"),
+    "predicted_ms": ("predicted", _ms, "an estimate: each operator's bound / the efficiency of its class (+ a "
+                     "per-kernel overhead); fitted on this CPU, stated defaults for a GPU "
+                     "(reports/latency_prediction_cpu.md gives its measured error) (ms)"),
+    "predicted_over_measured": ("pred/meas", lambda v: f"{v:.2f}x", "predicted / measured median time"),
     "bound": ("limit", str, "which of compute, memory or launch overhead sets the bound"),
     "share_of_bound": ("share", lambda v: f"{v:.1%}", "the layer's share of the model's time bound"),
     "ridge_batch": ("ridge batch", _batch, "smallest batch at which the layer's intensity reaches the ridge "

@@ -48,6 +48,9 @@ def intensity_vs_batch(target) -> List[dict]:
                               ("VGG16 features.0 (first conv, 3->64 maps)", lambda r: r["layer"] == "features.0")):
             chosen, flops, moved = _group(rows, select)
             intensity = flops / moved
+            # the group's own ridge: its FLOPs at their operators' rates (FC at FP32, convs at TF32)
+            compute_s = sum(r["time_compute_ms"] for r in chosen) / 1e3
+            ridge = flops / compute_s / roof.bandwidth if compute_s else roof.ridge
             memory_bound = sum(r["time_bound_ms"] for r in chosen if r["bound"] == "memory")
             total = sum(r["time_bound_ms"] for r in chosen)
             out.append({"experiment": "roofline", "variant": label, "input_shape": a.row["input_shape"],
@@ -55,9 +58,10 @@ def intensity_vs_batch(target) -> List[dict]:
                         "activation_bytes": None, "saved_bytes": None, "batch_size": b,
                         "arithmetic_intensity": intensity, "bytes_moved": moved,
                         "bound_share_memory": memory_bound / total,
+                        "ridge_flop_per_byte": ridge,
                         "note": f"batch {b}: {intensity:.3g} FLOP/byte, "
-                                f"{'memory' if intensity < roof.ridge else 'compute'}-bound on {roof.device} "
-                                f"(ridge {roof.ridge:.0f})"})
+                                f"{'memory' if intensity < ridge else 'compute'}-bound on {roof.device} "
+                                f"(ridge {ridge:.3g} at its rate, {chosen[0].get('rate', roof.dtype)})"})
     return out
 
 
@@ -86,5 +90,5 @@ def run(gpu: str = GPU) -> List[dict]:
     target = resolve_target(gpu, "float32")
     rows = intensity_vs_batch(target) + lineup_on_gpu(target)
     for r in rows:
-        r["ridge_flop_per_byte"] = target.roof.ridge
+        r.setdefault("ridge_flop_per_byte", target.roof.ridge)
     return rows

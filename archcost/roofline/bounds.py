@@ -31,12 +31,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 OWN = " [own ops]"
 BOUNDS = ("compute", "memory", "overhead")
 LAYER_COLUMNS = ["layer", "type", "kernels", "macs", "flops", "bytes_read", "bytes_written",
-                 "arithmetic_intensity", "time_compute_ms", "time_memory_ms", "time_overhead_ms",
+                 "arithmetic_intensity", "rate", "time_compute_ms", "time_memory_ms", "time_overhead_ms",
                  "time_bound_ms", "bound", "share_of_bound"]
 # The share of the model's MAC-layer time bound that defines its "heaviest layers".
 HEAVIEST_SHARE = 0.8
@@ -45,7 +45,11 @@ HEAVIEST_SHARE = 0.8
 @dataclass(frozen=True)
 class Roof:
     """A device's ceilings for one dtype: ``peak_flops`` (FLOP/s), ``bandwidth`` (bytes/s),
-    and a per-kernel ``launch_overhead_s`` (0 = not modelled)."""
+    and a per-kernel ``launch_overhead_s`` (0 = not modelled). With ``columns`` (the device's
+    rate per precision column) each operator is bounded at the rate its precision runs at
+    (``precision.py``: float32 products at FP32 unless ``tf32`` enables TF32, convolutions at
+    cuDNN's TF32, float16/bfloat16 at the tensor rate); ``peak_flops``/``dtype`` are then the
+    convolutions' rate, the headline."""
 
     device: str
     dtype: str  # the peak's column: float32, tf32, float16, bfloat16
@@ -53,6 +57,20 @@ class Roof:
     bandwidth: float
     source: str = ""
     launch_overhead_s: float = 0.0
+    columns: Tuple[Tuple[str, float], ...] = ()  # (column, FLOP/s) pairs; () = one rate for all
+    run_dtype: str = ""  # the dtype the model runs in
+    tf32: str = "torch-default"
+
+    def rate_of(self, op: str) -> Tuple[str, float]:
+        """(column, FLOP/s) that bounds operator ``op``."""
+        if self.columns:
+            from .precision import rate_column
+
+            table = dict(self.columns)
+            col = rate_column(op, self.run_dtype or self.dtype, table, self.tf32)
+            if col is not None:
+                return col, table[col]
+        return self.dtype, self.peak_flops
 
     @property
     def ridge(self) -> float:
@@ -73,10 +91,12 @@ def layer_name(module: str, leaves: Optional[set]) -> str:
     return (module or "(model)") + OWN
 
 
-def aggregate(ops: Iterable, leaves: Optional[set] = None, types: Optional[Mapping[str, str]] = None) -> List[dict]:
+def aggregate(ops: Iterable, leaves: Optional[set] = None, types: Optional[Mapping[str, str]] = None,
+              roof: Optional[Roof] = None) -> List[dict]:
     """Sum op records (``module, op, macs, bytes_read, bytes_written, inplace``) per layer,
     in the order the layers first ran. ``leaves``: names of leaf modules; ``types``: module
-    name -> class name."""
+    name -> class name; ``roof``: each operator's compute time at its own rate
+    (``Roof.rate_of``), summed in ``compute_s``, and the rates used in ``rate``."""
     rows: Dict[str, dict] = {}
     for o in ops:
         name = layer_name(o.module, leaves)
@@ -89,12 +109,20 @@ def aggregate(ops: Iterable, leaves: Optional[set] = None, types: Optional[Mappi
         row["macs"] += int(o.macs)
         row["bytes_read"] += int(o.bytes_read)
         row["bytes_written"] += int(o.bytes_written)
+        if roof is not None and o.macs:
+            col, rate = roof.rate_of(o.op)
+            row["compute_s"] = row.get("compute_s", 0.0) + 2 * int(o.macs) / rate
+            row.setdefault("rates", [])
+            if col not in row["rates"]:
+                row["rates"].append(col)
         if o.op not in row["operators"]:
             row["operators"].append(o.op)
     out = list(rows.values())
     for row in out:
         row["flops"] = 2 * row["macs"]
         row["operators"] = ",".join(row["operators"])
+        if roof is not None:
+            row["rate"] = "+".join(row.pop("rates", []))
     return out
 
 
@@ -102,7 +130,7 @@ def bound_layer(row: dict, roof: Roof) -> dict:
     """The roofline columns of one aggregated row (a new dict)."""
     moved = row["bytes_read"] + row["bytes_written"]
     flops = 2 * row["macs"]
-    t_compute = flops / roof.peak_flops
+    t_compute = row["compute_s"] if "compute_s" in row else flops / roof.peak_flops
     t_memory = moved / roof.bandwidth
     t_overhead = row["kernels"] * roof.launch_overhead_s
     times = {"compute": t_compute, "memory": t_memory, "overhead": t_overhead}
@@ -112,7 +140,9 @@ def bound_layer(row: dict, roof: Roof) -> dict:
             "arithmetic_intensity": flops / moved if moved else None,
             "time_compute_ms": t_compute * 1e3, "time_memory_ms": t_memory * 1e3,
             "time_overhead_ms": t_overhead * 1e3, "time_bound_ms": max(times.values()) * 1e3,
-            "bound": which}
+            "bound": which, "rate": row.get("rate", roof.dtype if flops else ""),
+            # the layer's own ridge: where its rate and the bandwidth meet
+            "ridge": (flops / t_compute / roof.bandwidth) if flops and t_compute else roof.ridge}
 
 
 def bound_layers(rows: Sequence[dict], roof: Roof) -> List[dict]:
@@ -154,9 +184,10 @@ def split_bytes(rows_a: Sequence[dict], batch_a: int, rows_b: Sequence[dict], ba
 
 
 def add_ridge_batches(rows: List[dict], parts: Mapping[str, tuple], ridge: float) -> None:
+    """Each row's ridge batch at its own ridge (its rate's, when bounded per operator), else ``ridge``."""
     for r in rows:
         p = parts.get(r["layer"])
-        r["ridge_batch"] = ridge_batch(p[0], p[1], p[2], ridge) if p else None
+        r["ridge_batch"] = ridge_batch(p[0], p[1], p[2], r.get("ridge") or ridge) if p else None
 
 
 def heaviest(rows: Sequence[dict], share: float = HEAVIEST_SHARE) -> List[dict]:

@@ -23,9 +23,11 @@ class Target:
     calibration: object = None
 
 
-def resolve_target(target: str, dtype: str, launch_overhead_us: float = 0.0, refresh: bool = False) -> Target:
+def resolve_target(target: str, dtype: str, launch_overhead_us: float = 0.0, refresh: bool = False,
+                   tf32: str = "torch-default") -> Target:
     """``target``: a device key from the table (``archcost devices``), 'cpu' (this machine,
-    calibrated), or 'auto' (this machine's GPU if torch sees one, else cpu)."""
+    calibrated), or 'auto' (this machine's GPU if torch sees one, else cpu). ``tf32``: whether
+    float32 products and convolutions run as TF32 on a GPU (``precision.TF32_MODES``)."""
     import torch
 
     overhead = launch_overhead_us * 1e-6
@@ -57,17 +59,27 @@ def resolve_target(target: str, dtype: str, launch_overhead_us: float = 0.0, ref
         drawn = ", ".join(d.key for d in devices.DEVICES if d.has_peaks)
         raise AnalysisError(f"{peak.key} ({peak.name}) is in the device table for its memory only: no sourced "
                             f"datasheet peaks are stored for it, so no roofline; use cpu or one of {drawn}")
-    column = devices.peak_dtype(peak, dtype, tf32=True)
-    if column is None:
+    from archcost.roofline.precision import rates_for
+
+    try:
+        engines = rates_for(peak.tflops, dtype, tf32)
+    except ValueError as exc:
+        raise AnalysisError(str(exc)) from None
+    column = engines["conv"]
+    if column is None or engines["matmul"] is None:
         raise AnalysisError(f"{peak.name}'s datasheet gives no {dtype} figure (it has "
                             f"{', '.join(peak.tflops)}): choose another --dtype or --target")
+    columns = tuple((k, v * 1e12) for k, v in peak.tflops.items())
     roof = roofline.Roof(peak.name, column, peak.peak_flops(column), peak.bandwidth_bytes_per_s,
-                         f"{peak.source}; bandwidth: {peak.bandwidth_source}", overhead)
+                         f"{peak.source}; bandwidth: {peak.bandwidth_source}", overhead, columns, dtype, tf32)
     local = "cuda" if local_gpu and devices.find_peak(local_gpu) is peak else None
-    note = (f"{peak.name}: {column} {peak.tflops[column]:g} TFLOP/s dense, {peak.bandwidth_gbs:g} GB/s "
-            f"({roof.source})")
-    if column == "tf32" and dtype == "float32":
-        note += "; float32 is bounded by the TF32 tensor-core rate, which cuDNN uses by default (allow_tf32)"
+    rates = "; ".join(f"{what} at {col} {peak.tflops[col]:g} TFLOP/s" for what, col in
+                      (("convolutions", engines["conv"]), ("matrix products", engines["matmul"]),
+                       ("other operators", engines["other"])) if col)
+    note = f"{peak.name}, {dtype} with --tf32 {tf32}: {rates} (dense); {peak.bandwidth_gbs:g} GB/s ({roof.source})"
+    if dtype == "float32" and engines["matmul"] != engines["conv"]:
+        note += ("; torch's defaults run float32 convolutions as TF32 (cudnn.allow_tf32) and float32 matrix "
+                 "products at FP32 (cuda.matmul.allow_tf32 = False)")
     return Target(roof, local, note)
 
 
@@ -88,13 +100,48 @@ def op_records(a):
 
 def layer_rows(a, roof):
     leaves, types = _leaves(a)
-    return roofline.bound_layers(roofline.aggregate(op_records(a), leaves, types), roof)
+    return roofline.bound_layers(roofline.aggregate(op_records(a), leaves, types, roof), roof)
 
 
 def model_bound(a, roof) -> dict:
     """The model-level bound of an analysis (for ``table --target``)."""
     rows = layer_rows(a, roof)
     return roofline.summarize(rows, roof, int(a.row["batch_size"]))
+
+
+def predictor(tgt, fit: bool = False):
+    """(Rates, Efficiencies) to predict times on ``tgt``, or None. A GPU: its datasheet rates
+    and the stated default efficiencies. This CPU: its calibration and the efficiencies fitted
+    on it, from the cache, or fitted now (about two minutes, once) when ``fit``."""
+    from archcost.roofline import latency
+
+    roof = tgt.roof
+    if tgt.calibration is None:
+        rates = latency.Rates(roof.device, dict(roof.columns) or {roof.dtype: roof.peak_flops}, roof.bandwidth,
+                              roof.run_dtype or roof.dtype, roof.tf32)
+        return rates, latency.GPU_DEFAULTS
+    from archcost.roofline import latency_calibrate
+
+    rates = latency_calibrate.cpu_rates(tgt.calibration, roof.dtype)
+    eff = latency_calibrate.cached_efficiencies()
+    if eff is None and fit:
+        import sys
+
+        print("fitting this CPU's efficiency per operator class (about two minutes, once; cached)", file=sys.stderr)
+        eff = latency_calibrate.cpu_efficiencies(rates, refresh=True, stable=True)
+    return (rates, eff) if eff is not None else None
+
+
+def predict_layers(a, tgt, fit: bool = False):
+    """-> ({layer: {bound_ms, predicted_ms, rate}}, model totals) of an analysis with records, or None."""
+    from archcost.roofline.latency import by_layer, predict_ops, totals
+
+    pr = predictor(tgt, fit)
+    if pr is None:
+        return None
+    leaves, _ = _leaves(a)
+    predicted = predict_ops(op_records(a), pr[0], pr[1], a.conv_kinds)
+    return by_layer(predicted, leaves), totals(predicted)
 
 
 def add_model_bound(a, tgt, measured_on):
@@ -107,6 +154,11 @@ def add_model_bound(a, tgt, measured_on):
     s["bound_share_memory"] = b["bound_share_memory"]
     if measured_on is not None and measured_on == tgt.local:
         s["measured_over_bound"] = s["latency_ms"] / b["time_bound_ms"]
+    pred = predict_layers(a, tgt, fit=measured_on is not None and measured_on == tgt.local)
+    if pred is not None:
+        s["predicted_ms"] = pred[1]["predicted_ms"]
+        if "latency_ms" in s:
+            s["predicted_over_measured"] = s["predicted_ms"] / s["latency_ms"]
 
 
 def add_layer_bounds(frame, a, tgt, measured):
