@@ -1,0 +1,190 @@
+"""What checkpointing each module would save, and when: one profiled training step.
+
+``plan`` ranks checkpoint sets with an estimate built from one measured step without
+checkpointing (the same step and tracker as ``train_peak_bytes``); every set it reports is
+then measured exactly. The profile records:
+
+- the live bytes after every allocation of the step (``curve``; its maximum plus weights,
+  buffers and optimizer state is ``train_peak_bytes``);
+- for every module: the recompute MACs of checkpointing it, estimated as its forward's
+  MACs in a train-mode forward (non-reentrant checkpointing runs the forward again up to
+  the last operator that saves a tensor, which is the whole forward for the blocks of the
+  zoo); the bytes it would free, ``saving_bytes``: the storages its forward creates that
+  autograd saves, when every operator saving them is inside the module (a storage also
+  saved outside, as a block's output saved by the next block, stays), less those of its
+  inputs that no operator saves (a checkpoint keeps its inputs until its backward);
+  and the interval of the step over which they are freed: from the end of its forward
+  (``start``, an index into ``curve``) to the first backward operator of a node its
+  forward created (``end``), when the recomputation brings them back.
+
+The estimate of a set's peak is then ``curve[t]`` less the savings of the modules whose
+interval covers ``t``, maximised over ``t``. What it leaves out: the lower live total
+inside a checkpointed forward (it overestimates there) and the recomputation's transient
+tensors (it can underestimate by those, usually one feature map); ``plan`` corrects for
+both by measuring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Set, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils._pytree import tree_flatten
+
+from archcost.analysis.backward import _NodeLabels, _scopes
+from archcost.analysis.engine import CountingMode, module_hooks, module_records, within
+from archcost.analysis.memory import MetaShortcuts, running_as
+from archcost.analysis.storage import StorageTracker
+from archcost.analysis.training import PHASES, StepLive, TrainingStep, _nbytes_unique, _state_tensors
+
+
+@dataclass
+class ModuleCost:
+    name: str
+    macs: int  # recompute MACs if checkpointed (its train-mode forward's MACs)
+    saving_bytes: int  # freed from the end of its forward to its backward (may be <= 0)
+    start: int  # first index of ``curve`` at which the saving holds
+    end: int  # first index at which it no longer holds (the recomputation)
+
+
+@dataclass
+class Profile:
+    curve: np.ndarray  # live bytes after each allocation, beyond ``base_bytes``
+    phase: List[str]  # the phase of each point of ``curve``
+    base_bytes: int  # weights + buffers + optimizer state
+    modules: Dict[str, ModuleCost] = field(default_factory=dict)  # candidates, execution order
+    forward_macs: int = 0  # the whole train-mode forward
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.base_bytes + int(self.curve.max(initial=0))
+
+    def estimate(self, names) -> int:
+        """Estimated ``train_peak_bytes`` with ``names`` checkpointed (see the module doc)."""
+        live = self.curve.astype(np.int64).copy()
+        for n in names:
+            m = self.modules[n]
+            live[m.start:m.end] -= m.saving_bytes
+        return self.base_bytes + int(live.max(initial=0))
+
+
+class _Trace(StepLive):
+    """``StepLive`` that also keeps the live total after each allocation and which module
+    created each storage in the forward."""
+
+    def __init__(self, exclude, stack: List[str]):
+        super().__init__(exclude)
+        self.stack = stack
+        self.curve: List[int] = []
+        self.phases: List[str] = []
+        self.creator: Dict[int, str] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        seq = self.seq
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        if self.seq == seq:
+            return out
+        if self.phase == "forward":
+            owner = self.stack[-1] if self.stack else ""
+            for t in tree_flatten(out)[0]:
+                if isinstance(t, torch.Tensor):
+                    k = StorageTracker.key(t)
+                    if self.made.get(k, ("", -1))[1] > seq:
+                        self.creator[k] = owner
+        if not self._engine_accumulation(func, args, kwargs):  # as StepLive: not a peak
+            self.curve.append(self.current)
+            self.phases.append(self.phase)
+        return out
+
+
+def forward_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Dict[str, int]:
+    """MACs of each module's forward (children included) in a train-mode forward with
+    gradients on, as a recomputation runs it; '' is the whole model."""
+    records = module_records(model)
+    stack: List[str] = []
+    counter = CountingMode(stack, records)
+    with running_as(model, train=True), torch.enable_grad(), \
+            module_hooks(model, lambda n, a: stack.append(n), lambda n, o: stack.pop()), counter:
+        out = model(*inputs)
+    del out
+    return {n: r.macs for n, r in records.items()} | {"": counter.total}
+
+
+def profile(step: TrainingStep, inputs: Tuple[torch.Tensor, ...]) -> Profile:
+    """One measured step of ``step`` (no checkpointing) with the records above."""
+    model = step.model
+    buffers = list({id(b): b for b in model.buffers()}.values())
+    state = _state_tensors(step.opt, step.device)
+    stack: List[str] = []
+    trace = _Trace((StorageTracker.key(t) for t in [*step.params, *buffers, *state, *inputs]), stack)
+    labels = _NodeLabels(stack)
+    savers: Dict[int, Set[str]] = {}
+    saved_bytes: Dict[int, int] = {}
+    fwd_end: Dict[str, int] = {}
+    inputs_of: Dict[str, Dict[int, int]] = {}
+    calls: Dict[str, int] = {}
+    bwd_first: Dict[str, int] = {}
+    handles = []
+
+    def enter(name, args):
+        stack.append(name)
+        calls[name] = calls.get(name, 0) + 1
+        inputs_of[name] = {StorageTracker.key(t): t.untyped_storage().nbytes()
+                           for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)}
+
+    def leave(name, out):
+        stack.pop()
+        fwd_end[name] = len(trace.curve)
+
+    def pack(t):
+        if trace.phase == "forward":
+            k = StorageTracker.key(t)
+            savers.setdefault(k, set()).add(stack[-1] if stack else "")
+            saved_bytes[k] = t.untyped_storage().nbytes()
+        return t
+
+    def first_backward(names):
+        def hook(grad_outputs):
+            for n in names:
+                bwd_first.setdefault(n, len(trace.curve))
+        return hook
+
+    def on_phase(phase):
+        if phase == "backward":
+            for node, name in labels.labels.items():
+                if name:
+                    handles.append(node.register_prehook(first_backward(_scopes(name)[1:])))
+        if phase in PHASES:
+            trace.enter(phase)
+
+    class _Within:  # the tracker, the labels, the hooks and the saved-tensor hooks, together
+        def __enter__(self):
+            self.ctx = [module_hooks(model, enter, leave), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+                        trace, labels]
+            for c in self.ctx:
+                c.__enter__()
+
+        def __exit__(self, *exc):
+            for c in reversed(self.ctx):
+                c.__exit__(*exc)
+
+    try:
+        grads = step.run(inputs, on_phase, within=_Within())
+    finally:
+        for h in handles:
+            h.remove()
+    del grads
+    base = _nbytes_unique(step.params) + _nbytes_unique(buffers) + _nbytes_unique(state)
+    macs = forward_macs(model, inputs)
+    prof = Profile(np.asarray(trace.curve, dtype=np.int64), trace.phases, base, forward_macs=macs[""])
+    for name, end in fwd_end.items():
+        if not name or calls.get(name) != 1 or name not in bwd_first:
+            continue  # shared modules (one segment per call) and modules without a backward
+        freed = sum(saved_bytes[k] for k, who in savers.items()
+                    if within(trace.creator.get(k, "\0"), [name]) and all(within(w, [name]) for w in who))
+        kept = sum(n for k, n in inputs_of[name].items() if k not in savers and k not in trace.exclude)
+        prof.modules[name] = ModuleCost(name, macs.get(name, 0), freed - kept, end, bwd_first[name])
+    return prof
