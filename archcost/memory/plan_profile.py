@@ -6,10 +6,11 @@ then measured exactly. The profile records:
 
 - the live bytes after every allocation of the step (``curve``; its maximum plus weights,
   buffers and optimizer state is ``train_peak_bytes``);
-- for every module: the recompute MACs of checkpointing it, estimated as its forward's
-  MACs in a train-mode forward (non-reentrant checkpointing runs the forward again up to
-  the last operator that saves a tensor, which is the whole forward for the blocks of the
-  zoo); the bytes it would free, ``saving_bytes``: the storages its forward creates that
+- for every module: the recompute MACs of checkpointing it, estimated as the MACs of its
+  forward's operators up to the last one whose output an operator inside it saves
+  (non-reentrant checkpointing stops recomputing once every tensor the segment saved is
+  back: an MLP block's last linear layer, whose output only the next block saves, is not
+  run again; a ResNet block, whose last ReLU saves its result, is run whole); the bytes it would free, ``saving_bytes``: the storages its forward creates that
   autograd saves, when every operator saving them is inside the module (a storage also
   saved outside, as a block's output saved by the next block, stays), less those of its
   inputs that no operator saves (a checkpoint keeps its inputs until its backward);
@@ -35,10 +36,13 @@ import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
 from archcost.analysis.backward import _NodeLabels, _scopes
-from archcost.analysis.engine import CountingMode, module_hooks, module_records, within
-from archcost.analysis.memory import MetaShortcuts, running_as
+from archcost.analysis import ops
+from archcost.analysis.engine import module_hooks, within
 from archcost.analysis.storage import StorageTracker
 from archcost.analysis.training import PHASES, StepLive, TrainingStep, _nbytes_unique, _state_tensors
+
+
+Ident = Tuple[str, int]  # a storage of the step: (phase made in, sequence number), as StepLive.made
 
 
 @dataclass
@@ -80,37 +84,37 @@ class _Trace(StepLive):
         self.stack = stack
         self.curve: List[int] = []
         self.phases: List[str] = []
-        self.creator: Dict[int, str] = {}
+        self.creator: Dict[Ident, str] = {}
+        self.ops: List[Tuple[int, str, List[Ident]]] = []  # forward: (MACs, module running, output storages)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         seq = self.seq
         out = super().__torch_dispatch__(func, types, args, kwargs)
-        if self.seq == seq:
-            return out
         if self.phase == "forward":
             owner = self.stack[-1] if self.stack else ""
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor):
-                    k = StorageTracker.key(t)
-                    if self.made.get(k, ("", -1))[1] > seq:
-                        self.creator[k] = owner
+            keys = [self.made.get(StorageTracker.key(t)) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            rule = ops.ATEN_RULES.get(func._overloadpacket.__name__)
+            macs = rule(args, kwargs or {}, out) if rule is not None else 0
+            macs = sum(macs.values()) if isinstance(macs, dict) else int(macs or 0)
+            self.ops.append((macs, owner, keys))
+            for k in keys:
+                if k is not None and k[1] > seq:
+                    self.creator[k] = owner
+        if self.seq == seq:
+            return out
         if not self._engine_accumulation(func, args, kwargs):  # as StepLive: not a peak
             self.curve.append(self.current)
             self.phases.append(self.phase)
         return out
 
 
-def forward_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Dict[str, int]:
-    """MACs of each module's forward (children included) in a train-mode forward with
-    gradients on, as a recomputation runs it; '' is the whole model."""
-    records = module_records(model)
-    stack: List[str] = []
-    counter = CountingMode(stack, records)
-    with running_as(model, train=True), torch.enable_grad(), \
-            module_hooks(model, lambda n, a: stack.append(n), lambda n, o: stack.pop()), counter:
-        out = model(*inputs)
-    del out
-    return {n: r.macs for n, r in records.items()} | {"": counter.total}
+def _recompute_macs(name: str, ops_: List[Tuple[int, str, List[Ident]]], savers: Dict[Ident, Set[str]]) -> int:
+    """MACs of the forward operators ``ops_`` (``name``'s) up to the last whose output is
+    saved by an operator inside ``name``."""
+    for last in range(len(ops_) - 1, -1, -1):
+        if any(within(w, [name]) for k in ops_[last][2] for w in savers.get(k, ())):
+            return sum(m for m, _, _ in ops_[:last + 1])
+    return 0
 
 
 def profile(step: TrainingStep, inputs: Tuple[torch.Tensor, ...]) -> Profile:
@@ -121,29 +125,33 @@ def profile(step: TrainingStep, inputs: Tuple[torch.Tensor, ...]) -> Profile:
     stack: List[str] = []
     trace = _Trace((StorageTracker.key(t) for t in [*step.params, *buffers, *state, *inputs]), stack)
     labels = _NodeLabels(stack)
-    savers: Dict[int, Set[str]] = {}
-    saved_bytes: Dict[int, int] = {}
+    savers: Dict[Ident, Set[str]] = {}  # storages by identity: an address is reused once freed
+    saved_bytes: Dict[Ident, int] = {}
     fwd_end: Dict[str, int] = {}
-    inputs_of: Dict[str, Dict[int, int]] = {}
+    inputs_of: Dict[str, Dict[Ident, int]] = {}
     calls: Dict[str, int] = {}
     bwd_first: Dict[str, int] = {}
+    op_range: Dict[str, List[int]] = {}
     handles = []
 
     def enter(name, args):
         stack.append(name)
         calls[name] = calls.get(name, 0) + 1
-        inputs_of[name] = {StorageTracker.key(t): t.untyped_storage().nbytes()
+        op_range[name] = [len(trace.ops), None]
+        inputs_of[name] = {trace.made.get(StorageTracker.key(t)): t.untyped_storage().nbytes()
                            for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)}
 
     def leave(name, out):
         stack.pop()
         fwd_end[name] = len(trace.curve)
+        op_range[name][1] = len(trace.ops)
 
     def pack(t):
         if trace.phase == "forward":
-            k = StorageTracker.key(t)
-            savers.setdefault(k, set()).add(stack[-1] if stack else "")
-            saved_bytes[k] = t.untyped_storage().nbytes()
+            k = trace.made.get(StorageTracker.key(t))
+            if k is not None:  # weights, buffers and the input are not the step's to free
+                savers.setdefault(k, set()).add(stack[-1] if stack else "")
+                saved_bytes[k] = t.untyped_storage().nbytes()
         return t
 
     def first_backward(names):
@@ -178,13 +186,13 @@ def profile(step: TrainingStep, inputs: Tuple[torch.Tensor, ...]) -> Profile:
             h.remove()
     del grads
     base = _nbytes_unique(step.params) + _nbytes_unique(buffers) + _nbytes_unique(state)
-    macs = forward_macs(model, inputs)
-    prof = Profile(np.asarray(trace.curve, dtype=np.int64), trace.phases, base, forward_macs=macs[""])
+    prof = Profile(np.asarray(trace.curve, dtype=np.int64), trace.phases, base,
+                   forward_macs=sum(m for m, _, _ in trace.ops))
     for name, end in fwd_end.items():
         if not name or calls.get(name) != 1 or name not in bwd_first:
             continue  # shared modules (one segment per call) and modules without a backward
         freed = sum(saved_bytes[k] for k, who in savers.items()
                     if within(trace.creator.get(k, "\0"), [name]) and all(within(w, [name]) for w in who))
-        kept = sum(n for k, n in inputs_of[name].items() if k not in savers and k not in trace.exclude)
-        prof.modules[name] = ModuleCost(name, macs.get(name, 0), freed - kept, end, bwd_first[name])
+        kept = sum(n for k, n in inputs_of[name].items() if k is not None and k not in savers)
+        prof.modules[name] = ModuleCost(name, _recompute_macs(name, trace.ops[slice(*op_range[name])], savers), freed - kept, end, bwd_first[name])
     return prof
