@@ -39,7 +39,6 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from archcost.analysis.backward import backward_pass
-from archcost.analysis.checkpointing import checkpointed
 from archcost.analysis.engine import AnalysisError, named_modules_unique
 from archcost.analysis.training import StepMemory, TrainingStep
 
@@ -137,32 +136,39 @@ def _identity(x):
     return x
 
 
+def _frozen(args):
+    """A list argument copied: a checkpoint recomputes from the arguments as they were at
+    the call (DenseNet's layers get the block's list of features, which grows after)."""
+    return tuple(list(a) if isinstance(a, list) else a for a in args)
+
+
 @contextlib.contextmanager
 def segmented(model: nn.Module, segments: Sequence[Segment]):
-    """Run ``segments`` under non-reentrant checkpointing: single modules exactly as
-    ``--checkpoint NAME`` does; a run as one checkpoint over its modules' forwards in turn
-    (its first module's forward runs them all, the others pass their input on)."""
+    """Run ``segments`` under non-reentrant checkpointing, as ``--checkpoint NAME`` does
+    for one module (``checkpointing.checkpointed``); a run as one checkpoint over its
+    modules' forwards in turn (its first module's forward runs them all, the others pass
+    their input on)."""
     modules = dict(named_modules_unique(model))
-    singles = [s[0] for s in segments if len(s) == 1]
     patched = []
     try:
-        for run in (s for s in segments if len(s) > 1):
-            forwards = [modules[n].forward for n in run]
+        for seg in segments:
+            forwards = [modules[n].forward for n in seg]
 
-            def chain(x, _forwards=forwards):
-                for f in _forwards:
+            def chain(*args, _forwards=forwards, **kwargs):
+                x = _forwards[0](*args, **kwargs)
+                for f in _forwards[1:]:
                     x = f(x)
                 return x
 
-            def first(*args, _chain=chain):
-                return checkpoint(_chain, *args, use_reentrant=False, preserve_rng_state=False)
+            def first(*args, _chain=chain, **kwargs):
+                # RNG state not restored, as checkpointing.py (no memory difference)
+                return checkpoint(_chain, *_frozen(args), use_reentrant=False, preserve_rng_state=False, **kwargs)
 
-            modules[run[0]].forward = first
-            for n in run[1:]:
+            modules[seg[0]].forward = first
+            for n in seg[1:]:
                 modules[n].forward = _identity
-            patched.extend(modules[n] for n in run)
-        with checkpointed(model, singles):
-            yield
+            patched.extend(modules[n] for n in seg)
+        yield
     finally:
         for m in patched:
             m.__dict__.pop("forward", None)
@@ -264,6 +270,29 @@ def plan_batch(model: nn.Module, inputs: Tuple[torch.Tensor, ...], budget_bytes:
         res.notes.append(f"no measured set fits: the least needed was {res.best_needed_bytes} bytes "
                          f"({res.measured_sets} sets measured)")
     return res
+
+
+def patterns(model: nn.Module, names: Sequence[str]) -> List[str]:
+    """``--checkpoint`` patterns that select exactly ``names``: 'parent.*' where every child
+    of a parent is chosen, the names themselves otherwise (checked with the same matching
+    as ``--checkpoint``)."""
+    from archcost.analysis.checkpointing import segments as matched
+
+    modules = dict(named_modules_unique(model))
+    chosen, out, done = set(names), [], set()
+    for n in names:
+        parent = n.rpartition(".")[0]
+        if parent in done:
+            continue
+        kids = [f"{parent}.{c}" if parent else c for c, _ in modules[parent].named_children()]
+        if parent and len(kids) > 1 and all(k in chosen for k in kids):
+            out.append(f"{parent}.*")
+            done.add(parent)
+        else:
+            out.append(n)
+    if not names or sorted(matched(model, out)) == sorted(names):
+        return out
+    return list(names)
 
 
 def snippet(names: Sequence[str]) -> str:

@@ -33,11 +33,13 @@ from typing import Dict, List, Set, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
 from archcost.analysis.backward import _NodeLabels, _scopes
 from archcost.analysis import ops
-from archcost.analysis.engine import module_hooks, within
+from archcost.analysis.engine import CountingMode, module_hooks, module_records, within
+from archcost.analysis.memory import running_as
 from archcost.analysis.storage import StorageTracker
 from archcost.analysis.training import PHASES, StepLive, TrainingStep, _nbytes_unique, _state_tensors
 
@@ -106,6 +108,15 @@ class _Trace(StepLive):
             self.curve.append(self.current)
             self.phases.append(self.phase)
         return out
+
+
+def forward_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> int:
+    """MACs of one train-mode forward with gradients on (as a recomputation runs it)."""
+    counter = CountingMode([], module_records(model))
+    with running_as(model, train=True), torch.enable_grad(), counter:
+        out = model(*inputs)
+    del out
+    return counter.total
 
 
 def _recompute_macs(name: str, ops_: List[Tuple[int, str, List[Ident]]], savers: Dict[Ident, Set[str]]) -> int:

@@ -5,11 +5,13 @@ The claim (section 4.1): cutting an n-layer chain into about sqrt(n) segments an
 only each segment's input, a training step needs O(sqrt(n)) memory for its feature maps,
 for the price of about one extra forward (each segment's forward is run again in backward).
 
-Measured here, per depth: ResNet (bottleneck blocks, the stage sizes of ResNet-50, -101,
--152 and He et al. 2016's ResNet-200) and DenseNet-BC (k=32: DenseNet-121, -169, -201, and
--264 from Huang et al. 2017's Table 1), at batch 32, float32, SGD (no optimizer state, so
-that what grows with depth is the feature maps and the weights); each checkpoint set is
-one whole training step measured by archcost's pass (``plan.Bench``):
+Measured on ResNet-152 and DenseNet-201 (the zoo's), and against depth on networks that
+deepen one part only, so that every added block is alike: a ResNet chain with bottleneck
+stages (1, 1, n - 3, 1), n = 16, 36, 64, 100 blocks (Chen's analysis is for a chain; here
+almost all of it is one stage at 14x14), and DenseNet-BC, k=32, with dense blocks
+(6, 12, k, 32), k = 24, 48, 72 (DenseNet-201 is k = 48). Batch 32, float32, SGD (no
+optimizer state); each checkpoint set is one whole training step measured by archcost's
+pass (``plan.Bench``):
 
 - ``none``: no checkpointing;
 - ``blocks``: every block (bottleneck, dense layer) checkpointed;
@@ -32,10 +34,11 @@ import numpy as np
 import torch
 
 BATCH = 32
-RESNETS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3),
-           "resnet200": (3, 24, 36, 3)}  # He et al. 2016 (Identity Mappings), section 4.2
-DENSENETS = {"densenet121": (6, 12, 24, 16), "densenet169": (6, 12, 32, 32), "densenet201": (6, 12, 48, 32),
-             "densenet264": (6, 12, 64, 48)}  # Huang et al. 2017, Table 1
+# name -> (family, stages); names count layers (ResNet: 3 per bottleneck + 2; DenseNet: 2 per
+# dense layer + the transitions, the stem and the classifier)
+MODELS = {"resnet152": ("resnet", (3, 8, 36, 3)), "densenet201": ("densenet", (6, 12, 48, 32))}
+MODELS.update({f"resnet{3 * n + 2}-chain": ("resnet-chain", (1, 1, n - 3, 1)) for n in (16, 36, 64, 100)})
+MODELS.update({f"densenet{2 * (50 + k) + 5}": ("densenet", (6, 12, k, 32)) for k in (24, 72)})
 EXPERIMENT = "sqrt-n-checkpointing"
 
 
@@ -43,17 +46,18 @@ def _models():
     from archcost.zoo.densenet import DenseNet
     from archcost.zoo.resnet import Bottleneck, ResNet
 
-    for name, layers in RESNETS.items():
-        yield name, "resnet", lambda layers=layers: ResNet(Bottleneck, layers)
-    for name, blocks in DENSENETS.items():
-        yield name, "densenet", lambda blocks=blocks: DenseNet(32, blocks, 64)
+    for name, (family, stages) in MODELS.items():
+        if family == "densenet":
+            yield name, family, lambda stages=stages: DenseNet(32, stages, 64)
+        else:
+            yield name, family, lambda stages=stages: ResNet(Bottleneck, stages)
 
 
 def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
     """One row per (model, checkpoint set); see the module doc."""
     from archcost.analysis.analyze import build_model
     from archcost.memory.plan import Bench, blocks, sqrt_segments
-    from archcost.memory.plan_profile import profile
+    from archcost.memory.plan_profile import forward_macs
 
     rows = []
     for name, family, builder in models or _models():
@@ -62,7 +66,7 @@ def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
         bench = Bench(model, x, "sgd", 1 << 62)
         names = blocks(model)
         sets = {"none": [], "blocks": [(n,) for n in names], "sqrt-n": sqrt_segments(model, names)}
-        forward = profile(bench.step, x).forward_macs  # a train-mode forward's MACs
+        forward = forward_macs(model, x)
         for label, segs in sets.items():
             e = bench.recompute(bench.measure(label, segs))
             r = bench.cache[frozenset(segs)]
@@ -82,12 +86,13 @@ def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
     return rows
 
 
-def depth_slope(rows: List[dict], family: str, label: str) -> float:
-    """The exponent p of activation memory ~ n^p over a family's depths (least squares on
-    logs): 1 is linear in depth, 0.5 is Chen's sqrt(n)."""
-    pts = [(r["blocks"], r["activation_bytes"]) for r in rows if r["family"] == family and r["checkpoint"] == label]
-    xs, ys = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
-    return float(np.polyfit(xs, ys, 1)[0])
+def depth_exponent(rows: List[dict], family: str, label: str) -> float:
+    """The slope of log(activation memory) against log(blocks) over a family's depths: 1 is
+    linear in depth, 0.5 is Chen's sqrt(n); the parts that do not deepen (the stem, the
+    first stages) pull both below their asymptote."""
+    pts = sorted((r["blocks"], r["activation_bytes"]) for r in rows
+                 if r["family"] == family and r["checkpoint"] == label)
+    return round(float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0]), 2)
 
 
 def checkpointing_claims(experiment) -> List[tuple]:
@@ -100,15 +105,16 @@ def checkpointing_claims(experiment) -> List[tuple]:
     out = [(src, "sqrt(n) checkpointing costs about one extra forward (ResNet-152)", 1.0, r152["ratio_macs"],
             f"recompute MACs / forward MACs, measured: {r152['recompute_macs']:,} / {r152['macs']:,}; a run's last "
             "block is recomputed too (its ReLU saves its output)", 0.1)]
-    slope = depth_slope(rows, "resnet", "sqrt-n")
-    out.append((src, "with sqrt(n) segments, feature-map memory grows as sqrt(n) (ResNet-50 to -200)", 0.5, slope,
-                f"exponent of a power law fitted to the step's peak less weights over {len(RESNETS)} depths; no "
-                f"checkpointing: {depth_slope(rows, 'resnet', 'none'):.2f}. The segments stop at stage boundaries "
-                "and the first stages do not deepen, so part of the memory does not grow at all", 0.3))
+    p_sqrt, p_none = depth_exponent(rows, "resnet-chain", "sqrt-n"), depth_exponent(rows, "resnet-chain", "none")
+    out.append((src, "with sqrt(n) segments, feature-map memory grows as sqrt(n) with depth (a ResNet chain of "
+                "16 to 100 bottlenecks)", 0.5, p_sqrt,
+                f"slope of log memory against log n (memory: the step's peak less weights); without "
+                f"checkpointing {p_none:.2f}, every block checkpointed "
+                f"{depth_exponent(rows, 'resnet-chain', 'blocks'):.2f}", 0.3))
     d201 = by["densenet201, sqrt-n"]
     out.append((src, "sqrt(n) checkpointing costs about one extra forward (DenseNet-201)", 1.0, d201["ratio_macs"],
                 "dense layers are not a chain, so each is its own segment (Pleiss et al. 2017's memory-efficient "
-                "DenseNet); slope of its memory with depth: "
-                f"{depth_slope(rows, 'densenet', 'sqrt-n'):.2f} (none: {depth_slope(rows, 'densenet', 'none'):.2f})",
+                "DenseNet; its last conv is not recomputed); p of its memory with depth: "
+                f"{depth_exponent(rows, 'densenet', 'sqrt-n'):.2f} (none: {depth_exponent(rows, 'densenet', 'none'):.2f})",
                 0.1))
     return out
