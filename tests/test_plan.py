@@ -207,3 +207,28 @@ def test_profile_peak_is_the_step_peak():
     model, x = _resnet50(), x_of(4, 3, 224, 224)
     bench = Bench(model, x, "adam", 1)
     assert profile(bench.step, x).peak_bytes == bench.step.measure(x).train_peak_bytes
+
+
+def test_patterns_select_exactly_the_plan():
+    """Every child of a parent chosen: 'parent.*'; otherwise the names; --checkpoint's own
+    matching selects the same modules."""
+    from archcost.analysis.checkpointing import segments as matched
+    from archcost.memory.plan import patterns
+
+    model = chain(8, 4, 8, groups=2)
+    assert patterns(model, ["0.0", "0.1", "0.2", "0.3", "1.2"]) == ["0.*", "1.2"]
+    assert matched(model, ["0.*", "1.2"]) == ["0.0", "0.1", "0.2", "0.3", "1.2"]
+    assert patterns(model, ["1.0.fc1"]) == ["1.0.fc1"]
+
+
+def test_max_batch_is_a_measured_fit_with_the_next_measured_not():
+    """--max-batch: the plan at the answer B fits (measured), and at B + 1 the search found
+    no set that fits."""
+    from archcost.memory.plan import largest_planned_batch
+
+    model = meta(chain(8, 16, 256))
+    budget = needed_plain(model, x_of(64, 16))  # batch 64 fits without checkpointing
+    batch, seen = largest_planned_batch(lambda b: x_of(b, 16), model, budget, "adam", max_batch=4096)
+    assert batch > 64 and seen[batch] <= budget < seen[batch + 1]
+    r = plan_batch(model, x_of(batch, 16), budget, references=False)
+    assert r.plan.fits and r.plan.segments

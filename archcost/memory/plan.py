@@ -322,3 +322,37 @@ def largest_planned_batch(build_inputs, model: nn.Module, budget_bytes: int, opt
         return seen[b]
 
     return largest_batch(needed, budget_bytes, max_batch), seen
+
+
+def plan(name: str, budget_bytes: int, batch: Optional[int] = 1, max_batch: bool = False, optimizer: str = "adam",
+         dtype: str = "float32", input_size=None, freeze: Sequence[str] = (), batch_limit: int = 1 << 16,
+         seconds: float = 20.0) -> PlanResult:
+    """``plan_batch`` for a zoo name or file.py:builder, on meta tensors. ``max_batch``: at
+    the largest batch for which a plan fits (``largest_planned_batch``); ``batch`` then
+    ignored. Nothing fitting even at batch 1: the result at batch 1, ``plan`` None."""
+    from archcost.analysis.analyze import DTYPES, _make_inputs, _resolve, build_model, input_shapes
+    from archcost.analysis.training import frozen_builder
+
+    if dtype not in DTYPES:
+        raise AnalysisError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    label, spec, builder, module = _resolve(name, {})
+    if module is not None:
+        raise AnalysisError("plan takes a zoo name or a file.py:builder reference")
+    if freeze:
+        builder = frozen_builder(builder, freeze)
+    model = build_model(builder, "meta", DTYPES[dtype])[0]
+    default = spec.input_size if spec else None
+
+    def inputs(b):
+        return _make_inputs(input_shapes(input_size, default, b, name=label, model=model), "meta", DTYPES[dtype])
+
+    curve: Dict[int, int] = {}
+    if max_batch:
+        batch, curve = largest_planned_batch(inputs, model, budget_bytes, optimizer, batch_limit, seconds / 2)
+    res = plan_batch(model, inputs(max(batch, 1)), budget_bytes, optimizer, label, seconds=seconds)
+    if max_batch:
+        res.notes.append(f"--max-batch: batch {batch} is the largest with a plan that fits "
+                         + (f"(batch {batch + 1} measured: no plan found)" if batch + 1 in curve else
+                            f"(the limit, {batch_limit})" if batch == batch_limit else "")
+                         if batch else "--max-batch: no plan fits even at batch 1")
+    return res

@@ -37,13 +37,14 @@ def plan_chart(rows, budget_bytes, title, path):
 
 
 def checkpointing_depth(rows, path):
-    """``reproduce sqrt-n-checkpointing``: left, the step's activation memory (peak less
-    weights) against the number of blocks, log-log, with n and sqrt(n) slopes for reference;
+    """``reproduce sqrt-n-checkpointing``: left, the feature maps alive at the step's peak
+    (with their gradients) against the number of blocks, log-log, with n and sqrt(n) slopes for reference;
     right, recompute MACs over one forward's."""
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=120)
-    families = {"resnet": "-", "densenet": ":"}
-    for family, ls in families.items():
+    families = {"resnet-chain": ("-", "ResNet chain"), "densenet": (":", "DenseNet-BC"),
+                "resnet": ("none", "ResNet-152")}
+    for family, (ls, title) in families.items():
         for label in ("none", "blocks", "sqrt-n"):
             pts = sorted((r["blocks"], r["activation_bytes"] / GIB, r["ratio_macs"], r["model"]) for r in rows
                          if r["family"] == family and r["checkpoint"] == label)
@@ -51,25 +52,25 @@ def checkpointing_depth(rows, path):
                 continue
             color, marker, name = STYLES[label]
             n, mem, ratio, models = zip(*pts)
-            text = f"{'ResNet' if family == 'resnet' else 'DenseNet'}: {name}"
+            text = f"{title}: {name}"
             left.plot(n, mem, ls=ls, marker=marker, color=color, label=text)
             if label != "none":
                 right.plot(n, ratio, ls=ls, marker=marker, color=color, label=text)
-            if label == "none":
+            if label == "none" and family != "resnet-chain":
                 for x, y, m in zip(n, mem, models):
                     left.annotate(m, (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
     # reference slopes from the smallest ResNet's sqrt(n) point
     base = min(((r["blocks"], r["activation_bytes"] / GIB) for r in rows
-                if r["family"] == "resnet" and r["checkpoint"] == "sqrt-n"), default=None)
+                if r["family"] == "resnet-chain" and r["checkpoint"] == "sqrt-n"), default=None)
     if base:
         n0, m0 = base
-        xs = [n0, max(r["blocks"] for r in rows)]
+        xs = [n0, max(r["blocks"] for r in rows if r["family"] == "resnet-chain")]
         left.plot(xs, [m0 * (x / n0) for x in xs], color="black", lw=0.7, ls="--", label="slope 1 (linear in n)")
         left.plot(xs, [m0 * (x / n0) ** 0.5 for x in xs], color="black", lw=0.7, ls="-.", label="slope 1/2 (sqrt n)")
     left.set_xscale("log")
     left.set_yscale("log")
     left.set_xlabel("blocks n (bottlenecks, dense layers), log scale")
-    left.set_ylabel("training-step peak less weights (GiB), log scale")
+    left.set_ylabel("feature maps + their gradients at the step's peak (GiB), log scale")
     batch = rows[0]["batch_size"] if rows else ""
     left.set_title(f"memory against depth, batch {batch}, float32, SGD", fontsize=9)
     left.grid(True, which="both", alpha=0.25)

@@ -21,9 +21,11 @@ pass (``plan.Bench``):
   ``DenseBlock`` concatenates them), so no run of them can be recomputed from its first
   input alone, and its sqrt-n set is ``blocks``.
 
-``activation_bytes`` in a row is the step's peak less the model's state (weights, buffers;
-the gradients alive at the peak are in it, as they are in Chen's figures), and
-``ratio_macs`` the recompute MACs over one forward's MACs.
+``activation_bytes`` in a row is what Chen et al. count, the feature maps: what the
+forward made and backward's activation gradients, alive at the step's peak (the peak less
+weights, buffers and the weights' gradients, which grow with depth whatever is
+checkpointed; ``train_peak_bytes`` is the whole peak); ``ratio_macs`` is the recompute
+MACs over one train-mode forward's MACs.
 """
 
 from __future__ import annotations
@@ -70,11 +72,11 @@ def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
         for label, segs in sets.items():
             e = bench.recompute(bench.measure(label, segs))
             r = bench.cache[frozenset(segs)]
-            state = r.weight_bytes + r.buffer_bytes + r.optimizer_state_bytes
             rows.append({
                 "experiment": EXPERIMENT, "variant": f"{name}, {label}", "input_shape": f"{batch}x3x224x224",
                 "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
-                "macs": forward, "activation_bytes": e.train_peak_bytes - state,
+                "macs": forward, "activation_bytes": r.activations_at_peak + r.backward_at_peak,
+                "gradients_at_peak": r.gradients_at_peak,
                 "train_peak_bytes": e.train_peak_bytes, "peak_phase": e.peak_phase,
                 "recompute_macs": e.recompute_macs, "blocks": len(names), "segments": len(segs),
                 "family": family, "model": name, "checkpoint": label, "batch_size": batch,
@@ -108,7 +110,7 @@ def checkpointing_claims(experiment) -> List[tuple]:
     p_sqrt, p_none = depth_exponent(rows, "resnet-chain", "sqrt-n"), depth_exponent(rows, "resnet-chain", "none")
     out.append((src, "with sqrt(n) segments, feature-map memory grows as sqrt(n) with depth (a ResNet chain of "
                 "16 to 100 bottlenecks)", 0.5, p_sqrt,
-                f"slope of log memory against log n (memory: the step's peak less weights); without "
+                f"slope of log memory against log n (memory: feature maps and their gradients at the peak); without "
                 f"checkpointing {p_none:.2f}, every block checkpointed "
                 f"{depth_exponent(rows, 'resnet-chain', 'blocks'):.2f}", 0.3))
     d201 = by["densenet201, sqrt-n"]
