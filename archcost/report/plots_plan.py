@@ -1,7 +1,7 @@
 """Plots of checkpointing: a plan against its references, and Chen et al.'s sqrt(n) claim
 against depth."""
 
-from .plots import _plt, _save, _si_ticks
+from .plots import _plain_log_ticks, _plt, _save, _si_ticks
 from .units import human_bytes, si
 
 GIB = 2**30
@@ -69,6 +69,8 @@ def checkpointing_depth(rows, path):
         left.plot(xs, [m0 * (x / n0) ** 0.5 for x in xs], color="black", lw=0.7, ls="-.", label="slope 1/2 (sqrt n)")
     left.set_xscale("log")
     left.set_yscale("log")
+    _plain_log_ticks(left.xaxis)
+    _plain_log_ticks(left.yaxis)
     left.set_xlabel("blocks n (bottlenecks, dense layers), log scale")
     left.set_ylabel("feature maps + their gradients at the step's peak (GiB), log scale")
     batch = rows[0]["batch_size"] if rows else ""
@@ -79,6 +81,7 @@ def checkpointing_depth(rows, path):
     right.annotate("one extra forward", (right.get_xlim()[0], 1.0), textcoords="offset points", xytext=(4, 3),
                    fontsize=8)
     right.set_xscale("log")
+    _plain_log_ticks(right.xaxis)
     right.set_xlabel("blocks n, log scale")
     right.set_ylabel("recompute MACs / forward MACs")
     right.set_title("the price: recomputation per step, in forwards", fontsize=9)
