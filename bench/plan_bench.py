@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 import torch  # noqa: E402
 
-from archcost.analysis.analyze import build_model  # noqa: E402
-from archcost.analysis.traincheck import allocator_step  # noqa: E402
+from archcost.count.build import build_model  # noqa: E402
+from archcost.measure.allocator import allocator_step  # noqa: E402
 from archcost.memory.plan import plan_batch  # noqa: E402
 from archcost.report.units import human_bytes, si  # noqa: E402
 from archcost.zoo.registry import get_spec, list_models  # noqa: E402

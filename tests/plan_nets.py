@@ -102,3 +102,8 @@ class TinyRes(nn.Module):
         x = self.stem(x)
         x = torch.relu(x + self.res(x))
         return self.fc(self.pool(x).flatten(1))
+
+
+def chain16() -> nn.Sequential:
+    """A builder for the command line: 16 MLP blocks of width 32, hidden 512 (input: 32 features)."""
+    return chain(16, 32, 512)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from archcost.analysis.engine import named_modules_unique
+from archcost.count.engine import named_modules_unique
 from archcost.memory.plan import Bench, blocks, plan_batch, segmented, snippet, sqrt_segments
 from archcost.memory.plan_profile import profile
 
@@ -154,10 +154,10 @@ def test_plan_equals_exhaustive_optimum(build, shape):
 
 def _resnet50():
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    from archcost.analysis.analyze import _build
+    from archcost.count.build import build
     from archcost.zoo.registry import get_spec
 
-    return _build(get_spec("resnet50").builder, "meta", torch.float32)
+    return build(get_spec("resnet50").builder, "meta", torch.float32)
 
 
 @pytest.mark.parametrize("build,shape", [
@@ -212,7 +212,7 @@ def test_profile_peak_is_the_step_peak():
 def test_patterns_select_exactly_the_plan():
     """Every child of a parent chosen: 'parent.*'; otherwise the names; --checkpoint's own
     matching selects the same modules."""
-    from archcost.analysis.checkpointing import segments as matched
+    from archcost.memory.checkpointing import segments as matched
     from archcost.memory.plan import patterns
 
     model = chain(8, 4, 8, groups=2)

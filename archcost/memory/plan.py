@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,9 +39,12 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from archcost.analysis.backward import backward_pass
-from archcost.analysis.engine import AnalysisError, named_modules_unique
-from archcost.analysis.training import StepMemory, TrainingStep
+from archcost.count.engine import named_modules_unique
+from archcost.errors import AnalysisError
+from archcost.memory.backward import backward_pass
+from archcost.memory.checkpointing import checkpointed, frozen_args
+from archcost.memory.checkpointing import segments as checkpoint_segments
+from archcost.memory.training import StepMemory, TrainingStep
 
 from .plan_profile import Profile, profile
 from .plan_search import cheapest, problem
@@ -82,6 +86,7 @@ class PlanResult:
     search_complete: bool = True  # False: a time or node limit cut the search short
     best_needed_bytes: Optional[int] = None  # the least needed_bytes of any measured set
     notes: List[str] = field(default_factory=list)
+    patterns: List[str] = field(default_factory=list)  # the plan as --checkpoint patterns
 
     def share(self, e: Evaluation) -> float:
         """Recompute MACs as a share of the step's MACs with that checkpointing."""
@@ -136,23 +141,22 @@ def _identity(x):
     return x
 
 
-def _frozen(args):
-    """A list argument copied: a checkpoint recomputes from the arguments as they were at
-    the call (DenseNet's layers get the block's list of features, which grows after)."""
-    return tuple(list(a) if isinstance(a, list) else a for a in args)
+def _exact(name: str) -> str:
+    """A module name as an fnmatch pattern that matches only it."""
+    return re.sub(r"([*?[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
 def segmented(model: nn.Module, segments: Sequence[Segment]):
-    """Run ``segments`` under non-reentrant checkpointing, as ``--checkpoint NAME`` does
-    for one module (``checkpointing.checkpointed``); a run as one checkpoint over its
-    modules' forwards in turn (its first module's forward runs them all, the others pass
-    their input on)."""
+    """Run ``segments`` under non-reentrant checkpointing: a single module exactly as
+    ``--checkpoint NAME`` does (``checkpointing.checkpointed``); a run as one checkpoint
+    over its modules' forwards in turn (its first module's forward runs them all, the
+    others pass their input on)."""
     modules = dict(named_modules_unique(model))
     patched = []
     try:
-        for seg in segments:
-            forwards = [modules[n].forward for n in seg]
+        for run in (s for s in segments if len(s) > 1):
+            forwards = [modules[n].forward for n in run]
 
             def chain(*args, _forwards=forwards, **kwargs):
                 x = _forwards[0](*args, **kwargs)
@@ -161,14 +165,16 @@ def segmented(model: nn.Module, segments: Sequence[Segment]):
                 return x
 
             def first(*args, _chain=chain, **kwargs):
-                # RNG state not restored, as checkpointing.py (no memory difference)
-                return checkpoint(_chain, *_frozen(args), use_reentrant=False, preserve_rng_state=False, **kwargs)
+                # RNG state not restored, as in checkpointing.py (no memory difference)
+                return checkpoint(_chain, *frozen_args(args), use_reentrant=False, preserve_rng_state=False,
+                                  **kwargs)
 
-            modules[seg[0]].forward = first
-            for n in seg[1:]:
+            modules[run[0]].forward = first
+            for n in run[1:]:
                 modules[n].forward = _identity
-            patched.extend(modules[n] for n in seg)
-        yield
+            patched.extend(modules[n] for n in run)
+        with checkpointed(model, [_exact(s[0]) for s in segments if len(s) == 1]):
+            yield
     finally:
         for m in patched:
             m.__dict__.pop("forward", None)
@@ -258,6 +264,7 @@ def plan_batch(model: nn.Module, inputs: Tuple[torch.Tensor, ...], budget_bytes:
     if res.plan is not None:
         res.plan.label = "plan"
         bench.recompute(res.plan)
+        res.patterns = patterns(model, [s[0] for s in res.plan.segments])
     if references:
         res.references["none"] = bench.recompute(none)
         for label, segs in (("blocks", [(n,) for n in res.blocks]), ("sqrt-n", sqrt_segments(model, res.blocks))):
@@ -276,8 +283,6 @@ def patterns(model: nn.Module, names: Sequence[str]) -> List[str]:
     """``--checkpoint`` patterns that select exactly ``names``: 'parent.*' where every child
     of a parent is chosen, the names themselves otherwise (checked with the same matching
     as ``--checkpoint``)."""
-    from archcost.analysis.checkpointing import segments as matched
-
     modules = dict(named_modules_unique(model))
     chosen, out, done = set(names), [], set()
     for n in names:
@@ -290,7 +295,7 @@ def patterns(model: nn.Module, names: Sequence[str]) -> List[str]:
             done.add(parent)
         else:
             out.append(n)
-    if not names or sorted(matched(model, out)) == sorted(names):
+    if not names or sorted(checkpoint_segments(model, out)) == sorted(names):
         return out
     return list(names)
 
@@ -311,7 +316,7 @@ def largest_planned_batch(build_inputs, model: nn.Module, budget_bytes: int, opt
     finds a set that fits (0: not even batch 1). ``build_inputs(b)`` makes the inputs.
     Each candidate batch's answer is a measured set; the search between batches is
     ``fit``'s (needed bytes nearly affine in the batch)."""
-    from archcost.analysis.fit import largest_batch
+    from archcost.memory.fit import largest_batch
 
     seen: Dict[int, int] = {}
 
@@ -330,12 +335,15 @@ def plan(name: str, budget_bytes: int, batch: Optional[int] = 1, max_batch: bool
     """``plan_batch`` for a zoo name or file.py:builder, on meta tensors. ``max_batch``: at
     the largest batch for which a plan fits (``largest_planned_batch``); ``batch`` then
     ignored. Nothing fitting even at batch 1: the result at batch 1, ``plan`` None."""
-    from archcost.analysis.analyze import DTYPES, _make_inputs, _resolve, build_model, input_shapes
-    from archcost.analysis.training import frozen_builder
+    from archcost.conditions import DTYPES
+    from archcost.count.build import build_model
+    from archcost.count.inputs import input_shapes, make_inputs
+    from archcost.zoo.sources import resolve_model
+    from archcost.memory.training import frozen_builder
 
     if dtype not in DTYPES:
         raise AnalysisError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    label, spec, builder, module = _resolve(name, {})
+    label, spec, builder, module = resolve_model(name, {})
     if module is not None:
         raise AnalysisError("plan takes a zoo name or a file.py:builder reference")
     if freeze:
@@ -344,7 +352,7 @@ def plan(name: str, budget_bytes: int, batch: Optional[int] = 1, max_batch: bool
     default = spec.input_size if spec else None
 
     def inputs(b):
-        return _make_inputs(input_shapes(input_size, default, b, name=label, model=model), "meta", DTYPES[dtype])
+        return make_inputs(input_shapes(input_size, default, b, name=label, model=model), "meta", DTYPES[dtype])
 
     curve: Dict[int, int] = {}
     if max_batch:

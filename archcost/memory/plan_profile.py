@@ -33,15 +33,14 @@ from typing import Dict, List, Set, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn as nn
 from torch.utils._pytree import tree_flatten
 
-from archcost.analysis.backward import _NodeLabels, _scopes
-from archcost.analysis import ops
-from archcost.analysis.engine import CountingMode, module_hooks, module_records, within
-from archcost.analysis.memory import running_as
-from archcost.analysis.storage import StorageTracker
-from archcost.analysis.training import PHASES, StepLive, TrainingStep, _nbytes_unique, _state_tensors
+from archcost.count import rules as ops
+from archcost.count.engine import CountingMode, module_hooks, module_records, within
+from archcost.count.storage import StorageTracker
+from archcost.memory.backward import _NodeLabels, _scopes
+from archcost.memory.forward import running_as
+from archcost.memory.training import PHASES, StepLive, TrainingStep, _nbytes_unique, _state_tensors
 
 
 Ident = Tuple[str, int]  # a storage of the step: (phase made in, sequence number), as StepLive.made

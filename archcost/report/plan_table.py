@@ -69,6 +69,6 @@ def plan_text(result, patterns, code, budget_text: str) -> str:
                 "  " + " ".join(mods), "",
                 "As options for `archcost table --train` / `archcost fit`:",
                 "  " + " ".join(f"--checkpoint '{p}'" for p in patterns), "",
-                "In Python (model: your nn.Module):", ""] + ["    " + ln for ln in code.rstrip().splitlines()]
+                "In Python (model: your nn.Module):", ""] + [("    " + ln).rstrip() for ln in code.rstrip().splitlines()]
     out += [f"note: {n}" for n in result.notes]
     return "\n".join(out)

@@ -57,7 +57,7 @@ def _models():
 
 def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
     """One row per (model, checkpoint set); see the module doc."""
-    from archcost.analysis.analyze import build_model
+    from archcost.count.build import build_model
     from archcost.memory.plan import Bench, blocks, sqrt_segments
     from archcost.memory.plan_profile import forward_macs
 
