@@ -274,8 +274,12 @@ def plan_batch(model: nn.Module, inputs: Tuple[torch.Tensor, ...], budget_bytes:
                              "own segment (the same set as 'blocks')")
     res.step_macs = prof.forward_macs + bench.plain_backward_macs
     if res.plan is None:
-        res.notes.append(f"no measured set fits: the least needed was {res.best_needed_bytes} bytes "
+        res.notes.append(f"no measured set fits: the least needed was {res.best_needed_bytes:,} bytes "
                          f"({res.measured_sets} sets measured)")
+        floor = prof.floor_bytes("step") + bench.input_bytes
+        if floor > budget_bytes:
+            res.notes.append(f"the optimizer step alone needs {floor:,} bytes (weights, buffers, gradients, "
+                             "optimizer state, its temporaries, the input): no checkpointing can lower that")
     return res
 
 

@@ -67,6 +67,12 @@ class Profile:
     def peak_bytes(self) -> int:
         return self.base_bytes + int(self.curve.max(initial=0))
 
+    def floor_bytes(self, phase: str) -> int:
+        """The highest live total in ``phase`` plus the base: in 'step' (no checkpoint's
+        interval reaches it) a floor under any checkpoint set."""
+        live = [v for v, p in zip(self.curve.tolist(), self.phase) if p == phase]
+        return self.base_bytes + max(live, default=0)
+
     def estimate(self, names) -> int:
         """Estimated ``train_peak_bytes`` with ``names`` checkpointed (see the module doc)."""
         live = self.curve.astype(np.int64).copy()

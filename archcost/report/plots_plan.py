@@ -11,11 +11,11 @@ STYLES = {"none": ("#7f7f7f", "o", "no checkpointing"), "blocks": ("#1f77b4", "s
 
 def plan_chart(rows, budget_bytes, title, path):
     """Memory needed (peak + input) against recompute MACs for the plan and each reference
-    (``rows``: dicts with label, needed_bytes, recompute_macs), with the budget as a line."""
+    (``rows``: dicts with checkpoint, needed_bytes, recompute_macs), with the budget as a line."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     for r in rows:
-        color, marker, name = STYLES.get(r["label"], ("black", "o", r["label"]))
+        color, marker, name = STYLES.get(r["checkpoint"], ("black", "o", r["checkpoint"]))
         ax.scatter([r["recompute_macs"]], [r["needed_bytes"] / GIB], color=color, marker=marker,
                    s=160 if marker == "*" else 60, zorder=3, label=name)
         ax.annotate(f"{human_bytes(r['needed_bytes'])}, +{si(r['recompute_macs'])} MACs",
@@ -31,7 +31,8 @@ def plan_chart(rows, budget_bytes, title, path):
     ax.grid(True, alpha=0.25)
     ax.legend(fontsize=8, loc="upper right")
     ax.set_ylim(bottom=0)
-    ax.set_xlim(left=-0.03 * max([r["recompute_macs"] for r in rows] + [1]))
+    top = max([r["recompute_macs"] for r in rows] + [1])
+    ax.set_xlim(-0.03 * top, 1.3 * top)
     fig.tight_layout()
     _save(fig, path)
 

@@ -55,8 +55,9 @@ def _models():
             yield name, family, lambda stages=stages: ResNet(Bottleneck, stages)
 
 
-def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
-    """One row per (model, checkpoint set); see the module doc."""
+def sqrt_n_checkpointing(batch: int = BATCH, models=None, size: int = 224) -> List[dict]:
+    """One row per (model, checkpoint set); see the module doc. ``models``: (name, family,
+    builder) triples instead of the default ones; ``size``: the image side."""
     from archcost.count.build import build_model
     from archcost.memory.plan import Bench, blocks, sqrt_segments
     from archcost.memory.plan_profile import forward_macs
@@ -64,7 +65,7 @@ def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
     rows = []
     for name, family, builder in models or _models():
         model = build_model(builder, "meta", torch.float32)[0]
-        x = (torch.empty(batch, 3, 224, 224, device="meta"),)
+        x = (torch.empty(batch, 3, size, size, device="meta"),)
         bench = Bench(model, x, "sgd", 1 << 62)
         names = blocks(model)
         sets = {"none": [], "blocks": [(n,) for n in names], "sqrt-n": sqrt_segments(model, names)}
@@ -73,7 +74,7 @@ def sqrt_n_checkpointing(batch: int = BATCH, models=None) -> List[dict]:
             e = bench.recompute(bench.measure(label, segs))
             r = bench.cache[frozenset(segs)]
             rows.append({
-                "experiment": EXPERIMENT, "variant": f"{name}, {label}", "input_shape": f"{batch}x3x224x224",
+                "experiment": EXPERIMENT, "variant": f"{name}, {label}", "input_shape": f"{batch}x3x{size}x{size}",
                 "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()),
                 "macs": forward, "activation_bytes": r.activations_at_peak + r.backward_at_peak,
                 "gradients_at_peak": r.gradients_at_peak,
