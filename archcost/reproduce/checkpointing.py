@@ -90,11 +90,13 @@ def sqrt_n_checkpointing(batch: int = BATCH, models=None, size: int = 224) -> Li
 
 
 def depth_exponent(rows: List[dict], family: str, label: str) -> float:
-    """The slope of log(activation memory) against log(blocks) over a family's depths: 1 is
-    linear in depth, 0.5 is Chen's sqrt(n); the parts that do not deepen (the stem, the
+    """The slope of log(activation memory) against log(blocks) over a family's depths (nan
+    with fewer than two depths): 1 is linear in depth, 0.5 is Chen's sqrt(n); the parts that do not deepen (the stem, the
     first stages) pull both below their asymptote."""
     pts = sorted((r["blocks"], r["activation_bytes"]) for r in rows
                  if r["family"] == family and r["checkpoint"] == label)
+    if len({p[0] for p in pts}) < 2:
+        return float("nan")
     return round(float(np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0]), 2)
 
 
