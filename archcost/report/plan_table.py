@@ -64,7 +64,8 @@ def plan_text(result, patterns, code, budget_text: str) -> str:
         out.append("It fits without checkpointing.")
     else:
         mods = [s[0] for s in result.plan.segments]
-        out += [f"Plan: checkpoint {len(mods)} modules ({result.measured_sets} sets measured"
+        n = result.measured_sets
+        out += [f"Plan: checkpoint {len(mods)} modules ({n} set{'' if n == 1 else 's'} measured"
                 + ("" if result.search_complete else "; search cut short, the least recompute not proven") + "):",
                 "  " + " ".join(mods), "",
                 "As options for `archcost table --train` / `archcost fit`:",

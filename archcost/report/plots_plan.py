@@ -74,7 +74,7 @@ def checkpointing_depth(rows, path):
     _plain_log_ticks(left.yaxis)
     left.set_xlabel("blocks n (bottlenecks, dense layers), log scale")
     left.set_ylabel("feature maps + their gradients at the step's peak (GiB), log scale")
-    batch = rows[0]["batch_size"] if rows else ""
+    batch = int(rows[0]["batch_size"]) if rows else ""
     left.set_title(f"memory against depth, batch {batch}, float32, SGD", fontsize=9)
     left.grid(True, which="both", alpha=0.25)
     left.legend(fontsize=7)

@@ -54,6 +54,7 @@ def markdown_report(frame, claims) -> str:
             cols = ["variant", "batch_size", "macs", "bytes_moved", "arithmetic_intensity", "time_bound_per_image_ms",
                     "bound_share_memory", "note"]
         if name == "sqrt-n-checkpointing":
+            group = group.assign(blocks=group["blocks"].astype(int), segments=group["segments"].astype(int))
             cols = ["variant", "blocks", "segments", "activation_bytes", "train_peak_bytes", "macs", "recompute_macs",
                     "ratio_macs", "note"]
         out += [f"## {name}", "", INTROS.get(name, ""), "",
