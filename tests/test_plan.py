@@ -232,3 +232,18 @@ def test_max_batch_is_a_measured_fit_with_the_next_measured_not():
     assert batch > 64 and seen[batch] <= budget < seen[batch + 1]
     r = plan_batch(model, x_of(batch, 16), budget, references=False)
     assert r.plan.fits and r.plan.segments
+
+
+def test_checkpointing_dense_layers_recomputes_their_own_inputs():
+    """A dense layer gets its block's list of features, which the block appends to after
+    the call: --checkpoint copies the list, so the recomputation concatenates the features
+    the layer saw (without the copy it concatenated the later ones too, and failed on the
+    batch norm's shapes), and the step's peak goes down."""
+    from archcost.count.build import build
+    from archcost.memory.training import step_memory
+    from archcost.zoo.registry import get_spec
+
+    model = build(get_spec("densenet121").builder, "meta", torch.float32)
+    x = x_of(8, 3, 224, 224)
+    plain = step_memory(model, x, "sgd").train_peak_bytes
+    assert step_memory(model, x, "sgd", checkpoint=["features.denseblock1.*"]).train_peak_bytes < plain
