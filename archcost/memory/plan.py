@@ -96,7 +96,8 @@ class PlanResult:
 def blocks(model: nn.Module) -> List[str]:
     """The model's repeated unit: instances of the most frequent class of modules that have
     children (plain containers excepted; a tie goes to the class found shallowest), the
-    outermost ones; without any, the leaf layers. Fewer than two: none."""
+    outermost ones; without any, the leaf layers that have weights (VGG's, AlexNet's
+    convolutions and linear layers). Fewer than two: none."""
     mods = [(n, m) for n, m in named_modules_unique(model) if n]
     count = Counter(type(m) for n, m in mods if next(m.children(), None) is not None and type(m) not in _CONTAINERS)
     if count:
@@ -106,7 +107,7 @@ def blocks(model: nn.Module) -> List[str]:
         cls = max(count, key=lambda c: (count[c], -depth[c]))
         names = [n for n, m in mods if type(m) is cls]
     else:
-        names = [n for n, m in mods if next(m.children(), None) is None]
+        names = [n for n, m in mods if next(m.children(), None) is None and next(m.parameters(), None) is not None]
     outer = [n for n in names if not any(n.startswith(o + ".") for o in names)]
     return outer if len(outer) >= 2 else []
 
@@ -180,6 +181,10 @@ def segmented(model: nn.Module, segments: Sequence[Segment]):
             m.__dict__.pop("forward", None)
 
 
+class Unmeasurable(RuntimeError):
+    """A checkpoint set whose training step fails (torch's own error, first line)."""
+
+
 class Bench:
     """One model at one input: measured steps of checkpoint sets, cached."""
 
@@ -191,11 +196,18 @@ class Bench:
         self._plain_backward: Optional[int] = None
 
     def measure(self, label: str, segments: Sequence[Segment]) -> Evaluation:
+        """The set's step, measured; ``Unmeasurable`` when the step fails with it (a module
+        that writes into a tensor a checkpoint keeps, for one)."""
         key = frozenset(segments)
         if key not in self.cache:
-            with segmented(self.model, segments):
-                self.cache[key] = self.step.measure(self.inputs)
+            try:
+                with segmented(self.model, segments):
+                    self.cache[key] = self.step.measure(self.inputs)
+            except RuntimeError as exc:
+                self.cache[key] = Unmeasurable(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         r = self.cache[key]
+        if isinstance(r, Unmeasurable):
+            raise r
         needed = r.train_peak_bytes + self.input_bytes
         return Evaluation(label, list(segments), r.train_peak_bytes, needed, r.peak_phase, needed <= self.budget)
 
@@ -234,7 +246,11 @@ def search(bench: Bench, prof: Profile, seconds: float = 20.0, max_sets: int = 4
         complete = complete and done and shift == 0
         if names is None:
             break
-        e = bench.measure("plan", [(n,) for n in names])
+        try:
+            e = bench.measure("plan", [(n,) for n in names])
+        except Unmeasurable:
+            measured.append(frozenset(names))  # excluded, like a set that does not fit
+            continue
         e.estimated_bytes = prof.estimate(names) + bench.input_bytes
         measured.append(frozenset(names))
         least = e.needed_bytes if least is None else min(least, e.needed_bytes)
@@ -268,7 +284,11 @@ def plan_batch(model: nn.Module, inputs: Tuple[torch.Tensor, ...], budget_bytes:
     if references:
         res.references["none"] = bench.recompute(none)
         for label, segs in (("blocks", [(n,) for n in res.blocks]), ("sqrt-n", sqrt_segments(model, res.blocks))):
-            res.references[label] = bench.recompute(bench.measure(label, segs)) if segs else None
+            try:
+                res.references[label] = bench.recompute(bench.measure(label, segs)) if segs else None
+            except Unmeasurable as exc:
+                res.references[label] = None
+                res.notes.append(f"{label}: the step fails with it checkpointed ({exc})")
         if res.blocks and all(len(s) == 1 for s in sqrt_segments(model, res.blocks)) and len(res.blocks) > 1:
             res.notes.append("sqrt-n: the blocks' parents are not nn.Sequential chains, so each block is its "
                              "own segment (the same set as 'blocks')")

@@ -148,6 +148,7 @@ def profile(step: TrainingStep, inputs: Tuple[torch.Tensor, ...]) -> Profile:
     calls: Dict[str, int] = {}
     bwd_first: Dict[str, int] = {}
     op_range: Dict[str, List[int]] = {}
+    inplace: Set[str] = set()
     handles = []
 
     def enter(name, args):
@@ -161,6 +162,9 @@ def profile(step: TrainingStep, inputs: Tuple[torch.Tensor, ...]) -> Profile:
         stack.pop()
         fwd_end[name] = len(trace.curve)
         op_range[name][1] = len(trace.ops)
+        outs = {trace.made.get(StorageTracker.key(t)) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)}
+        if outs & set(inputs_of[name]) - {None}:
+            inplace.add(name)  # writes into its input, which a checkpoint keeps to recompute from
 
     def pack(t):
         if trace.phase == "forward":
@@ -205,8 +209,8 @@ def profile(step: TrainingStep, inputs: Tuple[torch.Tensor, ...]) -> Profile:
     prof = Profile(np.asarray(trace.curve, dtype=np.int64), trace.phases, base,
                    forward_macs=sum(m for m, _, _ in trace.ops))
     for name, end in fwd_end.items():
-        if not name or calls.get(name) != 1 or name not in bwd_first:
-            continue  # shared modules (one segment per call) and modules without a backward
+        if not name or calls.get(name) != 1 or name not in bwd_first or name in inplace:
+            continue  # shared modules (one segment per call), no backward, in-place (ReLU(inplace=True))
         freed = sum(saved_bytes[k] for k, who in savers.items()
                     if within(trace.creator.get(k, "\0"), [name]) and all(within(w, [name]) for w in who))
         kept = sum(n for k, n in inputs_of[name].items() if k is not None and k not in savers)
