@@ -3,8 +3,8 @@
 render with ``archcost.report``. Nothing here imports torch until a command runs."""
 
 from archcost.cli.app import main
-from archcost.cli import (check, devices, diff, fit, layers, listing, memory, ops, plot,  # noqa: F401  (register)
-                          reproduce, roofline, sweep, table)
+from archcost.cli import (check, devices, diff, fit, layers, listing, memory, ops, plan,  # noqa: F401
+                          plot, reproduce, roofline, sweep, table)
 from archcost.cli.common import parse_batch_sizes  # noqa: F401
 
 

@@ -17,7 +17,9 @@ from archcost.cli.common import emit, fail, format_option, name_option, nosave_o
 def reproduce(experiments, fmt, out, no_save, name):
     """The lecture's design arguments, measured: EXPERIMENTS among bottleneck, stacked-3x3,
     gap-vs-fc, resnet-bottleneck, grouped-conv, depthwise-separable, se-overhead,
-    dense-connectivity, aux-classifiers, roofline, claims (all when none is named). With all of
+    dense-connectivity, aux-classifiers, roofline, training-cost, vgg16-head, sqrt-n-checkpointing
+    (minutes: whole training steps of networks up to 300 layers), claims (all when none is named;
+    a claim of an experiment that did not run is left out). With all of
     them, writes reports/reproductions.csv, claims.csv, one plot per experiment and
     REPRODUCTIONS.md."""
     import pandas as pd
@@ -65,6 +67,10 @@ def reproduce(experiments, fmt, out, no_save, name):
                         from archcost.report.plots_roofline import batch_experiment
 
                         batch_experiment(group.to_dict("records"), target)
+                    elif exp == "sqrt-n-checkpointing":
+                        from archcost.report.plots_plan import checkpointing_depth
+
+                        checkpointing_depth(group.to_dict("records"), target)
                     elif exp == "training-cost":
                         from archcost.report.plots import ratio_bars
 

@@ -41,6 +41,14 @@ def segments(model: nn.Module, patterns: Sequence[str]) -> List[str]:
     return chosen
 
 
+def frozen_args(args):
+    """The arguments with each list copied: the recomputation runs on the arguments as they
+    were at the call. DenseNet's dense layers get their block's list of features, which the
+    block appends to afterwards; without the copy their recomputation would concatenate the
+    later features too (and fail on the shapes)."""
+    return tuple(list(a) if isinstance(a, list) else a for a in args)
+
+
 @contextlib.contextmanager
 def checkpointed(model: nn.Module, patterns: Sequence[str]):
     """Run the matching segments under non-reentrant checkpointing while inside the block."""
@@ -58,7 +66,8 @@ def checkpointed(model: nn.Module, patterns: Sequence[str]):
             def forward(*args, _original=original, **kwargs):
                 # RNG state is not restored for the recomputation (no memory difference;
                 # meta tensors have no generator): dropout masks may differ on real tensors.
-                return checkpoint(_original, *args, use_reentrant=False, preserve_rng_state=False, **kwargs)
+                return checkpoint(_original, *frozen_args(args), use_reentrant=False, preserve_rng_state=False,
+                                  **kwargs)
 
             mod.forward = forward
             wrapped.append(mod)

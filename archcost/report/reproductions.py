@@ -20,6 +20,14 @@ INTROS = {
                      "MACs the step's (train_macs), the MACs ratio train_macs / macs of the same model.",
     "vgg16-head": "Fine-tuning only VGG16's classifier (features.* frozen): params are trainable parameters, "
                   "MACs the step's; saved activations and the step's peak in the note.",
+    "sqrt-n-checkpointing": "Chen et al. 2016 (arXiv 1604.06174): checkpointing about sqrt(n) segments of an "
+                            "n-block chain needs O(sqrt n) feature-map memory for about one extra forward. Each "
+                            "checkpoint set is a whole training step measured at batch 32, float32, SGD: no "
+                            "checkpointing, every block, and sqrt(n) runs of consecutive blocks (cut at stage "
+                            "boundaries; DenseNet's dense layers are no chain, so each is its own segment). "
+                            "activation_bytes: feature maps and their gradients alive at the step's peak; "
+                            "ratio_macs: recompute MACs / forward MACs. Depth grows by one stage only (a ResNet "
+                            "chain (1, 1, n-3, 1); DenseNet-BC (6, 12, k, 32)).",
     "roofline": "Arithmetic intensity (FLOPs per byte moved, each operand crossing DRAM once) against batch size "
                 "for VGG16's conv and FC layers on an A100 80GB's roofline (2,039 GB/s; float32 convolutions as "
                 "TF32, cuDNN's default: 156 TFLOP/s, ridge 76.5 FLOP/byte; float32 Linear layers at FP32, torch's "
@@ -46,6 +54,10 @@ def markdown_report(frame, claims) -> str:
             group = group.assign(batch_size=group["batch_size"].astype(int))
             cols = ["variant", "batch_size", "macs", "bytes_moved", "arithmetic_intensity", "time_bound_per_image_ms",
                     "bound_share_memory", "note"]
+        if name == "sqrt-n-checkpointing":
+            group = group.assign(blocks=group["blocks"].astype(int), segments=group["segments"].astype(int))
+            cols = ["variant", "blocks", "segments", "activation_bytes", "train_peak_bytes", "macs", "recompute_macs",
+                    "ratio_macs", "note"]
         out += [f"## {name}", "", INTROS.get(name, ""), "",
                 _md_table(group, cols), "",
                 f"![{name}](reproduce_{name}.png)", ""]
