@@ -89,6 +89,8 @@ def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     text = str(exc).lower()
+    if "memoryerror" in text:  # re-raised by a wrapper (a builder's error names the MemoryError inside)
+        return True
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
                                                or "not enough memory" in text)
 
