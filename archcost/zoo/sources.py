@@ -18,7 +18,8 @@ The default input comes from the library:
   capped by the config's maximum positions.
 
 Token ids are ``torch.randint(vocab_size)`` from a generator seeded with 0, shape
-(batch, seq_len); an encoder-decoder also gets ``decoder_input_ids`` of the same shape.
+(batch, seq_len); an encoder-decoder also gets ``decoder_input_ids`` of the same shape
+(passed at its position, the parameters between given as None).
 No attention mask is passed: the models build the all-ones mask themselves, which is what
 a batch of unpadded sequences gives.
 
@@ -62,54 +63,83 @@ class MissingLibrary(SourceError):
 
 
 @dataclass(frozen=True)
-class Source:
-    """A model from a library: how to build it (no weights) and what it takes by default.
+class TokenInput:
+    """A text model's input: integer token ids, (batch, seq_len), seeded.
 
-    ``input_size``: the per-sample image size (C, H, W) (video: C, T, H, W), like a zoo
-    model's ``ModelSpec.input_size``; None for token models (then ``vocab_size`` is set) and
-    for models that document no size (``input_note`` says so)."""
+    It stands where an image model's default (C, H, W) stands (``Source.input_size``), and
+    the input-size rule asks it for the inputs: ``shapes(input_size, batch_size)`` gives
+    the example inputs, an ``input_size`` of N (or ``--seq-len N``) being N tokens."""
 
-    ref: str  # canonical name: timm:NAME, torchvision:NAME, hf:TYPE or hf:PATH
-    library: str  # timm | torchvision | hf
-    name: str
-    family: str
-    builder: Callable = field(repr=False, compare=False)
-    input_size: Optional[Tuple[int, ...]] = None
-    input_note: str = ""  # where the default input comes from
-    vocab_size: Optional[int] = None  # token models: ids are drawn from range(vocab_size)
+    vocab_size: int
     max_seq_len: Optional[int] = None
-    encoder_decoder: bool = False
-    config: object = field(default=None, repr=False, compare=False)  # hf: the transformers config
-
-    @property
-    def tokens(self) -> bool:
-        return self.vocab_size is not None
+    decoder_position: Optional[int] = None  # encoder-decoder: decoder_input_ids' positional index
+    ref: str = ""
 
     def seq_len(self, seq_len: Optional[int] = None) -> int:
         """The token length used: ``seq_len`` (checked against the model's maximum) or the default."""
         if seq_len is None:
             return min(DEFAULT_SEQ_LEN, self.max_seq_len or DEFAULT_SEQ_LEN)
         if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-            raise SourceError(f"--seq-len must be a positive integer, got {seq_len!r}")
+            raise SourceError(f"a token length must be a positive integer, got {seq_len!r}")
         if self.max_seq_len and seq_len > self.max_seq_len:
-            raise SourceError(f"--seq-len {seq_len} is longer than {self.ref} takes ({self.max_seq_len} positions "
-                              "in its config): give at most that")
+            raise SourceError(f"{seq_len} tokens is longer than {self.ref or 'the model'} takes ({self.max_seq_len} "
+                              "positions in its config): give --seq-len of at most that")
         return seq_len
+
+    def shapes(self, input_size=None, batch_size: int = 1) -> list:
+        """The positional inputs: ids of shape (batch, N) for ``input_size`` N, (N,) or None
+        (the default length); an encoder-decoder's decoder ids too, at their position."""
+        import torch
+
+        if input_size is None:
+            length = None
+        elif isinstance(input_size, int) and not isinstance(input_size, bool):
+            length = input_size
+        elif isinstance(input_size, (tuple, list)) and len(input_size) == 1 and isinstance(input_size[0], int):
+            length = input_size[0]
+        else:
+            raise SourceError(f"{self.ref or 'a text model'} takes token ids: give --seq-len N (or --input-size N) "
+                              f"for N tokens, not {input_size!r}")
+        length = self.seq_len(length)
+        gen = torch.Generator().manual_seed(TOKEN_SEED)
+        ids = torch.randint(0, self.vocab_size, (batch_size, length), generator=gen)
+        if self.decoder_position is None:
+            return [ids]
+        return [ids] + [None] * (self.decoder_position - 1) + [ids.clone()]
+
+    def describe(self) -> str:
+        return f"token ids, {self.seq_len()} by default (--seq-len)"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model from a library: how to build it (no weights) and what it takes by default.
+
+    ``input_size``: the per-sample image size (C, H, W) (video: C, T, H, W), like a zoo
+    model's ``ModelSpec.input_size``; a :class:`TokenInput` for text models; None for
+    models that document no size (``input_note`` says so)."""
+
+    ref: str  # canonical name: timm:NAME, torchvision:NAME, hf:TYPE or hf:PATH
+    library: str  # timm | torchvision | hf
+    name: str
+    family: str
+    builder: Callable = field(repr=False, compare=False)
+    input_size: object = None
+    input_note: str = ""  # where the default input comes from
+    config: object = field(default=None, repr=False, compare=False)  # hf: the transformers config
+
+    @property
+    def tokens(self) -> bool:
+        return isinstance(self.input_size, TokenInput)
 
     def token_inputs(self, batch_size: int = 1, seq_len: Optional[int] = None):
         """(positional inputs, keyword inputs) of a token model: seeded integer ids."""
-        import torch
-
         if not self.tokens:
             raise SourceError(f"{self.ref} takes {self.input_note or 'images'}, not tokens")
-        length = self.seq_len(seq_len)
-        gen = torch.Generator().manual_seed(TOKEN_SEED)
-        ids = torch.randint(0, self.vocab_size, (batch_size, length), generator=gen)
-        kwargs = {"decoder_input_ids": ids.clone()} if self.encoder_decoder else {}
-        return (ids,), kwargs
+        return tuple(self.input_size.shapes(seq_len, batch_size)), {}
 
-    def build(self):
-        return self.builder()
+    def build(self, **kwargs):
+        return self.builder(**kwargs)
 
 
 def is_source(ref) -> bool:
@@ -356,6 +386,16 @@ def _hf(spec: str) -> Source:
     return hf_source(config, ref)
 
 
+def _decoder_position(cls) -> int:
+    """Where ``decoder_input_ids`` stands among the forward's positional parameters."""
+    import inspect
+
+    names = [p for p in inspect.signature(cls.forward).parameters if p != "self"]
+    if "decoder_input_ids" not in names:
+        raise SourceError(f"{cls.__name__} is an encoder-decoder without decoder_input_ids: use the Python API")
+    return names.index("decoder_input_ids")
+
+
 def hf_source(config, ref: Optional[str] = None, auto_class: str = "AutoModel") -> Source:
     """A :class:`Source` for a transformers config object (tests pass small configs;
     ``auto_class`` e.g. ``AutoModelForCausalLM`` for the language-model head)."""
@@ -380,9 +420,9 @@ def hf_source(config, ref: Optional[str] = None, auto_class: str = "AutoModel") 
             raise SourceError(f"{ref}: its config gives no vocab_size to draw token ids from")
         longest = next((getattr(text, k) for k in ("max_position_embeddings", "n_positions", "max_seq_len",
                                                     "seq_length") if isinstance(getattr(text, k, None), int)), None)
-        return Source(ref, "hf", ref[3:], model_type, build, None,
-                      f"token ids, {DEFAULT_SEQ_LEN} by default (--seq-len)", vocab, longest,
-                      bool(getattr(config, "is_encoder_decoder", False)), config)
+        tokens = TokenInput(vocab, longest, _decoder_position(cls) if getattr(config, "is_encoder_decoder", False)
+                            else None, ref)
+        return Source(ref, "hf", ref[3:], model_type, build, tokens, tokens.describe(), config)
     if main == "pixel_values":
         vision = getattr(config, "vision_config", config)
         size = getattr(vision, "image_size", None)

@@ -98,6 +98,9 @@ def _is_oom(exc: BaseException) -> bool:
 def _child(conn, task: Callable, item: str, limits: Limits) -> None:
     """The worker: limits, the task, each part sent as it is ready, then its peak memory."""
     try:
+        import faulthandler
+
+        faulthandler.disable()  # a crash is this worker's status row, not a dump among the progress lines
         if limits.memory_bytes:
             cap = _vm_size() + limits.memory_bytes
             soft, hard = resource.getrlimit(resource.RLIMIT_AS)
