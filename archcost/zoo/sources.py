@@ -112,6 +112,25 @@ class TokenInput:
 
 
 @dataclass(frozen=True)
+class SeqLen:
+    """A run's ``--seq-len``: the token length for text models; ``other`` (the run's
+    ``--input-size``, or None for each model's default) for the models that take images."""
+
+    tokens: int
+    other: object = None
+
+
+def token_shapes(input_size, default, batch_size: int):
+    """The rule's token part: (inputs, None) when ``default`` is a text model's
+    :class:`TokenInput`; otherwise (None, the input size that applies to an image model)."""
+    if isinstance(input_size, SeqLen):
+        input_size = input_size.tokens if isinstance(default, TokenInput) else input_size.other
+    if isinstance(default, TokenInput):
+        return default.shapes(input_size, batch_size), None
+    return None, input_size
+
+
+@dataclass(frozen=True)
 class Source:
     """A model from a library: how to build it (no weights) and what it takes by default.
 
