@@ -29,7 +29,7 @@ from archcost.report.columns import FIT_COLUMNS
 @format_option
 @out_option
 @nosave_option
-def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkpoint, max_batch, fmt, out, no_save):
+def fit(models, budget, train, optimizer, input_size, seq_len, dtype, amp, freeze, checkpoint, max_batch, fmt, out, no_save):
     """The largest batch of each of MODELS that fits in --memory, with what fills it at that
     batch (weights, optimizer state, gradients, activations, temporaries, input) and the
     headroom. Every candidate batch is measured (a meta pass), never extrapolated: the
@@ -51,7 +51,7 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkp
         fail("fit --amp: autocast cannot run on the shape-only meta tensors the search measures; "
              "use --dtype float16 or bfloat16 (a model cast to it), or `archcost table --train --amp` at one batch")
     names = resolve_models(models)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     rows, curve, notes = [], [], []
     with progress(names, "fitting") as bar:

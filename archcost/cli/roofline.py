@@ -26,7 +26,7 @@ from archcost.report.columns import ROOFLINE_LAYER_COLUMNS, ROOFLINE_SUMMARY_COL
 @format_option
 @out_option
 @nosave_option
-def roofline_cmd(models, target, input_size, batch_size, dtype, launch_overhead_us, latency, repeat, warmup, top,
+def roofline_cmd(models, target, input_size, seq_len, batch_size, dtype, launch_overhead_us, latency, repeat, warmup, top,
                  recalibrate, fmt, out, no_save):
     """Per layer: bytes read and written, arithmetic intensity (FLOPs / byte), the time the
     target's compute and memory bandwidth allow, which of them bounds the layer, and the
@@ -43,7 +43,7 @@ def roofline_cmd(models, target, input_size, batch_size, dtype, launch_overhead_
     from archcost.report.tables import render
 
     names = resolve_models(models)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     tgt = resolve_roofline_target(target, dtype, launch_overhead_us, recalibrate)
     layer_frames, summaries = [], []

@@ -18,7 +18,7 @@ from archcost.report.columns import LATENCY_COLUMNS, TABLE_COLUMNS, TRAIN_COLUMN
               help="Add the roofline time bound (time_bound_ms) and the share of it in memory-bound layers "
                    "(bound_share_memory) for this device (see `archcost devices` and `archcost roofline`).")
 @train_options
-def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device, amp,
+def table(models, input_size, seq_len, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device, amp,
           channels_last, optimizer, repeat, warmup, target, train, freeze, checkpoint):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
@@ -39,7 +39,7 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
     from archcost.report.tables import render
 
     names = resolve_models(models, LINEUP)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     device = run_device(device)
     tgt = resolve_roofline_target(target, dtype) if target else None
