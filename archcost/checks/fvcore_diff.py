@@ -36,27 +36,13 @@ def group(op: str) -> str:
     return op
 
 
-def fvcore_count(model, inputs: Tuple, kwargs=None) -> Tuple[int, Dict[str, int]]:
+def fvcore_count(model, inputs: Tuple) -> Tuple[int, Dict[str, int]]:
     """fvcore's total MACs and MACs per operator, run as a user runs it:
     ``FlopCountAnalysis(model, inputs).total()`` in grad mode (attention then takes the
-    unfused path a training step takes, as in ``--engine fvcore``). Keyword inputs are
-    passed through a wrapper that fvcore's trace sees as one more module level."""
+    unfused path a training step takes, as in ``--engine fvcore``)."""
     from fvcore.nn import FlopCountAnalysis
 
-    target = model
-    if kwargs:
-        import torch.nn as nn
-
-        class _WithKeywords(nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, *args):
-                return self.inner(*args, **kwargs)
-
-        target = _WithKeywords(model)
-    fca = FlopCountAnalysis(target, inputs if len(inputs) != 1 else inputs[0])
+    fca = FlopCountAnalysis(model, inputs if len(inputs) != 1 else inputs[0])
     fca.unsupported_ops_warnings(False)
     fca.uncalled_modules_warnings(False)
     with warnings.catch_warnings():

@@ -34,10 +34,9 @@ FVCORE_MEMORY_SHARE = 0.5  # fvcore runs when weights + inference peak < this sh
 
 @dataclass(frozen=True)
 class ZooOptions:
-    input_size: object = None
+    input_size: object = None  # the rule's input size, or a SeqLen (--seq-len)
     batch_size: int = 1
     dtype: str = "float32"
-    seq_len: Optional[int] = None
     memory: bool = True
     fvcore: bool = True
     memory_limit_bytes: int = 3 * 2 ** 30
@@ -71,7 +70,7 @@ def zoo_task(ref: str, options: ZooOptions):
 
     start = time.monotonic()
     a = analyze(ref, input_size=options.input_size, batch_size=options.batch_size, dtype=options.dtype,
-                memory=options.memory, **({"seq_len": options.seq_len} if options.seq_len else {}))
+                memory=options.memory)
     s = a.row
     row = {k: s.get(k) for k in ZOO_COLUMNS if k in s}
     row.update(model=ref, library=library_of(ref), family=_family(ref, s),
@@ -104,9 +103,8 @@ def fvcore_columns(ref, ours_by_aten, ours_macs, options: ZooOptions) -> dict:
 
     start = time.monotonic()
     try:
-        model, inputs, kwargs = real_model_and_inputs(ref, options.input_size, options.batch_size, options.dtype,
-                                                      options.seq_len)
-        total, by_op = fvcore_count(model, inputs, kwargs)
+        model, inputs = real_model_and_inputs(ref, options.input_size, options.batch_size, options.dtype)
+        total, by_op = fvcore_count(model, inputs)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return {"fvcore_status": "error", "fvcore_reason": f"{type(exc).__name__}: {first}",
@@ -116,19 +114,18 @@ def fvcore_columns(ref, ours_by_aten, ours_macs, options: ZooOptions) -> dict:
             "fvcore_status": "ok", "fvcore_reason": "", "fvcore_seconds": round(time.monotonic() - start, 3)}
 
 
-def real_model_and_inputs(ref, input_size=None, batch_size=1, dtype="float32", seq_len=None):
+def real_model_and_inputs(ref, input_size=None, batch_size=1, dtype="float32"):
     """The model built on CPU (its own initialisation, seed 0), eval mode, and its example
-    inputs: (model, positional inputs, keyword inputs)."""
-    from archcost.analysis.analyze import DTYPES, _make_inputs, _resolve, build_model, input_shapes
+    inputs (token ids for a text model), as the input-size rule gives them."""
+    from archcost.conditions import DTYPES
+    from archcost.count.build import build
+    from archcost.count.inputs import input_shapes, make_inputs
+    from archcost.zoo.sources import resolve_model
 
-    name, spec, builder, module = _resolve(ref, {})
-    torch_dtype = DTYPES[dtype]
-    model, _ = build_model(builder, "cpu", torch_dtype)
-    if getattr(spec, "tokens", False):
-        inputs, kwargs = spec.token_inputs(batch_size, seq_len)
-        return model, inputs, kwargs
+    name, spec, builder, _ = resolve_model(ref, {})
+    model = build(builder, "cpu", DTYPES[dtype])
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name, model=model)
-    return model, _make_inputs(shapes, "cpu", torch_dtype), {}
+    return model, make_inputs(shapes, "cpu", DTYPES[dtype])
 
 
 # --- the streamed CSV ------------------------------------------------------------------------
@@ -229,7 +226,7 @@ def _preload(refs, options: ZooOptions) -> None:
     """Import, before the workers fork, what every worker would otherwise import again:
     each model's library, the analysis and fvcore (a forked worker starts with them)."""
     import archcost.analysis.analyze  # noqa: F401
-    import archcost.analysis.memory  # noqa: F401
+    import archcost.memory.forward  # noqa: F401
     from archcost.zoo.sources import load_library
 
     for lib in sorted({library_of(r) for r in refs} & {"timm", "torchvision", "hf"}):

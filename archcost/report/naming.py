@@ -68,3 +68,20 @@ def subset(names, default=None, name=None) -> str:
         return "_" + joined
     digest = hashlib.sha1("\n".join(sorted(names)).encode()).hexdigest()[:8]
     return f"_{len(names)}models-{digest}"
+
+
+def zoo_stem(patterns, name=None) -> str:
+    """The ``<what>`` of a zoo run's files (``<what>_zoo_<conditions>``): ``--name``, else
+    the patterns it was given, so a rerun finds its CSV again: ``'timm:*'`` -> ``timm``,
+    ``'timm:*convnext*'`` -> ``timm_convnext``; past 48 characters, their count and a hash."""
+    if name:
+        return stem(name)
+    parts = []
+    for p in patterns:
+        text = "".join(ch if ch.isalnum() or ch in "-+" else "_" for ch in str(p).replace("\\", "/").split("/")[-1])
+        parts.append("_".join(t for t in text.split("_") if t) or "models")
+    joined = "-".join(parts)
+    if len(joined) <= MAX_SUBSET:
+        return joined
+    digest = hashlib.sha1("\n".join(sorted(patterns)).encode()).hexdigest()[:8]
+    return f"{len(parts)}patterns-{digest}"

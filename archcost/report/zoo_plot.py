@@ -43,3 +43,27 @@ def zoo_figure(frame, target, title: str) -> None:
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=str(target).rsplit(".", 1)[-1])
     plt.close(fig)
+
+
+def zoo_summary(frame, added, skipped: int, seconds: float, jobs: int, shown: int = 20) -> str:
+    """The text a zoo run prints: statuses, this run's time per model, the failures."""
+    from .units import si
+
+    counts = frame["status"].value_counts()
+    lines = [f"{len(frame)} models: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    if added:
+        per = sum(float(r.get("seconds") or 0) for r in added) / len(added)
+        lines.append(f"this run: {len(added)} models in {seconds / 60:.1f} min with {jobs} worker(s), "
+                     f"{per:.1f} s per model in its worker" + (f"; {skipped} already done" if skipped else ""))
+    elif skipped:
+        lines.append(f"this run: nothing to do, all {skipped} models already done under these conditions")
+    ok = frame[frame["status"] == "ok"]
+    if len(ok):
+        big = ok.loc[ok["macs"].astype(float).idxmax()]
+        lines.append(f"largest count: {big['model']}, {si(float(big['macs']))} MACs, {si(float(big['params']))} params")
+    bad = frame[frame["status"] != "ok"]
+    for r in bad.head(shown).itertuples():
+        lines.append(f"  {r.model}: {r.status}: {r.reason}")
+    if len(bad) > shown:
+        lines.append(f"  ... and {len(bad) - shown} more (the CSV's status and reason columns)")
+    return "\n".join(lines)
