@@ -1,6 +1,6 @@
 """The timm zoo report: every model ``timm.list_models()`` returns, counted in its own worker.
 
-    python bench/timm_zoo.py [--jobs 2] [--timeout 300] [--shard I/N] [--summary-only]
+    python bench/timm_zoo.py [--jobs 2] [--timeout 180] [--shard I/N] [--summary-only]
 
 runs ``archcost table 'timm:*' --jobs N`` (resumable: a rerun adds only the missing rows)
 and writes ``reports/timm_zoo_cpu_float32_b1.csv`` and ``.png``, then
@@ -28,7 +28,7 @@ WORKER_LIMIT = 3 * 2 ** 30
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per model")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per model")
     parser.add_argument("--shard", default=None)
     parser.add_argument("--summary-only", action="store_true", help="rewrite the .md from the CSV, run nothing")
     args = parser.parse_args(argv)
@@ -41,7 +41,7 @@ def main(argv=None):
         from archcost.cli import main as cli
 
         command = ["table", "timm:*", "--jobs", str(args.jobs), "--timeout", str(args.timeout),
-                   "--memory-limit", str(WORKER_LIMIT), "--out", str(REPORT.parent), "--format", "csv"]
+                   "--memory-limit", str(WORKER_LIMIT), "--out", str(REPORT.parent), "--fvcore"]
         if args.shard:
             command += ["--shard", args.shard]
         try:

@@ -208,3 +208,64 @@ def test_a_csv_with_other_columns_is_refused(tmp_path):
     out.write_text("model,macs\nx,1\n")
     with pytest.raises(ValueError, match="other columns"):
         RowLog(out)
+
+
+# --- the command: archcost table PATTERN --jobs N [--shard I/N] ----------------------------------
+
+
+def _timm():
+    import sys
+    import types
+
+    if "torchvision" not in sys.modules:  # torchvision's CUDA wheel beside a CPU torch (see test_sources.py)
+        sys.modules.setdefault("torchvision._meta_registrations",
+                               types.ModuleType("torchvision._meta_registrations"))
+    return pytest.importorskip("timm")
+
+
+def _invoke(*args):
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_table_jobs_shards_concatenate_to_the_whole_list(tmp_path):
+    timm = _timm()
+    names = [f"timm:{n}" for n in timm.list_models("test_vit*")]
+    for i in (1, 2):
+        r = _invoke("table", "timm:test_vit*", "--jobs", "2", "--shard", f"{i}/2", "--out", str(tmp_path),
+                    "--no-memory", "--format", "csv")
+        assert r.exit_code == 0, r.output
+    parts = [_rows(tmp_path / f"timm_test_vit_zoo_cpu_float32_b1_nomem_shard{i}of2.csv") for i in (1, 2)]
+    got = [r["model"] for p in parts for r in p]
+    assert sorted(got) == sorted(names) and len(got) == len(names)  # disjoint, complete
+    assert all(r["status"] == "ok" for p in parts for r in p)
+    assert (tmp_path / "timm_test_vit_zoo_cpu_float32_b1_nomem_shard1of2.png").exists()
+
+
+def test_table_jobs_rerun_adds_nothing_when_done(tmp_path):
+    _timm()
+    args = ("table", "timm:test_resnet", "timm:test_byobnet", "--jobs", "1", "--out", str(tmp_path), "--no-memory")
+    assert _invoke(*args).exit_code == 0
+    again = _invoke(*args)
+    assert again.exit_code == 0 and "already done" in again.output
+    assert len(_rows(tmp_path / "timm_test_resnet-timm_test_byobnet_zoo_cpu_float32_b1_nomem.csv")) == 2
+
+
+@pytest.mark.parametrize("args, says", [(["--shard", "1/2"], "--shard goes with --jobs"),
+                                        (["--jobs", "2", "--latency"], "--latency is not part of a zoo run"),
+                                        (["--jobs", "2", "--no-save"], "drop --no-save"),
+                                        (["--jobs", "2", "--shard", "3/2"], "--shard")])
+def test_zoo_options_misused_are_one_line(args, says):
+    r = _invoke("table", "lenet5", *args)
+    assert r.exit_code == 2 and says in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_list_takes_library_wildcards():
+    timm = _timm()
+    r = _invoke("list", "timm:*test_vit*", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    listed = [line.split(",")[0] for line in r.output.strip().splitlines()[1:]]
+    assert listed == [f"timm:{n}" for n in timm.list_models("*test_vit*")]

@@ -29,6 +29,7 @@ ZOO_COLUMNS = ["model", "library", "family", "status", "reason", "input_shape", 
                "memory_measured_on", "fvcore_macs", "fvcore_difference", "fvcore_difference_by_operator",
                "fvcore_status", "fvcore_reason", "seconds", "fvcore_seconds", "worker_max_rss_bytes",
                "uncounted_ops", "notes", "conditions", "versions"]
+SPREAD = 8  # the run order's stride (see run_zoo)
 FVCORE_MEMORY_SHARE = 0.5  # fvcore runs when weights + inference peak < this share of the worker's limit
 
 
@@ -195,6 +196,9 @@ def run_zoo(refs: Sequence[str], path, options: ZooOptions, *, jobs: int = 1, ti
     if retry_failed:
         log.drop_failed()
     todo = [r for r in refs if not log.done(r, options.conditions, versions(r))]
+    # Run in a spread order (every SPREAD-th model, then the next offset...): a run stopped
+    # early has sampled the whole list, every family, not its first letters. Rows are the same.
+    todo = [r for i in range(1, SPREAD + 1) for r in workers.shard(todo, i, SPREAD)]
     out = ZooRun(skipped=len(refs) - len(todo))
     if write and out.skipped:
         write(f"archcost: {out.skipped} of {len(refs)} models already in {path} under these conditions: skipped")
