@@ -36,6 +36,8 @@ def main(argv=None):
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
     sys.path.insert(0, str(ROOT))
     load_before = os.getloadavg()
+    csv = REPORT.with_suffix(".csv")
+    args.rows_before = sum(1 for _ in open(csv)) - 1 if csv.exists() else 0
     start = time.monotonic()
     if not args.summary_only:
         from archcost.cli import main as cli
@@ -46,9 +48,8 @@ def main(argv=None):
             command += ["--shard", args.shard]
         try:
             cli(command, standalone_mode=False)
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                raise
+        except SystemExit as exc:  # 130: stopped with Ctrl-C / SIGINT; the CSV keeps every finished row
+            args.exit = exc.code
     wall = time.monotonic() - start
     write_summary(wall, load_before, os.getloadavg(), args)
 
@@ -63,9 +64,16 @@ def write_summary(wall, load_before, load_after, args):
     secs = frame["seconds"].astype(float)
     lines = [f"# timm zoo, CPU float32, batch 1 (timm {timm.__version__})", ""]
     if not args.summary_only:
-        lines += [f"- this run: {wall / 60:.1f} min wall with --jobs {args.jobs} (timeout {args.timeout:g} s and "
+        stopped = getattr(args, "exit", 0) not in (0, None)
+        lines += [f"- this run: {wall / 60:.1f} min wall" + (f", stopped (exit {args.exit}) before the end"
+                                                            if stopped else "")
+                  + f" with --jobs {args.jobs} (timeout {args.timeout:g} s and "
                   f"{WORKER_LIMIT / 2 ** 30:g} GiB per worker) on {os.cpu_count()} cores; load average "
                   f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1-minute)"]
+        added = len(frame) - args.rows_before
+        if added > 0:
+            lines += [f"- throughput: {added} models in {wall / 60:.1f} min = {wall / added:.1f} s of wall time per "
+                      f"model; at this rate the whole registry takes {total * wall / added / 60:.0f} min"]
     lines += [f"- rows: {len(frame)} of the {total} models timm.list_models() returns; statuses: "
               + ", ".join(f"{s} {n}" for s, n in frame["status"].value_counts().items()),
               f"- seconds per model (worker wall time, counts + memory + fvcore): median {secs.median():.1f}, "
@@ -80,10 +88,10 @@ def write_summary(wall, load_before, load_after, args):
         ops = fv["fvcore_difference_by_operator"].fillna("").str.split("; ").explode()
         ops = ops[ops != ""].str.rsplit(" ", n=1).str[0].value_counts()
         lines += [f"- fvcore ran on {len(fv)} models: equal on {int(same.sum())}; where they differ, by operator "
-                  "(models): " + ", ".join(f"{op} {n}" for op, n in ops.items()),
-                  "- fvcore not run: " + ", ".join(f"{s} {n}" for s, n in
-                                                   frame.loc[frame["fvcore_status"] != "ok", "fvcore_status"]
-                                                   .fillna("(counts failed)").value_counts().items())]
+                  "(models): " + ", ".join(f"{op} {n}" for op, n in ops.items())]
+        missed = frame.loc[frame["fvcore_status"] != "ok", "fvcore_status"].fillna("(counts failed)")
+        if len(missed):
+            lines += ["- fvcore not run or failed: " + ", ".join(f"{s} {n}" for s, n in missed.value_counts().items())]
     met = len(frame) >= total and not args.summary_only and wall <= TARGET_S
     lines += ["", "Target (issue #23): the whole registry in <= 30 min with --jobs 2, <= 3 GB per worker: "
               + ("met by this run." if met else "not shown by this run (see the figures above).")]
