@@ -47,7 +47,7 @@ def main(argv=None):
         if args.shard:
             command += ["--shard", args.shard]
         try:
-            cli(command, standalone_mode=False)
+            cli(command)  # archcost's Group.main exits with the command's code
         except SystemExit as exc:  # 130: stopped with Ctrl-C / SIGINT; the CSV keeps every finished row
             args.exit = exc.code
     wall = time.monotonic() - start
