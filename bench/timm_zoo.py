@@ -15,6 +15,7 @@ Performance target (issue #23): the whole registry in <= 30 minutes with --jobs 
 import argparse
 import os
 import pathlib
+import signal
 import sys
 import time
 import types
@@ -35,6 +36,10 @@ def main(argv=None):
     # torchvision's CUDA wheel beside a CPU torch on the development machine (timm imports it)
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
     sys.path.insert(0, str(ROOT))
+    # Stopping the run (SIGTERM, or SIGINT even where a background shell ignores it) ends it
+    # as Ctrl-C does: the workers are killed, the CSV keeps every finished row, the summary is written.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     load_before = os.getloadavg()
     csv = REPORT.with_suffix(".csv")
     args.rows_before = sum(1 for _ in open(csv)) - 1 if csv.exists() else 0
@@ -52,6 +57,10 @@ def main(argv=None):
             args.exit = exc.code
     wall = time.monotonic() - start
     write_summary(wall, load_before, os.getloadavg(), args)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def write_summary(wall, load_before, load_after, args):
