@@ -25,7 +25,7 @@ from archcost.cli.common import batch_option, emit, fail, format_option, guarded
 @input_size_option
 @batch_option
 @format_option
-def check(models, baseline, update, layers, tolerance, input_size, batch_size, fmt):
+def check(models, baseline, update, layers, tolerance, input_size, seq_len, batch_size, fmt):
     """Regression check for CI: recompute the baseline's models and fail (exit 1) when a
     parameter count changes, or MACs drift beyond --tolerance. When the baseline holds
     per-layer rows (--update --layers), the layers that changed are named."""
@@ -44,7 +44,7 @@ def check(models, baseline, update, layers, tolerance, input_size, batch_size, f
         if existing is None and not names:
             fail(f"baseline {str(path)!r} does not exist: name the models to put in it")
         guarded(ensure_dir, folder, "put the --baseline in a writable folder")
-        measured = guarded(measure_update, names, existing, folder, parse_sizes(input_size), batch_size, layers)
+        measured = guarded(measure_update, names, existing, folder, parse_sizes(input_size, seq_len), batch_size, layers)
         frame = guarded(update_locked, path, read_baseline, lambda current: merge(current, measured))
         n = frame["model"].nunique()
         click.echo(f"wrote {path} ({n} models" + (", with layer rows" if "layer" in frame else "") + ")", err=True)

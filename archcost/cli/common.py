@@ -93,7 +93,18 @@ def guarded(fn, *args, **kwargs):
             raise
         fail(out_of_memory_message(exc))
 
-def parse_sizes(values):
+def parse_sizes(values, seq_len=None):
+    """The --input-size values as the input-size rule takes them; with --seq-len, a SeqLen
+    holding both (text models read the tokens, image models the sizes)."""
+    sizes = _parse_sizes(values)
+    if seq_len is None:
+        return sizes
+    from archcost.zoo.sources import SeqLen
+
+    return SeqLen(seq_len, sizes)
+
+
+def _parse_sizes(values):
     from archcost.conditions import parse_input_size
 
     sizes = []
@@ -107,11 +118,19 @@ def parse_sizes(values):
     return sizes[0] if len(sizes) == 1 else sizes
 
 def resolve_models(patterns, default=None):
-    """Names, wildcards ('resnet*'), families ('vgg') or file.py:builder references."""
+    """Names, wildcards ('resnet*'), families ('vgg'), library models and their wildcards
+    ('timm:*convnext*', 'tv:resnet50', 'hf:gpt2') or file.py:builder references."""
     from archcost.zoo.registry import list_models, unknown_model_message
+    from archcost.zoo.sources import is_source, list_sources
 
     names = []
     for pat in patterns or default or []:
+        if is_source(pat):
+            found = guarded(list_sources, pat)
+            if not found:
+                fail(f"no model matches {pat!r}: see `archcost list '{pat.split(':')[0]}:*'`")
+            names += [n for n in found if n not in names]
+            continue
         if ":" in pat:
             names.append(pat)
             continue
@@ -124,7 +143,9 @@ def resolve_models(patterns, default=None):
 
 def one_model(pattern):
     """The one model a per-model command (layer-breakdown, ops, memory) takes."""
-    if ":" in pattern:
+    from archcost.zoo.sources import is_source
+
+    if ":" in pattern and not is_source(pattern):
         return pattern
     names = resolve_models([pattern])
     if len(names) > 1:
@@ -150,13 +171,19 @@ def wrote(paths):
     if paths:
         click.echo("wrote " + ", ".join(str(p) for p in paths), err=True)
 
-input_size_option = click.option(
+_input_size = click.option(
     "--input-size", "input_size", multiple=True, metavar="N|CxHxW",
     help="Input size without batch. CxHxW (3x224x224) is that image; N (224) is a square N x N image "
          "with the model's input channels (a zoo model's paper's; your model's first convolution's; a model "
-         "without convolutions: N features). A Conv2d model takes only these two forms; other models "
-         "take the dimensions as given (16x100 for a Conv1d). Repeat for models with several inputs. "
-         "Default: the model's paper input.")
+         "without convolutions: N features; a text model: N tokens). A Conv2d model takes only these two "
+         "forms; other models take the dimensions as given (16x100 for a Conv1d). Repeat for models with "
+         "several inputs. Default: the model's paper input, or its library's (timm's pretrained_cfg, "
+         "torchvision's documented size).")
+
+_seq_len = click.option(
+    "--seq-len", "seq_len", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Tokens per sequence for text models (hf:gpt2, hf:bert, ...; default 128, at most the model's "
+         "positions); image models keep --input-size or their default.")
 
 batch_option = click.option("--batch-size", "-b", type=click.IntRange(min=1), default=1,
                             show_default=True, help="Batch size.")
@@ -190,6 +217,8 @@ def stack_options(*options):
         return fn
     return apply
 
+
+input_size_option = stack_options(_input_size, _seq_len)
 
 # What is analysed and how it is reported (table, layer-breakdown).
 

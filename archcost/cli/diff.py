@@ -30,7 +30,7 @@ def _diff_side(ref, sizes, batch_size, memory):
               "memory pass (counts only; faster).")
 @out_option
 @nosave_option
-def diff(model_a, model_b, input_size, batch_size, fmt, show_all, no_memory, out, no_save):
+def diff(model_a, model_b, input_size, seq_len, batch_size, fmt, show_all, no_memory, out, no_save):
     """Two models layer by layer: params, MACs and memory of A and B and the delta (B - A).
 
     A and B are names, wildcards matching one model, path/file.py:builder, or a baseline
@@ -43,7 +43,7 @@ def diff(model_a, model_b, input_size, batch_size, fmt, show_all, no_memory, out
     from archcost.compare.sides import input_of, is_baseline_ref
     from archcost.report.diffs import diff_report
 
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     a = _diff_side(model_a, sizes, batch_size, not no_memory)
     b_sizes, b_batch = sizes, batch_size

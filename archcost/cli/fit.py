@@ -67,7 +67,8 @@ def _reserve(text, of_bytes):
 @format_option
 @out_option
 @nosave_option
-def fit(models, budget, gpu_name, reserve, cudnn_workspace, train, optimizer, input_size, dtype, amp, freeze,
+def fit(models, budget, gpu_name, reserve, cudnn_workspace, train, optimizer, input_size, seq_len, dtype, amp,
+        freeze,
         checkpoint, max_batch, fmt, out, no_save):
     """The largest batch of each of MODELS that fits in --memory, such that every smaller
     batch fits too (memory is not assumed to grow with the batch; larger batches that fit
@@ -106,7 +107,7 @@ def fit(models, budget, gpu_name, reserve, cudnn_workspace, train, optimizer, in
         fail("--cudnn-workspace applies to a GPU ledger: give --memory GPU or --gpu GPU")
     reserve_bytes = _reserve(reserve, target.usable_bytes if target is not None else size)
     names = resolve_models(models)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     run = dict(train=train, optimizer=optimizer, dtype=dtype, input_size=sizes, freeze=freeze, max_batch=max_batch,
                curve_points=folder is not None, checkpoint=checkpoint)

@@ -19,7 +19,7 @@ from archcost.report.columns import LAYER_COLUMNS
 @click.option("--target", default=None, metavar="NAME|cpu|auto",
               help="Add each layer's roofline time bound on this device (with --latency on it: measured / bound).")
 @train_options
-def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, device,
+def layer_breakdown(model, depth, input_size, seq_len, batch_size, fmt, out, no_save, name, engine, dtype, latency, device,
                     amp, channels_last, optimizer, repeat, warmup, target, train, freeze, checkpoint):
     """Per-layer params, MACs, activation memory, memory saved for backward and the live
     peak while the layer runs, with a total row equal to its `archcost table` row; with
@@ -33,7 +33,7 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
 
     report_name = name
     name = one_model(model)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     device = run_device(device)
     a = guarded(analyze, name, input_size=sizes, batch_size=batch_size, engine=engine, dtype=dtype,

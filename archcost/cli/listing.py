@@ -12,8 +12,15 @@ from archcost.cli.common import FORMATS, emit, fail
 @click.argument("pattern", required=False, default="*")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def list_cmd(pattern, fmt):
-    """List zoo models (PATTERN: a name, wildcard or family), grouped by family."""
+    """List zoo models (PATTERN: a name, wildcard or family), grouped by family; or a
+    library's models ('timm:*convnext*', 'tv:swin*', 'hf:gpt*') with their default input."""
     import pandas as pd
+
+    from archcost.zoo.sources import is_source
+
+    if is_source(pattern):
+        _list_sources(pattern, fmt)
+        return
 
     from archcost.report.tables import render
     from archcost.report.tables import terminal_width
@@ -54,3 +61,36 @@ def _meta_build(spec):
 
     with torch.device("meta"):
         return spec.builder()
+
+
+def _list_sources(pattern, fmt):
+    """A library's models matching PATTERN: name, family and the default input it takes."""
+    import pandas as pd
+
+    from archcost.cli.common import guarded
+    from archcost.report.tables import render
+    from archcost.zoo.sources import SourceError, list_sources, resolve
+
+    names = guarded(list_sources, pattern)
+    if not names:
+        fail(f"no model matches {pattern!r}: try `archcost list '{pattern.split(':')[0]}:*'` for all")
+    rows = []
+    for n in names:
+        try:
+            s = resolve(n)
+        except SourceError as exc:  # listed by its library, but archcost cannot feed it
+            rows.append({"name": n, "family": "", "input_size": "", "input_note": str(exc)})
+            continue
+        size = "x".join(map(str, s.input_size)) if isinstance(s.input_size, tuple) else (
+            "tokens" if s.tokens else "")
+        rows.append({"name": n, "family": s.family, "input_size": size, "input_note": s.input_note})
+    frame = pd.DataFrame(rows)
+    if fmt != "text":
+        emit(render(frame, fmt, ["name", "family", "input_size", "input_note"]))
+        return
+    for fam, group in frame.groupby("family", sort=True):
+        click.echo(fam or "(cannot be fed by archcost)")
+        for r in group.itertuples():
+            click.echo(f"  {r.name:<48} {r.input_size or r.input_note}")
+    click.echo(f"\n{len(frame)} models; input: the library's default (timm's pretrained_cfg input_size, "
+               "torchvision's documented size, token ids for text models: --seq-len).")

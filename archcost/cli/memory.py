@@ -17,7 +17,7 @@ from archcost.cli.common import batch_option, dtype_option, emit, format_option,
               "tensors against the CPU allocator's events over the same step on real tensors (float32).")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam", "adamw"]), default="sgd",
               show_default=True, help="With --train: the step's torch.optim optimizer.")
-def memory(model, input_size, batch_size, device, dtype, fmt, train, optimizer):
+def memory(model, input_size, seq_len, batch_size, device, dtype, fmt, train, optimizer):
     """Check peak_bytes and saved_bytes of MODEL against independent measurements of the
     same forward: the CPU profiler's allocator events, or the CUDA caching allocator."""
     from archcost.analysis import analyze
@@ -25,7 +25,7 @@ def memory(model, input_size, batch_size, device, dtype, fmt, train, optimizer):
     from archcost.report.tables import render
 
     name = one_model(model)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     if train:
         from archcost.checks.traincheck import compare_step
 

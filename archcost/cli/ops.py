@@ -16,7 +16,7 @@ from archcost.cli.common import batch_option, dtype_option, emit, engine_option,
 @click.option("--train", is_flag=True, help="Check the backward instead: archcost's backward MACs per ATen "
               "operator against FlopCounterMode over a real CPU backward (float32).")
 @click.option("--freeze", multiple=True, metavar="PATTERN", help="With --train: freeze matching parameters.")
-def ops(model, input_size, batch_size, fmt, engine, dtype, train, freeze):
+def ops(model, input_size, seq_len, batch_size, fmt, engine, dtype, train, freeze):
     """MACs by operator, cross-checked against torch.utils.flop_counter, with why they differ."""
     from archcost.checks.crosscheck import cross_check
     from archcost.report.tables import render
@@ -25,13 +25,13 @@ def ops(model, input_size, batch_size, fmt, engine, dtype, train, freeze):
     if train:
         from archcost.checks.traincheck import backward_cross_check
 
-        frame = guarded(backward_cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size,
+        frame = guarded(backward_cross_check, name, input_size=parse_sizes(input_size, seq_len), batch_size=batch_size,
                         freeze=freeze)
         emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
                     notes=["backward of one training step (train mode, cross-entropy loss; the loss's own "
                            "backward left out); torch_macs: FlopCounterMode's FLOPs / 2 over a real CPU backward."]))
         return
-    frame = guarded(cross_check, name, input_size=parse_sizes(input_size), batch_size=batch_size,
+    frame = guarded(cross_check, name, input_size=parse_sizes(input_size, seq_len), batch_size=batch_size,
                     dtype=dtype, engine=engine)
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
                 notes=["torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on the same input."]))

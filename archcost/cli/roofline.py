@@ -27,8 +27,8 @@ from archcost.report.columns import ROOFLINE_LAYER_COLUMNS, ROOFLINE_SUMMARY_COL
 @format_option
 @out_option
 @nosave_option
-def roofline_cmd(models, target, input_size, batch_size, dtype, launch_overhead_us, latency, repeat, warmup, top,
-                 tf32, recalibrate, fmt, out, no_save):
+def roofline_cmd(models, target, input_size, seq_len, batch_size, dtype, launch_overhead_us, latency, repeat, warmup,
+                 top, tf32, recalibrate, fmt, out, no_save):
     """Per layer: bytes read and written, arithmetic intensity (FLOPs / byte), the time the
     target's compute and memory bandwidth allow, which of them bounds the layer, and the
     batch from which it is compute-bound; per model: the time bound per image, the share
@@ -44,7 +44,7 @@ def roofline_cmd(models, target, input_size, batch_size, dtype, launch_overhead_
     from archcost.report.tables import render
 
     names = resolve_models(models)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     tgt = resolve_roofline_target(target, dtype, launch_overhead_us, recalibrate, tf32)
     layer_frames, summaries = [], []

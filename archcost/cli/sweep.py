@@ -19,7 +19,7 @@ from archcost.report.notes import condition_notes, sweep_title
 @out_option
 @nosave_option
 @name_option
-def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
+def sweep(models, batch_sizes, input_size, seq_len, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
           warmup, fmt, out, no_save, name):
     """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
     Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
@@ -34,7 +34,7 @@ def sweep(models, batch_sizes, input_size, dtype, no_latency, device, amp, chann
     from archcost.report.tables import render
 
     names = resolve_models(models)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     batches = parse_batch_sizes(batch_sizes)
     folder = out_dir(out, no_save)
     device = run_device(device)

@@ -6,6 +6,8 @@ from archcost.cli.app import main
 from archcost.cli.common import LINEUP, analysis_options, conditions, emit, guarded, out_dir, parse_sizes, progress, resolve_models, resolve_roofline_target, run_device, tf32_option, run_options, target_tag, train_options, wrote
 from archcost.report.notes import condition_notes, condition_title, row_notes, train_notes, uncounted_notes
 from archcost.report.columns import LATENCY_COLUMNS, TABLE_COLUMNS, TRAIN_COLUMNS
+from archcost.cli.table_zoo import check_zoo_options, zoo_options, zoo_table
+from archcost.cli.common import stack_options
 
 
 @main.command()
@@ -20,8 +22,10 @@ from archcost.report.columns import LATENCY_COLUMNS, TABLE_COLUMNS, TRAIN_COLUMN
                    "predicted time (predicted_ms; with --latency on the target itself, beside the measured one).")
 @tf32_option
 @train_options
-def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device, amp,
-          channels_last, optimizer, repeat, warmup, target, tf32, train, freeze, checkpoint):
+@stack_options(*zoo_options)
+def table(models, input_size, seq_len, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device,
+          amp, channels_last, optimizer, repeat, warmup, target, tf32, train, freeze, checkpoint, jobs, shard, timeout_s,
+          memory_limit, retry_failed, fvcore):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
 
@@ -29,9 +33,14 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
     parameters and the step's memory peak (train_peak_bytes) and its phase; --freeze and
     --checkpoint change what trains and what is kept.
 
-    MODELS are names, wildcards ('resnet*'), families (vgg) or path/file.py:builder.
-    With none, the lecture line-up. Writes reports/table_<conditions>.csv and
-    reports/memory_vs_compute_<conditions>.png unless --no-save.
+    MODELS are names, wildcards ('resnet*'), families (vgg), library models and their
+    wildcards ('timm:*convnext*', tv:resnet50, hf:gpt2, hf:path/config.json) or
+    path/file.py:builder. With none, the lecture line-up. Writes
+    reports/table_<conditions>.csv and reports/memory_vs_compute_<conditions>.png unless
+    --no-save.
+
+    With --jobs N, a zoo run ('timm:*' --jobs 2): each model in its own worker; writes
+    reports/<what>_zoo_<conditions>.csv (resumable) and .png.
     """
     import pandas as pd
 
@@ -40,8 +49,15 @@ def table(models, input_size, batch_size, fmt, out, no_save, name, engine, dtype
     from archcost.report.spread import add_spread
     from archcost.report.tables import render
 
+    check_zoo_options(jobs, shard, retry_failed, fvcore, dict(
+        latency=latency, train=train, target=target, freeze=freeze, checkpoint=checkpoint, amp=amp,
+        channels_last=channels_last, device=device, no_save=no_save))
     names = resolve_models(models, LINEUP)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
+    if jobs is not None:
+        zoo_table(models or LINEUP, names, sizes, batch_size, dtype, fmt, out, name, no_memory, jobs, shard,
+                  timeout_s, memory_limit, retry_failed, fvcore)
+        return
     folder = out_dir(out, no_save)
     device = run_device(device)
     tgt = resolve_roofline_target(target, dtype, tf32=tf32) if target else None

@@ -381,7 +381,7 @@ def _pass_state(model, inputs):
     """Per-module records, the module stack, a storage tracker that already knows the
     inputs (they are not activations), and the [elements, bytes] activation totals."""
     tracker = StorageTracker()
-    for t in inputs:
+    for t in _tensors(list(inputs)):  # a None among the positional inputs is no storage
         tracker.add(t)
     return module_records(model), [], tracker, [0, 0]
 

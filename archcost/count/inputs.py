@@ -9,6 +9,7 @@
   read by PyTorch as one unbatched 1-channel 3x2 image, so it is refused); other models
   take the dimensions as given (``16x100`` for a ``Conv1d``'s channels x length). With
   several inputs, the first convolution's rule reads the first; the others are as given.
+- a text model (``hf:gpt2``) takes token ids: ``N`` (or ``--seq-len N``) is N tokens.
 """
 
 import contextlib
@@ -22,6 +23,7 @@ import torch.nn as nn
 from archcost.count.limits import check_shapes
 from archcost.errors import AnalysisError
 from archcost.count.build import SEED, device_of
+from archcost.zoo.sources import SeqLen, token_shapes
 
 
 def first_conv(model: nn.Module) -> Optional[Tuple[int, int]]:
@@ -47,6 +49,8 @@ def image_layout(name, size, conv, example="224x224") -> Tuple[int, ...]:
 
 def needs_model(input_size) -> bool:
     """Whether reading ``input_size`` needs the model (anything but explicit CxHxW shapes)."""
+    if isinstance(input_size, SeqLen):
+        input_size = input_size.other
     if input_size is None:
         return False
     if isinstance(input_size, int):
@@ -60,7 +64,13 @@ def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batc
     """Resolve the user's input size(s) to full shapes with the batch dimension (the rule:
     ``inputs.py``; ``conv``: a custom model's first convolution, from ``first_conv``, or
     found in ``model``: the module, or a callable building it, asked only when the rule
-    needs it)."""
+    needs it). A text model's default (a ``TokenInput``) gives its token ids instead, N
+    being N tokens; a ``SeqLen`` (``--seq-len``) is read by text and image models apart."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise AnalysisError(f"batch size must be a positive integer, got {batch_size!r}")
+    tokens, input_size = token_shapes(input_size, default, batch_size)
+    if tokens is not None:
+        return tokens
     if conv is None and default is None and model is not None and needs_model(input_size):
         conv = first_conv(model if isinstance(model, nn.Module) else model())
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

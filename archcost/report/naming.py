@@ -4,7 +4,8 @@ A name is ``<kind>_<conditions>[_<what>]``:
 
 - conditions: ``<device>_<dtype>[-amp][_nhwc]`` then the batch (``_b8``; a sweep's range
   ``_b1-64``), then only what differs from the default: ``_in<input size>`` when
-  ``--input-size`` is given (``_in3x256x256``, several inputs joined by ``+``), the
+  ``--input-size`` is given (``_in3x256x256``, several inputs joined by ``+``), ``_seq<N>``
+  with ``--seq-len``, the
   optimizer when it is not sgd (``_adam``), ``_latency`` when timed (a sweep without
   timing: ``_nolatency``), ``_nomem`` without the memory passes, ``_d<N>`` for ``--depth``;
 - what: ``--name NAME`` when given, else for a model set other than the command's
@@ -42,9 +43,12 @@ def conditions(device_slug, dtype, amp=False, channels_last=False, batch=None, i
     parts = [f"{device_slug}_{dtype}" + ("-amp" if amp else "") + ("_nhwc" if channels_last else "")]
     if batch is not None:
         parts.append(f"b{batch}")
-    size = size_token(input_size)
+    seq = getattr(input_size, "tokens", None)  # --seq-len (a SeqLen: tokens, and the image sizes beside)
+    size = size_token(input_size.other if seq is not None else input_size)
     if size:
         parts.append(f"in{size}")
+    if seq is not None:
+        parts.append(f"seq{seq}")
     if optimizer and optimizer != "sgd":
         parts.append(optimizer)
     parts += [e for e in extra if e]
@@ -64,3 +68,20 @@ def subset(names, default=None, name=None) -> str:
         return "_" + joined
     digest = hashlib.sha1("\n".join(sorted(names)).encode()).hexdigest()[:8]
     return f"_{len(names)}models-{digest}"
+
+
+def zoo_stem(patterns, name=None) -> str:
+    """The ``<what>`` of a zoo run's files (``<what>_zoo_<conditions>``): ``--name``, else
+    the patterns it was given, so a rerun finds its CSV again: ``'timm:*'`` -> ``timm``,
+    ``'timm:*convnext*'`` -> ``timm_convnext``; past 48 characters, their count and a hash."""
+    if name:
+        return stem(name)
+    parts = []
+    for p in patterns:
+        text = "".join(ch if ch.isalnum() or ch in "-+" else "_" for ch in str(p).replace("\\", "/").split("/")[-1])
+        parts.append("_".join(t for t in text.split("_") if t) or "models")
+    joined = "-".join(parts)
+    if len(joined) <= MAX_SUBSET:
+        return joined
+    digest = hashlib.sha1("\n".join(sorted(patterns)).encode()).hexdigest()[:8]
+    return f"{len(parts)}patterns-{digest}"

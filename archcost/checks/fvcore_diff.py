@@ -1,0 +1,69 @@
+"""fvcore's count of a model beside archcost's, the difference named by operator.
+
+fvcore (``FlopCountAnalysis``; its "flops" are MACs: one fused multiply-add = 1) traces the
+model with ``torch.jit.trace`` on real tensors and counts the traced graph's operators by
+its handles; archcost counts ATen operators at dispatch. Both sides are grouped the same way
+(convolutions; matrix products, whichever of linear/matmul/bmm/einsum ran them; attention;
+the normalisations, pooling and upsampling fvcore also counts), so each difference is an
+operator that one side counts and the other does not — attention's two products, which
+fvcore has no rule for, are the usual one — or counts by another rule.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections import defaultdict
+from typing import Dict, List, Tuple
+
+CONVOLUTION = {"convolution", "_convolution", "convolution_overrideable", "cudnn_convolution",
+               "_slow_conv2d_forward", "conv"}
+MATRIX = {"mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot",
+          "_int_mm", "_scaled_mm", "einsum", "linear", "matmul"}
+
+
+def group(op: str) -> str:
+    """One name for an operator as ATen (archcost) or fvcore's handles spell it."""
+    op = str(op).replace("aten::", "").split(".")[0]
+    if op in CONVOLUTION:
+        return "convolution"
+    if op in MATRIX:
+        return "matrix product"
+    if "attention" in op:
+        return "attention"
+    op = re.sub(r"^_*(native_)?", "", op)
+    op = re.sub(r"_legit.*$|_with_indices$|_forward$|_vec$", "", op)
+    return op
+
+
+def fvcore_count(model, inputs: Tuple) -> Tuple[int, Dict[str, int]]:
+    """fvcore's total MACs and MACs per operator, run as a user runs it:
+    ``FlopCountAnalysis(model, inputs).total()`` in grad mode (attention then takes the
+    unfused path a training step takes, as in ``--engine fvcore``)."""
+    from fvcore.nn import FlopCountAnalysis
+
+    fca = FlopCountAnalysis(model, inputs if len(inputs) != 1 else inputs[0])
+    fca.unsupported_ops_warnings(False)
+    fca.uncalled_modules_warnings(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        total = int(fca.total())
+        by_op = {str(k): int(v) for k, v in fca.by_operator().items()}
+    return total, by_op
+
+
+def difference_by_operator(ours: Dict[str, int], theirs: Dict[str, int]) -> List[Tuple[str, int, int]]:
+    """(operator group, archcost MACs, fvcore MACs) for each group where the two differ,
+    largest difference first."""
+    a, b = defaultdict(int), defaultdict(int)
+    for op, m in ours.items():
+        a[group(op)] += int(m)
+    for op, m in theirs.items():
+        b[group(op)] += int(m)
+    rows = [(g, a.get(g, 0), b.get(g, 0)) for g in set(a) | set(b) if a.get(g, 0) != b.get(g, 0)]
+    return sorted(rows, key=lambda r: (-abs(r[1] - r[2]), r[0]))
+
+
+def describe(rows: List[Tuple[str, int, int]]) -> str:
+    """'attention +178831872; upsample_bicubic2d +1024': archcost minus fvcore per operator."""
+    return "; ".join(f"{g} {a - b:+d}" for g, a, b in rows)
