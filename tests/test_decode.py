@@ -155,3 +155,17 @@ def test_decode_is_memory_bound_on_a_gpu():
         assert r["bound"] == "memory"
     decode8, decode32 = rows[1], rows[3]
     assert decode32["time_bound_ms"] > decode8["time_bound_ms"]  # the cache grows
+
+
+def test_decode_sweep_plot(tmp_path):
+    import pandas as pd
+
+    from archcost.report.plots_decode import decode_sweep
+
+    dev = by_key("a100-80gb")
+    roof = roofline.Roof(dev.name, "float32", dev.peak_flops("tf32"), dev.bandwidth_bytes_per_s)
+    frame = pd.DataFrame(decode_rows(gpt2(), [4, 16, 63], roof, name="gpt2-tiny")
+                         + decode_rows(llama(), [4, 16, 63], roof, name="llama-tiny"))
+    target = tmp_path / "decode.png"
+    decode_sweep(frame, target, "tiny models")
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
