@@ -169,3 +169,29 @@ def test_decode_sweep_plot(tmp_path):
     target = tmp_path / "decode.png"
     decode_sweep(frame, target, "tiny models")
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_configuration_is_enough_and_an_encoder_is_refused():
+    config = transformers.GPT2Config(n_layer=L, n_head=H, n_embd=D, vocab_size=V, n_positions=P,
+                                     bos_token_id=0, eos_token_id=0)
+    _, decode = count_decode(config, 5)  # as hf:gpt2 gives it: float32, the LM head added
+    assert decode.macs == GPT2_WEIGHT_MACS + GPT2_NORM_MACS + L * H * 6 * (E + E)
+    assert decode.kv_cache_bytes == 2 * L * 5 * H * E * 4
+    bert = transformers.BertConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=32)
+    with pytest.raises(AnalysisError, match="no causal language model|KV cache"):
+        count_decode(bert, 4)
+
+
+def test_sliding_window_cache_holds_its_window():
+    # Mistral's layers attend to the last W tokens: its cache keeps W - 1 (the new token is
+    # the W-th), so past the window the cache and the attention stop growing
+    w, kv_heads = 8, 2
+    config = transformers.MistralConfig(num_hidden_layers=L, num_attention_heads=H, num_key_value_heads=kv_heads,
+                                        hidden_size=D, intermediate_size=64, vocab_size=V, sliding_window=w,
+                                        max_position_embeddings=P, bos_token_id=0, eos_token_id=0)
+    short, long = count_decode(config, 5)[1], count_decode(config, 30)[1]
+    assert short.kv_cache_bytes == 2 * L * 5 * kv_heads * E * 4
+    assert short.attention_macs == L * H * 6 * (E + E)
+    assert long.kv_cache_bytes == 2 * L * (w - 1) * kv_heads * E * 4
+    assert long.attention_macs == L * H * w * (E + E)
+    assert long.bytes_written == short.bytes_written == 2 * L * kv_heads * E * 4  # the new token's, either way

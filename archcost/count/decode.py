@@ -77,35 +77,50 @@ def cache_argument(model: nn.Module) -> str:
                         "with one (hf:gpt2, hf:llama, or a Hugging Face *ForCausalLM)")
 
 
-def causal_lm(model: nn.Module, dtype: torch.dtype = None) -> nn.Module:
-    """A fresh copy of ``model`` on meta, built from its configuration, with its language-model
-    head: a Hugging Face base model (``AutoModel``: GPT2Model, LlamaModel) becomes its
-    ``AutoModelForCausalLM``, since the head's matrix product is part of every generated
-    token's cost. The weights are cast to ``dtype`` (default: the model's). ``model`` itself
-    is left as it is (a real model keeps its values)."""
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(model, "get_output_embeddings"):
-        raise AnalysisError(f"{type(model).__name__} is not a Hugging Face model: decode cost needs a causal "
-                            "language model with a KV cache (hf:gpt2, hf:llama, ...)")
-    dtype = dtype or next(model.parameters()).dtype
+def causal_lm(model, dtype: torch.dtype = None) -> nn.Module:
+    """A fresh causal LM on meta, built from ``model``'s configuration (or from ``model`` when
+    it is a transformers configuration, as ``hf:`` names give), with its language-model head:
+    a base model (``AutoModel``: GPT2Model, LlamaModel) becomes its ``AutoModelForCausalLM``,
+    since the head's matrix product is part of every generated token's cost. Weights in
+    ``dtype`` (default: the model's; float32 for a configuration). ``model`` itself is left
+    as it is (a real model keeps its values)."""
+    if isinstance(model, nn.Module):
+        config = getattr(model, "config", None)
+        if config is None or not hasattr(model, "get_output_embeddings"):
+            raise AnalysisError(f"{type(model).__name__} is not a Hugging Face model: decode cost needs a causal "
+                                "language model with a KV cache (hf:gpt2, hf:llama, ...)")
+        cls = type(model) if model.get_output_embeddings() is not None else None
+        dtype = dtype or next(model.parameters()).dtype
+    elif hasattr(model, "model_type") and hasattr(model, "to_dict"):
+        config, cls = model, None
+    else:
+        raise AnalysisError(f"{type(model).__name__} is neither a Hugging Face model nor its configuration: decode "
+                            "cost needs a causal language model with a KV cache (hf:gpt2, hf:llama, ...)")
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
-        # Attention through F.scaled_dot_product_attention, so that the engine names its MACs
-        # (the "eager" implementation's matrix products count the same, as matmul).
-        sdpa = {"attn_implementation": "sdpa"} if getattr(type(model), "_supports_sdpa", False) else {}
-        if model.get_output_embeddings() is not None:
-            lm = type(model)._from_config(config, **sdpa)
-        else:
-            try:
-                from transformers import AutoModelForCausalLM
-            except ImportError as exc:  # pragma: no cover - a Hugging Face model implies transformers
-                raise AnalysisError(f"decode cost needs transformers ({exc}): pip install 'archcost[hf]'") from None
-            try:
-                lm = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
-            except ValueError:
-                raise AnalysisError(f"{config.model_type} is not a causal language model (no AutoModelForCausalLM "
-                                    "for its configuration): decode cost needs one with a KV cache") from None
-    return lm.to(dtype=dtype).eval()
+        lm = _build(cls, config)
+    return lm.to(dtype=dtype or torch.float32).eval()
+
+
+def _build(cls, config) -> nn.Module:
+    """``cls`` (or ``AutoModelForCausalLM``) from ``config``, with attention through
+    F.scaled_dot_product_attention where the model offers it, so that the engine names its
+    MACs (the "eager" implementation's matrix products count the same, as matmul)."""
+    if cls is None:
+        try:
+            from transformers import AutoModelForCausalLM
+        except ImportError as exc:
+            raise AnalysisError(f"decode cost needs transformers ({exc}): pip install 'archcost[hf]'") from None
+        make = AutoModelForCausalLM.from_config
+    else:
+        make = cls._from_config
+    for attention in ({"attn_implementation": "sdpa"}, {}):
+        try:
+            return make(config, **attention)
+        except ValueError as exc:  # no SDPA for this model, or no causal LM for this configuration
+            reason = exc
+    raise AnalysisError(f"no causal language model for {type(config).__name__} ({str(reason).splitlines()[0]}): "
+                        "decode cost needs one with a KV cache (hf:gpt2, hf:llama, ...)")
 
 
 def max_positions(model: nn.Module):
@@ -141,21 +156,29 @@ def weight_bytes_read(model: nn.Module, lookups: int) -> int:
 
 
 def cache_bytes(cache) -> int:
-    """Bytes of the tensors a KV cache holds (each storage once): the keys and values of
-    every layer (``cache.layers`` in transformers 5.x, ``key_cache``/``value_cache`` before)."""
-    found = []
-    for holder in list(getattr(cache, "layers", None) or []) + [cache]:
-        for value in vars(holder).values():
-            if isinstance(value, torch.Tensor):
-                found.append(value)
-            elif isinstance(value, (list, tuple)):
-                found.extend(v for v in value if isinstance(v, torch.Tensor))
-    total, seen = 0, set()
-    for t in found:
-        if t.numel() and id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    return total
+    """Bytes of the keys and values a KV cache holds, every layer's (``cache.layers[i].keys``
+    and ``.values`` in transformers 5.x, ``key_cache``/``value_cache`` lists before). A
+    sliding-window layer holds its window (a view of fewer tokens): its elements count."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        found = [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))]
+    else:
+        found = list(getattr(cache, "key_cache", [])) + list(getattr(cache, "value_cache", []))
+    return sum(t.numel() * t.element_size() for t in found if isinstance(t, torch.Tensor))
+
+
+def _count_writes(cache) -> list:
+    """Make ``cache.update`` (the one way attention stores keys and values) add the bytes of
+    the key and value states it is given to the returned one-element list."""
+    written = [0]
+    update = cache.update
+
+    def counting(key_states, value_states, *args, **kwargs):
+        written[0] += (key_states.numel() + value_states.numel()) * key_states.element_size()
+        return update(key_states, value_states, *args, **kwargs)
+
+    cache.update = counting
+    return written
 
 
 def _output_cache(out, name):
@@ -191,12 +214,12 @@ def count_decode(model: nn.Module, context: int, batch_size: int = 1, dtype: tor
         pre = run_pass(lm, (tokens,), dict(use_cache=True, **keep), record_ops=True)
         cache = _output_cache(pre.output, name)
         kv = cache_bytes(cache)
+        written = _count_writes(cache)
         step = run_pass(lm, (tokens[:, :1],), {name: cache, "use_cache": True}, record_ops=True)
-        kv_after = cache_bytes(_output_cache(step.output, name))
     prefill_weights = weight_bytes_read(lm, batch_size * context)
     decode_weights = weight_bytes_read(lm, batch_size)
     prefill = TokenCost("prefill", context, batch_size, context, pre.macs, _attention_macs(pre), prefill_weights,
                         kv, prefill_weights, kv, pre.uncounted, pre.ops)
     decode = TokenCost("decode", context, batch_size, 1, step.macs, _attention_macs(step), decode_weights, kv,
-                       decode_weights + kv, kv_after - kv, step.uncounted, step.ops)
+                       decode_weights + kv, written[0], step.uncounted, step.ops)
     return prefill, decode
