@@ -195,3 +195,23 @@ def test_sliding_window_cache_holds_its_window():
     assert long.kv_cache_bytes == 2 * L * (w - 1) * kv_heads * E * 4
     assert long.attention_macs == L * H * w * (E + E)
     assert long.bytes_written == short.bytes_written == 2 * L * kv_heads * E * 4  # the new token's, either way
+
+
+def test_torch_flop_counter_agrees_on_a_real_decode_step():
+    # Independent of archcost's engine and of meta tensors: a real CPU model prefills n tokens,
+    # then torch.utils.flop_counter counts one decode step (eager attention, whose matrix
+    # products it counts; 2 FLOPs per MAC; it has no rule for layer norms).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n = 7
+    config = transformers.GPT2Config(n_layer=L, n_head=H, n_embd=D, vocab_size=V, n_positions=P,
+                                     bos_token_id=0, eos_token_id=0)
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    tokens = torch.randint(0, V, (1, n))
+    with torch.no_grad():
+        cache = model(tokens, use_cache=True).cache
+        assert cache.get_seq_length() == n
+        with FlopCounterMode(display=False) as counter:
+            model(tokens[:, :1], cache=cache, use_cache=True)
+    _, decode = count_decode(model, n)
+    assert counter.get_total_flops() == 2 * (decode.macs - GPT2_NORM_MACS)
