@@ -102,6 +102,17 @@ def causal_lm(model, dtype: torch.dtype = None) -> nn.Module:
     return lm.to(dtype=dtype or torch.float32).eval()
 
 
+def _ready(model, dtype) -> bool:
+    """Whether ``model`` is already what ``causal_lm`` makes (so that a sweep builds it once):
+    on meta, in eval mode, with its head, attention through SDPA, weights in ``dtype``."""
+    if not isinstance(model, nn.Module) or model.training or getattr(model, "config", None) is None:
+        return False
+    first = next(model.parameters(), None)
+    return (first is not None and first.device.type == "meta" and (dtype is None or first.dtype == dtype)
+            and getattr(model.config, "_attn_implementation", None) == "sdpa"
+            and model.get_output_embeddings() is not None)
+
+
 def _build(cls, config) -> nn.Module:
     """``cls`` (or ``AutoModelForCausalLM``) from ``config``, with attention through
     F.scaled_dot_product_attention where the model offers it, so that the engine names its
@@ -200,7 +211,7 @@ def count_decode(model: nn.Module, context: int, batch_size: int = 1, dtype: tor
     cache (default: the model's)."""
     if context < 1 or batch_size < 1:
         raise AnalysisError(f"context {context} and batch {batch_size} must be positive integers")
-    lm = causal_lm(model, dtype)
+    lm = model if _ready(model, dtype) else causal_lm(model, dtype)
     name = cache_argument(lm)
     longest = max_positions(lm)
     if longest is not None and context + 1 > longest:

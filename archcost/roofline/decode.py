@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Callable, Iterable, List, Optional
 
 from archcost.analysis import roofline
-from archcost.count.decode import TokenCost, count_decode
+from archcost.count.decode import TokenCost, causal_lm, count_decode
 
 COLUMNS = ["model", "phase", "context", "batch_size", "new_tokens", "dtype", "macs", "attention_macs", "flops",
            "weight_bytes", "kv_cache_bytes", "bytes_read", "bytes_written", "arithmetic_intensity", "target",
@@ -54,12 +54,12 @@ def decode_rows(model, contexts: Iterable[int], roof: roofline.Roof, batch_size:
                 name: str = "", on_context: Optional[Callable[[int], None]] = None) -> List[dict]:
     """Rows (``COLUMNS``) of the prefill and the decode step at every context in ``contexts``;
     ``on_context(n)`` is called after each (progress)."""
+    lm = causal_lm(model, dtype)  # built once, on meta
+    kind = str(next(lm.parameters()).dtype).replace("torch.", "")
     rows = []
     for n in contexts:
-        for cost in count_decode(model, n, batch_size, dtype):
-            r = bound_cost(cost, roof)
-            rows.append({"model": name, "dtype": str(dtype or next(model.parameters()).dtype).replace("torch.", ""),
-                         **r})
+        for cost in count_decode(lm, n, batch_size):
+            rows.append({"model": name, "dtype": kind, **bound_cost(cost, roof)})
         if on_context is not None:
             on_context(n)
     return [{c: r[c] for c in COLUMNS} for r in rows]
