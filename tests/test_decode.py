@@ -17,10 +17,10 @@ import torch
 sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 transformers = pytest.importorskip("transformers")
 
-from archcost.analysis import roofline  # noqa: E402
-from archcost.analysis.devices import by_key  # noqa: E402
-from archcost.analysis.engine import AnalysisError  # noqa: E402
 from archcost.count.decode import count_decode  # noqa: E402
+from archcost.devices.table import by_key  # noqa: E402
+from archcost.errors import AnalysisError  # noqa: E402
+from archcost.roofline import bounds  # noqa: E402
 from archcost.roofline.decode import COLUMNS, decode_rows  # noqa: E402
 
 L, H, D, V, P = 2, 4, 32, 96, 64
@@ -136,7 +136,7 @@ def test_refusals_are_one_line():
 
 def test_decode_is_memory_bound_on_a_gpu():
     dev = by_key("h100-sxm")
-    roof = roofline.Roof(dev.name, "bfloat16", dev.peak_flops("bfloat16"), dev.bandwidth_bytes_per_s)
+    roof = bounds.Roof(dev.name, "bfloat16", dev.peak_flops("bfloat16"), dev.bandwidth_bytes_per_s)
     rows = decode_rows(gpt2(), [8, 32], roof, dtype=torch.bfloat16, name="gpt2-tiny")
     assert [(r["phase"], r["context"]) for r in rows] == [("prefill", 8), ("decode", 8), ("prefill", 32),
                                                           ("decode", 32)]
@@ -163,7 +163,7 @@ def test_decode_sweep_plot(tmp_path):
     from archcost.report.plots_decode import decode_sweep
 
     dev = by_key("a100-80gb")
-    roof = roofline.Roof(dev.name, "float32", dev.peak_flops("tf32"), dev.bandwidth_bytes_per_s)
+    roof = bounds.Roof(dev.name, "float32", dev.peak_flops("tf32"), dev.bandwidth_bytes_per_s)
     frame = pd.DataFrame(decode_rows(gpt2(), [4, 16, 63], roof, name="gpt2-tiny")
                          + decode_rows(llama(), [4, 16, 63], roof, name="llama-tiny"))
     target = tmp_path / "decode.png"

@@ -42,7 +42,8 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from archcost.analysis.engine import AnalysisError, OpRecord, run_pass
+from archcost.count.engine import OpRecord, run_pass
+from archcost.errors import AnalysisError
 
 ATTENTION = "scaled_dot_product_attention"
 

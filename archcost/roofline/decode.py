@@ -2,7 +2,7 @@
 tokens, on a target's roof.
 
 Each forward counted by ``archcost.count.decode`` becomes one row, bounded by the roofline
-code every model uses (``roofline.bound_layer``): ``flops`` = 2 x MACs,
+code every model uses (``bounds.bound_layer``): ``flops`` = 2 x MACs,
 ``arithmetic_intensity`` = flops / (bytes_read + bytes_written), ``time_bound_ms`` = the
 larger of flops / peak and bytes / bandwidth, and ``bound`` names it. Bytes are the floor of
 ``count.decode`` (weights once, the KV cache read once, the new keys and values written
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, List, Optional
 
-from archcost.analysis import roofline
+from archcost.roofline import bounds
 from archcost.count.decode import TokenCost, causal_lm, count_decode
 
 COLUMNS = ["model", "phase", "context", "batch_size", "new_tokens", "dtype", "macs", "attention_macs", "flops",
@@ -31,12 +31,12 @@ COLUMNS = ["model", "phase", "context", "batch_size", "new_tokens", "dtype", "ma
            "time_bound_per_token_ms", "unfused_bytes_moved", "unfused_time_bound_ms"]
 
 
-def bound_cost(cost: TokenCost, roof: roofline.Roof) -> dict:
+def bound_cost(cost: TokenCost, roof: bounds.Roof) -> dict:
     """One forward's row: its counts and its bound on ``roof`` (floor bytes), with the
     unfused eager run's bytes and bound beside them."""
-    row = roofline.bound_layer({"macs": cost.macs, "bytes_read": cost.bytes_read,
+    row = bounds.bound_layer({"macs": cost.macs, "bytes_read": cost.bytes_read,
                                 "bytes_written": cost.bytes_written, "kernels": 0}, roof)
-    eager = roofline.bound_layers(roofline.aggregate(cost.ops), roof)
+    eager = bounds.bound_layers(bounds.aggregate(cost.ops), roof)
     tokens = cost.batch_size * cost.new_tokens
     return {"phase": cost.phase, "context": cost.context, "batch_size": cost.batch_size,
             "new_tokens": cost.new_tokens, "macs": cost.macs, "attention_macs": cost.attention_macs,
@@ -50,7 +50,7 @@ def bound_cost(cost: TokenCost, roof: roofline.Roof) -> dict:
             "unfused_time_bound_ms": sum(r["time_bound_ms"] for r in eager)}
 
 
-def decode_rows(model, contexts: Iterable[int], roof: roofline.Roof, batch_size: int = 1, dtype=None,
+def decode_rows(model, contexts: Iterable[int], roof: bounds.Roof, batch_size: int = 1, dtype=None,
                 name: str = "", on_context: Optional[Callable[[int], None]] = None) -> List[dict]:
     """Rows (``COLUMNS``) of the prefill and the decode step at every context in ``contexts``;
     ``on_context(n)`` is called after each (progress)."""
