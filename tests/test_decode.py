@@ -21,7 +21,8 @@ from archcost.count.decode import count_decode  # noqa: E402
 from archcost.devices.table import by_key  # noqa: E402
 from archcost.errors import AnalysisError  # noqa: E402
 from archcost.roofline import bounds  # noqa: E402
-from archcost.roofline.decode import COLUMNS, decode_rows  # noqa: E402
+from archcost.analysis.decode import decode_frame  # noqa: E402
+from archcost.roofline.decode import COLUMNS  # noqa: E402
 
 L, H, D, V, P = 2, 4, 32, 96, 64
 E = D // H
@@ -59,8 +60,9 @@ def test_gpt2_decode_macs_and_kv_bytes_by_formula(n):
     assert decode.bytes_written == 2 * L * 1 * H * E * 4  # the new token's keys and values
     # every weight once; the position table (an embedding only looked up) at one row; the
     # token table is tied to the LM head, which reads it whole
-    assert decode.weight_bytes == 4 * (GPT2_PARAMS - (P - 1) * D)
-    assert decode.bytes_read == decode.weight_bytes + decode.kv_cache_bytes
+    assert decode.weight_bytes_read == 4 * (GPT2_PARAMS - (P - 1) * D)
+    assert decode.kv_read_bytes == decode.kv_cache_bytes  # the whole cache, once
+    assert decode.bytes_read == decode.weight_bytes_read + decode.kv_cache_bytes
 
 
 def test_gpt2_prefill_by_formula():
@@ -87,7 +89,7 @@ def test_bytes_follow_dtype(dtype, size):
     n = 12
     _, decode = count_decode(gpt2(), n, dtype=dtype)
     assert decode.kv_cache_bytes == 2 * L * n * H * E * size
-    assert decode.weight_bytes == size * (GPT2_PARAMS - (P - 1) * D)
+    assert decode.weight_bytes_read == size * (GPT2_PARAMS - (P - 1) * D)
 
 
 def test_batch_scales_tokens_not_weights():
@@ -96,7 +98,7 @@ def test_batch_scales_tokens_not_weights():
     attention = b * L * H * (n + 1) * (E + E)
     assert decode.macs == b * (GPT2_WEIGHT_MACS + GPT2_NORM_MACS) + attention
     assert decode.kv_cache_bytes == b * 2 * L * n * H * E * 4
-    assert decode.weight_bytes == 4 * (GPT2_PARAMS - (P - b) * D)  # b rows of the position table
+    assert decode.weight_bytes_read == 4 * (GPT2_PARAMS - (P - b) * D)  # b rows of the position table
 
 
 @pytest.mark.parametrize("kv_heads", [1, 2, 4])
@@ -112,7 +114,7 @@ def test_llama_grouped_query_attention(kv_heads):
     assert decode.kv_cache_bytes == 2 * L * n * kv_heads * E * 4  # fewer KV heads: a smaller cache
     # the token table is not tied: read at the one looked-up row; norms: 2 per layer + 1 of d
     params = V * D + L * (2 * D * D + 2 * D * kv_heads * E + 3 * D * ff + 2 * D) + D + D * V
-    assert decode.weight_bytes == 4 * (params - (V - 1) * D)
+    assert decode.weight_bytes_read == 4 * (params - (V - 1) * D)
     assert "mean" in decode.uncounted
 
 
@@ -137,16 +139,17 @@ def test_refusals_are_one_line():
 def test_decode_is_memory_bound_on_a_gpu():
     dev = by_key("h100-sxm")
     roof = bounds.Roof(dev.name, "bfloat16", dev.peak_flops("bfloat16"), dev.bandwidth_bytes_per_s)
-    rows = decode_rows(gpt2(), [8, 32], roof, dtype=torch.bfloat16, name="gpt2-tiny")
+    rows = decode_frame([gpt2()], [8, 32], roof, dtype=torch.bfloat16).to_dict("records")
     assert [(r["phase"], r["context"]) for r in rows] == [("prefill", 8), ("decode", 8), ("prefill", 32),
                                                           ("decode", 32)]
-    assert all(list(r) == COLUMNS for r in rows)
+    assert all(list(r) == COLUMNS + ["note"] for r in rows)
     for r in rows:
-        moved = r["bytes_read"] + r["bytes_written"]
+        moved = r["weight_bytes_read"] + r["kv_read_bytes"] + r["kv_written_bytes"]
+        assert r["bytes_moved"] == moved
         assert r["flops"] == 2 * r["macs"]
         assert r["arithmetic_intensity"] == r["flops"] / moved
-        assert r["time_bound_ms"] == pytest.approx(max(r["flops"] / roof.peak_flops, moved / roof.bandwidth) * 1e3)
-        assert r["time_bound_per_token_ms"] == pytest.approx(r["time_bound_ms"] / (r["batch_size"] * r["new_tokens"]))
+        assert r["step_bound_ms"] == pytest.approx(max(r["flops"] / roof.peak_flops, moved / roof.bandwidth) * 1e3)
+        assert r["bound_per_token_ms"] == pytest.approx(r["step_bound_ms"] / (r["batch_size"] * r["new_tokens"]))
         # the eager run moves at least the floor: the whole token table, the cache rewritten by cat
         assert r["unfused_bytes_moved"] >= moved
     for r in (r for r in rows if r["phase"] == "decode"):
@@ -154,18 +157,15 @@ def test_decode_is_memory_bound_on_a_gpu():
         assert r["arithmetic_intensity"] < 1 < roof.ridge
         assert r["bound"] == "memory"
     decode8, decode32 = rows[1], rows[3]
-    assert decode32["time_bound_ms"] > decode8["time_bound_ms"]  # the cache grows
+    assert decode32["step_bound_ms"] > decode8["step_bound_ms"]  # the cache grows
 
 
 def test_decode_sweep_plot(tmp_path):
-    import pandas as pd
-
     from archcost.report.plots_decode import decode_sweep
 
     dev = by_key("a100-80gb")
     roof = bounds.Roof(dev.name, "float32", dev.peak_flops("tf32"), dev.bandwidth_bytes_per_s)
-    frame = pd.DataFrame(decode_rows(gpt2(), [4, 16, 63], roof, name="gpt2-tiny")
-                         + decode_rows(llama(), [4, 16, 63], roof, name="llama-tiny"))
+    frame = decode_frame([gpt2(), llama()], [4, 16, 63], roof)
     target = tmp_path / "decode.png"
     decode_sweep(frame, target, "tiny models")
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

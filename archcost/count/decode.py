@@ -20,9 +20,9 @@ forward declares is used. The prefill computes logits for its last token only
 The bytes model of one step (stated once): every weight is read once per step, the KV
 cache is read once, and the new keys and values are written once; activations between
 operators are taken to stay on chip (a fused decoder kernel). So ``bytes_read`` =
-``weight_bytes`` + cache read, ``bytes_written`` = cache written: a floor for the step's
+``weight_bytes_read`` + ``kv_read_bytes``, ``bytes_written`` = ``kv_written_bytes``: a floor for the step's
 memory traffic, and at batch 1 a close one (the activations of one token are vectors).
-Rules of ``weight_bytes``: parameters only, each storage once (a tied output layer and
+Rules of ``weight_bytes_read``: parameters only, each storage once (a tied output layer and
 embedding are one read); an embedding table that only a lookup uses is read at its looked-up
 rows (batch x new tokens), since a lookup reads nothing else; buffers (causal-mask tables,
 rotary frequencies) are left out, being computed or ignored by fused kernels.
@@ -59,12 +59,20 @@ class TokenCost:
     new_tokens: int  # tokens per sequence this forward processes
     macs: int
     attention_macs: int  # the attention products (Q K^T, attention x V)
-    weight_bytes: int  # weights read by this forward (rules in the module docstring)
+    weight_bytes_read: int  # weights read by this forward (rules in the module docstring)
     kv_cache_bytes: int  # the cache holding N tokens (what a decode step reads, a prefill writes)
-    bytes_read: int
-    bytes_written: int
+    kv_read_bytes: int  # cache read: the N tokens' keys and values for a decode step, 0 for a prefill
+    kv_written_bytes: int  # keys and values stored: N tokens' for a prefill, the new token's for a step
     uncounted: Counter = field(default_factory=Counter)
     ops: List[OpRecord] = field(default_factory=list, repr=False)  # the engine's, unfused
+
+    @property
+    def bytes_read(self) -> int:
+        return self.weight_bytes_read + self.kv_read_bytes
+
+    @property
+    def bytes_written(self) -> int:
+        return self.kv_written_bytes
 
 
 def cache_argument(model: nn.Module) -> str:
@@ -231,7 +239,7 @@ def count_decode(model: nn.Module, context: int, batch_size: int = 1, dtype: tor
     prefill_weights = weight_bytes_read(lm, batch_size * context)
     decode_weights = weight_bytes_read(lm, batch_size)
     prefill = TokenCost("prefill", context, batch_size, context, pre.macs, _attention_macs(pre), prefill_weights,
-                        kv, prefill_weights, kv, pre.uncounted, pre.ops)
-    decode = TokenCost("decode", context, batch_size, 1, step.macs, _attention_macs(step), decode_weights, kv,
-                       decode_weights + kv, written[0], step.uncounted, step.ops)
+                        kv, 0, kv, pre.uncounted, pre.ops)
+    decode = TokenCost("decode", context, batch_size, 1, step.macs, _attention_macs(step), decode_weights, kv, kv,
+                       written[0], step.uncounted, step.ops)
     return prefill, decode

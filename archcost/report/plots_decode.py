@@ -25,16 +25,16 @@ def decode_sweep(frame, target, title):
         rows = frame[frame["model"] == model]
         for phase, ls in (("decode", "-"), ("prefill", "--")):
             g = rows[rows["phase"] == phase].sort_values("context")
-            moved = (g["bytes_read"] + g["bytes_written"]) / 2**20
+            moved = g["bytes_moved"] / 2**20
             for ax, y in zip(axes, (_per_token(g, "macs"), moved / (g["batch_size"] * g["new_tokens"]),
-                                    _per_token(g, "time_bound_ms"))):
+                                    g["bound_per_token_ms"])):
                 ax.plot(g["context"], y, ls, color=c, lw=1.5)
                 memory = (g["bound"] == "memory").to_numpy()
                 ax.scatter(g["context"][memory], y[memory], color=c, s=14, zorder=3)
                 ax.scatter(g["context"][~memory], y[~memory], facecolors="white", edgecolors=[c], s=14, zorder=3)
             if phase == "decode":
-                axes[1].plot(g["context"], g["weight_bytes"] / 2**20 / g["batch_size"], ":", color=c, lw=1.2)
-                axes[2].plot(g["context"], _per_token(g, "unfused_time_bound_ms"), ":", color=c, lw=1.2)
+                axes[1].plot(g["context"], g["weight_bytes_read"] / 2**20 / g["batch_size"], ":", color=c, lw=1.2)
+                axes[2].plot(g["context"], _per_token(g, "unfused_bound_ms"), ":", color=c, lw=1.2)
     contexts = sorted(frame["context"].unique())
     labels = (("MACs per token", "multiply-adds"), ("MiB per token (read + written)", "bytes moved"),
               ("time bound per token (ms)", "roofline bound on " + str(frame["target"].iloc[0])))

@@ -90,6 +90,10 @@ from .roofline_columns import ROOFLINE_COLUMNS  # noqa: E402  (roofline columns 
 
 COLUMNS.update({k: v for k, v in ROOFLINE_COLUMNS.items() if k not in COLUMNS})
 
+from .decode import DECODE_COLUMNS  # noqa: E402  (the --decode columns)
+
+COLUMNS.update({k: v for k, v in DECODE_COLUMNS.items() if k not in COLUMNS})
+
 
 def _fmt(col, v):
     if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
