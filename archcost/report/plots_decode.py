@@ -9,11 +9,12 @@ def _per_token(g, column):
 
 
 def decode_sweep(frame, target, title):
-    """Three panels against the context N (log 2): MACs (linear, from 0), MiB moved (read +
-    written) and the roofline's time bound, each per token. One colour per model; solid: a decode step with N
-    tokens cached; dashed: the prefill of N tokens divided by N; dotted: the decode step's
-    unfused eager bound (third panel) and its weights alone (second panel). A filled marker is
-    a memory-bound point, a hollow one a compute-bound point."""
+    """Three panels against the context N (log 2): MACs (linear from 0 when all models are
+    within 10x of each other, else log), MiB moved (read + written) and the roofline's time
+    bound (the floor of ``roofline.decode``), each per token. One colour per model; solid: a
+    decode step with N tokens cached; dashed: the prefill of N tokens divided by N; dotted:
+    the decode step's weights alone (second panel). A filled marker is a memory-bound point,
+    a hollow one a compute-bound point."""
     from matplotlib.lines import Line2D
 
     plt = _plt()
@@ -34,7 +35,6 @@ def decode_sweep(frame, target, title):
                 ax.scatter(g["context"][~memory], y[~memory], facecolors="white", edgecolors=[c], s=14, zorder=3)
             if phase == "decode":
                 axes[1].plot(g["context"], g["weight_bytes_read"] / 2**20 / g["batch_size"], ":", color=c, lw=1.2)
-                axes[2].plot(g["context"], _per_token(g, "unfused_bound_ms"), ":", color=c, lw=1.2)
     contexts = sorted(frame["context"].unique())
     labels = (("MACs per token", "multiply-adds"), ("MiB per token (read + written)", "bytes moved"),
               ("time bound per token (ms)", "roofline bound on " + str(frame["target"].iloc[0])))
@@ -49,13 +49,17 @@ def decode_sweep(frame, target, title):
         ax.grid(True, which="both", alpha=0.3)
     from matplotlib.ticker import FuncFormatter
 
-    axes[0].set_yscale("linear")  # from zero: the attention's share of the growth reads as it is
-    axes[0].set_ylim(bottom=0)
+    macs = _per_token(frame, "macs")
+    if macs.max() < 10 * macs.min():  # one scale: linear from zero, the attention's growth as it is
+        axes[0].set_yscale("linear")
+        axes[0].set_ylim(bottom=0)
+    else:
+        _plain_log_ticks(axes[0].yaxis)
     axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v)))
     for ax in axes[1:]:
         _plain_log_ticks(ax.yaxis)
     model_handles = [Line2D([], [], color=cmap(i % 10), lw=2) for i in range(len(models))]
-    first = axes[0].legend(model_handles, [_short(m) for m in models], fontsize=7, loc="upper left",
+    first = axes[0].legend(model_handles, [_short(m) for m in models], fontsize=7, loc="center left",
                            title="model", title_fontsize=7)
     axes[0].add_artist(first)
     grey = "0.3"
@@ -66,7 +70,5 @@ def decode_sweep(frame, target, title):
                    fontsize=6.5, loc="center right")
     axes[1].legend([Line2D([], [], color=grey, ls="-"), Line2D([], [], color=grey, ls=":")],
                    ["decode: weights + KV cache", "decode: weights alone"], fontsize=6.5, loc="lower left")
-    axes[2].legend([Line2D([], [], color=grey, ls="-"), Line2D([], [], color=grey, ls=":")],
-                   ["decode, fused floor", "decode, unfused eager run"], fontsize=6.5, loc="lower left")
     fig.suptitle(title, fontsize=10)
     _save(fig, target)
