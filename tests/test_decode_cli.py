@@ -89,3 +89,15 @@ def test_decode_refusals_are_one_line(model, args, message):
     r = run([model if a == "MODEL" else a for a in args] + ["--no-save"])
     assert r.exit_code == 2, r.output
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_counts_stay_integers_beside_a_note_row(model, tmp_path):
+    r = run(["sweep", model, "--decode", "62,63,64", "--target", "h100-sxm", "--format", "csv", "--no-save"])
+    assert r.exit_code == 0, r.output
+    header, *lines = r.stdout.strip().splitlines()
+    columns = header.split(",")
+    for line in lines[:4]:  # the counted rows
+        cells = dict(zip(columns, line.split(",")))
+        for c in ("context", "new_tokens", "macs", "attention_macs", "weight_bytes_read", "bytes_moved",
+                  "unfused_bytes_moved", "kv_cache_bytes"):
+            assert cells[c].isdigit(), (c, cells[c])

@@ -9,6 +9,8 @@ from typing import Callable, Iterable, Optional
 
 from archcost.errors import AnalysisError
 
+COUNTS = ("context", "batch_size", "new_tokens", "macs", "attention_macs", "flops", "weight_bytes_read",
+          "kv_cache_bytes", "kv_read_bytes", "kv_written_bytes", "bytes_moved", "unfused_bytes_moved")
 NO_CACHE = ("decode cost needs a causal language model with a KV cache (hf:gpt2, hf:llama, a Hugging Face "
             "config.json as hf:path/config.json, or a file.py:builder returning a *ForCausalLM or its config)")
 
@@ -63,4 +65,7 @@ def decode_frame(models: Iterable, contexts: Iterable[int], roof, batch_size: in
             rows += [{"model": name, "dtype": element, **bound_cost(c, roof), "note": ""} for c in costs]
             if on_context is not None:
                 on_context(name, n)
-    return pd.DataFrame(rows, columns=COLUMNS + ["note"])
+    frame = pd.DataFrame(rows, columns=COLUMNS + ["note"])
+    for column in COUNTS:  # exact integers, empty on a note row (not floats: 1.2e10)
+        frame[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
+    return frame
