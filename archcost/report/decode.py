@@ -1,11 +1,8 @@
 """Titles, conventions and notes of the decode-cost columns (``--decode``; merged into
 tables.COLUMNS), and which of them the text view shows."""
 
+from .roofline_columns import _ms
 from .units import mib, si
-
-
-def _ms(v) -> str:
-    return f"{v:.3g}"
 
 
 DECODE_COLUMNS = {
