@@ -142,7 +142,8 @@ def test_decode_is_memory_bound_on_a_gpu():
     rows = decode_frame([gpt2()], [8, 32], roof, dtype=torch.bfloat16).to_dict("records")
     assert [(r["phase"], r["context"]) for r in rows] == [("prefill", 8), ("decode", 8), ("prefill", 32),
                                                           ("decode", 32)]
-    assert all(list(r) == COLUMNS + ["note"] for r in rows)
+    assert all(list(r) == COLUMNS + ["uncounted_ops", "note"] for r in rows)
+    assert all(r["uncounted_ops"].startswith("add x") for r in rows)  # GELU's and residuals' element-wise ops
     for r in rows:
         moved = r["weight_bytes_read"] + r["kv_read_bytes"] + r["kv_written_bytes"]
         assert r["bytes_moved"] == moved

@@ -38,7 +38,8 @@ def decode_model(ref):
 def decode_frame(models: Iterable, contexts: Iterable[int], roof, batch_size: int = 1, dtype=None,
                  on_context: Optional[Callable[[str, int], None]] = None):
     """One row per model, context N and phase (the prefill of N tokens, then the decode step
-    with N cached), in ``archcost.roofline.decode.COLUMNS`` plus ``note``. A context beyond
+    with N cached), in ``archcost.roofline.decode.COLUMNS`` plus ``uncounted_ops`` (operators
+    without a MAC rule, with their calls) and ``note``. A context beyond
     a model's positions ends that model's rows with a note row (the rows before it are kept);
     when it is the model's first context, it is the user's error and raised."""
     import pandas as pd
@@ -60,12 +61,15 @@ def decode_frame(models: Iterable, contexts: Iterable[int], roof, batch_size: in
             except AnalysisError as exc:
                 if i == 0:
                     raise
-                rows.append({"model": name, "context": n, "batch_size": batch_size, "note": str(exc)})
+                rows.append({"model": name, "context": n, "batch_size": batch_size, "uncounted_ops": "",
+                             "note": str(exc)})
                 break
-            rows += [{"model": name, "dtype": element, **bound_cost(c, roof), "note": ""} for c in costs]
+            rows += [{"model": name, "dtype": element, **bound_cost(c, roof), "note": "",
+                      "uncounted_ops": "; ".join(f"{op} x{k}" for op, k in sorted(c.uncounted.items()))}
+                     for c in costs]
             if on_context is not None:
                 on_context(name, n)
-    frame = pd.DataFrame(rows, columns=COLUMNS + ["note"])
+    frame = pd.DataFrame(rows, columns=COLUMNS + ["uncounted_ops", "note"])
     for column in COUNTS:  # exact integers, empty on a note row (not floats: 1.2e10)
         frame[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
     return frame

@@ -22,6 +22,7 @@ def run_decode(names, contexts, target, dtype, batch_size, fmt, folder, name, ki
     a plot for a sweep of several contexts."""
     from archcost.analysis.decode import decode_frame
     from archcost.report.decode import VIEW, decode_notes, decode_title
+    from archcost.report.notes import uncounted_notes
     from archcost.report.tables import render
 
     tgt = resolve_roofline_target(target or "auto", dtype)
@@ -33,7 +34,7 @@ def run_decode(names, contexts, target, dtype, batch_size, fmt, folder, name, ki
     import pandas as pd
 
     frame = pd.concat(frames, ignore_index=True)
-    emit(render(frame, fmt, VIEW, notes=decode_notes(tgt, frame)))
+    emit(render(frame, fmt, VIEW, notes=uncounted_notes(frame) + decode_notes(tgt, frame)))
     if folder is None:
         return
     from archcost.devices.table import slug
