@@ -311,11 +311,12 @@ overhead_option = click.option("--launch-overhead-us", type=click.FloatRange(min
                                help="Per-operator kernel-launch overhead in microseconds (0: not modelled).")
 
 
-def parse_batch_sizes(text: str):
+def parse_batch_sizes(text: str, option: str = "--batch-sizes", what: str = "batch sizes"):
     """'1,2,4,8', or with an ellipsis continuing the pattern up to the last value:
-    '1,2,4,...,64' doubles (1..64), '8,16,24,...,64' adds 8."""
+    '1,2,4,...,64' doubles (1..64), '8,16,24,...,64' adds 8. ``option`` and ``what`` name
+    the values in messages (--decode takes contexts in the same syntax)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
-    usage = f"--batch-sizes {text!r} is not a list like 1,2,4,8 or 1,2,4,...,64"
+    usage = f"{option} {text!r} is not a list like 1,2,4,8 or 1,2,4,...,64"
     try:
         if "..." in parts:
             i = parts.index("...")
@@ -342,5 +343,5 @@ def parse_batch_sizes(text: str):
     except ValueError:
         fail(usage)
     if not sizes or any(b < 1 for b in sizes):
-        fail(f"--batch-sizes {text!r}: batch sizes must be positive integers")
+        fail(f"{option} {text!r}: {what} must be positive integers")
     return sorted(set(sizes))

@@ -19,12 +19,24 @@ from archcost.report.notes import condition_notes, sweep_title
 @out_option
 @nosave_option
 @name_option
-def sweep(models, batch_sizes, input_size, seq_len, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
-          warmup, fmt, out, no_save, name):
+@click.option("--decode", default=None, metavar="LIST",
+              help="Causal language models (hf:gpt2, hf:llama): the cost of a generated token against the KV "
+                   "cache's length, at these contexts (128,256,...,8192 as for --batch-sizes), beside the "
+                   "prefill of each; MACs, bytes and the roofline bound per token on --target. Meta tensors.")
+@click.option("--target", default=None, metavar="NAME|cpu|auto",
+              help="With --decode: the device whose roofline bounds each token (see `archcost devices`; "
+                   "default auto: this GPU, else this CPU).")
+@click.pass_context
+def sweep(ctx, models, batch_sizes, input_size, seq_len, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
+          warmup, fmt, out, no_save, name, decode, target):
     """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
     Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
     A batch that does not fit in memory (or is refused as too large) is recorded as such,
-    with the rows measured before it, and ends that model's sweep."""
+    with the rows measured before it, and ends that model's sweep.
+
+    With --decode LIST: the context length is swept instead (at one batch: --batch-sizes B,
+    default 1); writes reports/decode_<target>_<dtype>_b<batch>_n<first>-<last>_<models>.csv
+    and .png. A context beyond a model's positions ends that model's rows with a note."""
     import pandas as pd
 
     from archcost.analysis import analyze
@@ -33,6 +45,11 @@ def sweep(models, batch_sizes, input_size, seq_len, dtype, no_latency, device, a
     from archcost.report.files import write_csv
     from archcost.report.tables import render
 
+    if decode is not None:
+        return _decode(ctx, models, decode, batch_sizes, target, dtype, fmt, out, no_save, name, input_size=input_size,
+                       amp=amp, channels_last=channels_last)
+    if target is not None:
+        fail("--target applies to --decode (for a batch sweep's bound use `archcost roofline --target`)")
     names = resolve_models(models)
     sizes = parse_sizes(input_size, seq_len)
     batches = parse_batch_sizes(batch_sizes)
@@ -84,3 +101,18 @@ def sweep(models, batch_sizes, input_size, seq_len, dtype, no_latency, device, a
             paths = [write_csv(folder / f"sweep_{tag}.csv", frame), folder / f"sweep_{tag}.png"]
             plot(frame, paths[1], sweep_title(frame.dropna(subset=["params"])), latency=not no_latency)
         wrote(paths)
+
+
+def _decode(ctx, models, decode, batch_sizes, target, dtype, fmt, out, no_save, name, **others):
+    from click.core import ParameterSource
+
+    from archcost.cli.decoding import refuse_others, run_decode
+
+    refuse_others(**others)
+    batches = [1]
+    if ctx.get_parameter_source("batch_sizes") is not ParameterSource.DEFAULT:
+        batches = parse_batch_sizes(batch_sizes)
+        if len(batches) != 1:
+            fail(f"--decode sweeps the context at one batch: give one --batch-sizes value, not {batch_sizes!r}")
+    contexts = parse_batch_sizes(decode, "--decode", "contexts")
+    run_decode(resolve_models(models), contexts, target, dtype, batches[0], fmt, out_dir(out, no_save), name, "decode")

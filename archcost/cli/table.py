@@ -3,7 +3,7 @@
 import click
 
 from archcost.cli.app import main
-from archcost.cli.common import LINEUP, analysis_options, conditions, emit, guarded, out_dir, parse_sizes, progress, resolve_models, resolve_roofline_target, run_device, tf32_option, run_options, target_tag, train_options, wrote
+from archcost.cli.common import LINEUP, analysis_options, conditions, emit, fail, guarded, out_dir, parse_sizes, progress, resolve_models, resolve_roofline_target, run_device, run_options, target_tag, tf32_option, train_options, wrote
 from archcost.report.notes import condition_notes, condition_title, row_notes, train_notes, uncounted_notes
 from archcost.report.columns import LATENCY_COLUMNS, TABLE_COLUMNS, TRAIN_COLUMNS
 from archcost.cli.table_zoo import check_zoo_options, zoo_options, zoo_table
@@ -23,9 +23,13 @@ from archcost.cli.common import stack_options
 @tf32_option
 @train_options
 @stack_options(*zoo_options)
+@click.option("--decode", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Causal language models (hf:gpt2, hf:llama): the cost of generating one token with N tokens in "
+                   "the KV cache, beside the prefill of N tokens: MACs, bytes read (weights + KV cache), the KV "
+                   "cache, and the roofline bound on --target (default auto). Counted on meta tensors.")
 def table(models, input_size, seq_len, batch_size, fmt, out, no_save, name, engine, dtype, latency, no_memory, device,
           amp, channels_last, optimizer, repeat, warmup, target, tf32, train, freeze, checkpoint, jobs, shard, timeout_s,
-          memory_limit, retry_failed, fvcore):
+          memory_limit, retry_failed, fvcore, decode):
     """One row per model: params, MACs, FLOPs, activation memory, the memory a training
     step keeps (saved), the inference peak, the training total, and with --latency, time.
 
@@ -41,6 +45,9 @@ def table(models, input_size, seq_len, batch_size, fmt, out, no_save, name, engi
 
     With --jobs N, a zoo run ('timm:*' --jobs 2): each model in its own worker; writes
     reports/<what>_zoo_<conditions>.csv (resumable) and .png.
+
+    With --decode N: one row per model for the prefill of N tokens and one for the next
+    token's decode step; writes reports/decode_<target>_<dtype>_b<batch>_n<N>_<models>.csv.
     """
     import pandas as pd
 
@@ -49,6 +56,15 @@ def table(models, input_size, seq_len, batch_size, fmt, out, no_save, name, engi
     from archcost.report.spread import add_spread
     from archcost.report.tables import render
 
+    if decode is not None:
+        from archcost.cli.decoding import refuse_others, run_decode
+
+        refuse_others(latency=latency, train=train, freeze=freeze, checkpoint=checkpoint, amp=amp,
+                      channels_last=channels_last, input_size=input_size)
+        if not models:
+            fail("--decode needs causal language models: name them (hf:gpt2, hf:llama, ...)")
+        return run_decode(resolve_models(models), [decode], target, dtype, batch_size, fmt, out_dir(out, no_save),
+                          name, "decode")
     check_zoo_options(jobs, shard, retry_failed, fvcore, dict(
         latency=latency, train=train, target=target, freeze=freeze, checkpoint=checkpoint, amp=amp,
         channels_last=channels_last, device=device, no_save=no_save))

@@ -93,6 +93,10 @@ from .ledger_columns import LEDGER_COLUMNS  # noqa: E402  (the device ledger's, 
 
 COLUMNS.update({k: v for k, v in LEDGER_COLUMNS.items() if k not in COLUMNS})
 
+from .decode import DECODE_COLUMNS  # noqa: E402  (the --decode columns)
+
+COLUMNS.update({k: v for k, v in DECODE_COLUMNS.items() if k not in COLUMNS})
+
 
 def _fmt(col, v):
     if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
