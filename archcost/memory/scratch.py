@@ -1,0 +1,432 @@
+"""Kernel scratch: memory an operator allocates and frees inside itself, measured.
+
+The memory passes see every tensor an operator returns; they cannot see what a kernel
+allocates for itself and frees before it returns: oneDNN's reorders of a weight or an
+activation into its blocked layout, ``convolution_backward``'s per-thread weight-gradient
+buffers (38.7 MB for ConvNeXt-T's 7x7 depthwise layers at 768 channels, at any batch),
+batch norm backward's copy of its input. The CPU allocator counts all of it, so a peak
+that leaves it out is low (ConvNeXt-T's training peak at batch 2: by 7.2%).
+
+It cannot be derived from shapes alone (which kernel oneDNN picks and what it reorders
+depend on shapes, memory formats, the CPU and the thread count), so it is measured on
+this machine's CPU kernels, under the CPU allocator's own accounting (``torch.profiler``
+with ``profile_memory``). A call's scratch is the highest running sum of the allocator's
+events inside the call minus the sum when it returns: what it returns is counted by the
+passes already, so scratch is what is alive on top of the live tensors at the moment of
+that call, and the passes add it there (``bytes``, asked for each call before it runs).
+
+How a pass gets each call's scratch (``ScratchSource``):
+
+1. The pass runs on meta tensors with a ``Recorder``: each call's ``signature`` (the ATen
+   op, every tensor's shape, strides and dtype, every other argument); their hash keys a
+   cache in the process and on disk (``$ARCHCOST_CACHE_DIR`` or ``~/.cache/archcost``,
+   one file per CPU model, thread count and torch version).
+2. Not cached: the same pass runs once on real CPU tensors (its values uninitialised or
+   zero) under the profiler and a mode that marks each ATen call (``in_situ``), which
+   gives each call's scratch in the order the pass makes them. In situ rather than call by
+   call on made-up tensors, because the real kernels choose memory formats meta does not
+   follow (a depthwise convolution of a channels-last input returns channels-last on CPU,
+   contiguous on meta), and scratch depends on them.
+3. The pass runs again on meta with ``Positional``: call k gets the k-th figure. A call
+   whose op differs from the real run's k-th (the sequences differ) is measured on its own
+   (``Direct``: zeros of its shapes, strides and dtype, once per signature).
+
+Large batches (``BatchScaled``): a real pass at batch 45 costs what the step costs on this
+CPU (20-40 s for ResNet-18 or VGG16 on two cores). Above ``DIRECT_MAX_BATCH`` the pass is
+measured in situ at ``REFERENCE_BATCHES`` (2, 4, 8), and call k's scratch at batch B is
+the line through its scratch at 4 and 8, taken only where its scratch at 2 lies on that
+line too: shown linear in the batch for that call (a reorder of an activation grows with
+it; a reorder of a weight, a per-thread buffer, stays). The other calls are measured on
+their own (``Direct``) at B. The line is an extrapolation from batch 8: a kernel that
+changes algorithm above it is not seen; ``bench/fit_cpu_check.py`` checks ``fit``'s
+answers against the allocator at B and B + 1.
+
+Not measured here: memory a library takes outside the CPU allocator (the profiler does
+not see it), and a GPU's scratch (cuDNN and cuBLAS workspaces: the device ledger).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pathlib
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_flatten, tree_map
+
+SCHEMA = 1  # bump when what a cached figure means changes
+DIRECT_MAX_BATCH = 8  # up to this batch a pass is measured in situ at its own batch
+REFERENCE_BATCHES = (2, 4, 8)  # above it: the line through 4 and 8, checked at 2
+LINEAR_SLACK_BYTES = 4096  # allocator alignment: a point off the line by less is on it
+_MARK = "archcost.scratch."
+
+_MEMORY: Dict[str, Dict[str, object]] = {"calls": {}, "traces": {}}  # this process's cache
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def _describe(x):
+    if isinstance(x, torch.Tensor):
+        return ("T", tuple(x.shape), tuple(x.stride()), str(x.dtype).replace("torch.", ""))
+    if isinstance(x, torch.device):
+        return ("D", "cpu" if x.type == "meta" else x.type)
+    if isinstance(x, (torch.dtype, torch.memory_format, torch.layout)):
+        return str(x)
+    if isinstance(x, float):
+        return "f"  # a scalar's value (Adam's bias correction changes every step) picks no kernel
+    if x is None or isinstance(x, (bool, int, str, complex)):
+        return x
+    return ("O", type(x).__name__)  # a ScriptObject, a Generator: its type, not its address
+
+
+def signature(func, args, kwargs) -> str:
+    """A key for one operator call: the ATen op, each tensor's shape, strides and dtype,
+    each other argument (a meta device reads as cpu: the call is measured there)."""
+    flat, spec = tree_flatten((args, kwargs or {}))
+    return repr((str(func), tuple(_describe(x) for x in flat), str(spec)))
+
+
+def no_scratch_by_rule(func, args, kwargs) -> bool:
+    """Calls that allocate nothing beyond what they return: views and aliases (no
+    allocation at all), and calls without a tensor operand (factories such as ``empty``,
+    ``zeros``, ``arange``, whose one allocation is their output)."""
+    if getattr(func, "is_view", False):
+        return True
+    return not any(isinstance(x, torch.Tensor) for x in tree_flatten((args, kwargs or {}))[0])
+
+
+@dataclass(frozen=True)
+class _TensorRecipe:
+    shape: Tuple[int, ...]
+    stride: Tuple[int, ...]
+    dtype: torch.dtype
+
+    def make(self) -> torch.Tensor:
+        # Zeros: a valid index for every index operand (max-pool indices, embedding ids,
+        # class labels); a dense kernel's scratch does not depend on its operands' values.
+        return torch.empty_strided(self.shape, self.stride, dtype=self.dtype).zero_()
+
+
+def _recipe(args, kwargs):
+    """The call with every tensor replaced by what is needed to make a real CPU one."""
+    def one(x):
+        if isinstance(x, torch.Tensor):
+            return _TensorRecipe(tuple(x.shape), tuple(x.stride()), x.dtype)
+        if isinstance(x, torch.device) and x.type == "meta":
+            return torch.device("cpu")
+        return x
+    return tree_map(one, (tuple(args), dict(kwargs or {})))
+
+
+def _materialize(recipe):
+    return tree_map(lambda x: x.make() if isinstance(x, _TensorRecipe) else x, recipe)
+
+
+# ---------------------------------------------------------------- the caches
+
+
+def cache_file() -> pathlib.Path:
+    from archcost.analysis.calibrate import cache_dir
+    from archcost.analysis.devices import device_name
+
+    text = f"{device_name('cpu')}|{torch.get_num_threads()}|{torch.__version__}|scratch{SCHEMA}"
+    return cache_dir() / f"scratch-{hashlib.sha1(text.encode()).hexdigest()[:12]}.json"
+
+
+def _load_disk() -> Dict[str, dict]:
+    try:
+        data = json.loads(cache_file().read_text())
+        return {k: dict(data.get(k, {})) for k in ("calls", "traces")}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {"calls": {}, "traces": {}}  # missing, unreadable or malformed: measure again
+
+
+def _remember(kind: str, figures: dict):
+    """Keep figures in the process and on disk (merged with what another process may have
+    added meanwhile); a cache folder that cannot be written only means not keeping them."""
+    from archcost.report.files import atomic_path
+
+    _MEMORY[kind].update(figures)
+    path = cache_file()
+    try:
+        data = _load_disk()
+        data[kind].update(figures)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            pathlib.Path(tmp).write_text(json.dumps(data, sort_keys=True))
+    except OSError:
+        pass
+
+
+_DISK_READ = [False]
+
+
+def _cached(kind: str, key: str):
+    if not _DISK_READ[0]:
+        _DISK_READ[0] = True
+        for k, table in _load_disk().items():
+            for key_, v in table.items():
+                _MEMORY[k].setdefault(key_, v)
+    return _MEMORY[kind].get(key)
+
+
+def forget():
+    """Forget what this process measured (the file on disk stays)."""
+    for table in _MEMORY.values():
+        table.clear()
+    _DISK_READ[0] = False
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@contextlib.contextmanager
+def _profiled():
+    """A CPU profiler session with allocator events, its start/stop lines kept off the
+    terminal (the C++ side prints them on fd 2). Yields the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if torch.autograd.profiler._is_profiler_enabled:
+        raise RuntimeError("kernel scratch is measured under torch.profiler, which is already running")
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        saved = None
+    try:
+        with open(os.devnull, "w") as null, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if saved is not None:
+                os.dup2(null.fileno(), 2)
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                yield prof
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def scratch_from_events(events) -> Dict[int, int]:
+    """Per marked call (``archcost.scratch.<k>`` ranges of ``record_function``): the highest
+    running sum of the CPU allocator's events inside the range minus the sum at its end
+    (0 when the call freed more than it kept: the tracker counts no outputs then). A marked range nested in another (an op a marked op calls) is skipped: its allocations
+    belong to the outer call."""
+    cpu = torch.autograd.DeviceType.CPU
+    mem = sorted((e.start_ns(), e.nbytes()) for e in events
+                 if e.name() == "[memory]" and e.device_type() == cpu)
+    marks = sorted(((e.start_ns(), e.end_ns(), int(e.name()[len(_MARK):])) for e in events
+                    if e.name().startswith(_MARK)), key=lambda m: (m[0], -m[1]))
+    out, i, reach = {}, 0, -1
+    for start, end, k in marks:
+        if start < reach:
+            continue
+        reach = end
+        while i < len(mem) and mem[i][0] < start:
+            i += 1
+        running = high = 0
+        while i < len(mem) and mem[i][0] <= end:
+            running += mem[i][1]
+            high = max(high, running)
+            i += 1
+        out[k] = high - max(running, 0)
+    return out
+
+
+class _Marker(TorchDispatchMode):
+    """Runs each ATen call inside a numbered ``record_function`` range."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: List[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        from torch.profiler import record_function
+
+        k = len(self.ops)
+        self.ops.append(str(func))
+        with record_function(f"{_MARK}{k}"):
+            return func(*args, **(kwargs or {}))
+
+
+def in_situ(run_real: Callable[[TorchDispatchMode], None]) -> List[Tuple[str, int]]:
+    """(op, scratch bytes) of each ATen call of ``run_real(mode)``, a pass on real CPU
+    tensors that enters ``mode`` where the tracked pass enters its tracker."""
+    mode = _Marker()
+    with _profiled() as prof:
+        run_real(mode)
+    per_call = scratch_from_events(list(prof.profiler.kineto_results.events()))
+    return [(op, per_call.get(k, 0)) for k, op in enumerate(mode.ops)]
+
+
+FAILED: set = set()  # signatures whose call raised on zero operands (scratch taken as 0)
+
+
+def measure_calls(calls: List[Tuple[str, object, object]]) -> Dict[str, int]:
+    """Run each (signature, func, recipe) once on zeros on the CPU under one profiler
+    session; returns signature -> scratch bytes, also cached. A call that raises on zeros
+    is taken as 0 and its signature kept in ``FAILED``."""
+    if not calls:
+        return {}
+    failed = set()
+    with _disable_current_modes(), torch.no_grad(), _profiled() as prof:
+        from torch.profiler import record_function
+
+        for k, (_, func, recipe) in enumerate(calls):
+            args, kwargs = _materialize(recipe)
+            try:
+                with record_function(f"{_MARK}{k}"):
+                    out = func(*args, **kwargs)
+                del out  # freed after the range closes: what a call returns is not its scratch
+            except Exception:  # noqa: BLE001 -- any kernel error: this call is unmeasured
+                failed.add(k)
+            del args, kwargs
+    per_call = scratch_from_events(list(prof.profiler.kineto_results.events()))
+    result = {key: (0 if k in failed else per_call.get(k, 0)) for k, (key, _, _) in enumerate(calls)}
+    _remember("calls", result)
+    FAILED.update(calls[k][0] for k in failed)
+    return result
+
+
+# ---------------------------------------------------------------- providers a pass asks
+
+
+class Direct:
+    """Each call's scratch measured on its own, at its signature: from the caches, or 0
+    and queued (``measure_pending``, then run the pass again)."""
+
+    def __init__(self):
+        self.pending: Dict[str, Tuple[object, object]] = {}
+        self.index = 0  # calls asked about in this run of the pass
+        self.direct_calls = 0  # of them, answered by a measurement of the call alone
+
+    def reset(self):
+        self.index = self.direct_calls = 0
+
+    def bytes(self, func, args, kwargs) -> int:
+        """Scratch alive inside this call, on top of what it returns; ask before it runs."""
+        self.index += 1
+        return self._direct(func, args, kwargs)
+
+    def _direct(self, func, args, kwargs) -> int:
+        if no_scratch_by_rule(func, args, kwargs):
+            return 0
+        self.direct_calls += 1
+        key = signature(func, args, kwargs)
+        n = _cached("calls", key)
+        if n is None and key not in self.pending:
+            self.pending[key] = (func, _recipe(args, kwargs))
+        return n or 0
+
+    def measure_pending(self) -> bool:
+        """Measure what the last run queued; False when nothing was."""
+        if not self.pending:
+            return False
+        measure_calls([(k, f, r) for k, (f, r) in self.pending.items()])
+        self.pending = {}
+        return True
+
+
+class Recorder(Direct):
+    """Answers 0 and keeps each call's op and signature (the key of an in-situ trace)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: List[Tuple[str, str]] = []
+
+    def bytes(self, func, args, kwargs) -> int:
+        self.index += 1
+        self.calls.append((str(func), signature(func, args, kwargs)))
+        return 0
+
+    def key(self) -> str:
+        return hashlib.sha1("\n".join(s for _, s in self.calls).encode()).hexdigest()
+
+
+class Positional(Direct):
+    """Call k's scratch is the k-th of an in-situ trace of the same pass, where the ops
+    agree; elsewhere, measured on its own."""
+
+    def __init__(self, trace: List[Tuple[str, int]]):
+        super().__init__()
+        self.trace = trace
+
+    def bytes(self, func, args, kwargs) -> int:
+        k = self.index
+        self.index += 1
+        if k < len(self.trace) and self.trace[k][0] == str(func):
+            return self.trace[k][1]
+        return self._direct(func, args, kwargs)
+
+
+class BatchScaled(Direct):
+    """Call k's scratch at ``batch`` from the line through its in-situ scratch at the
+    reference batches, where it is linear; elsewhere, measured on its own."""
+
+    def __init__(self, references: Dict[int, List[Tuple[str, int]]], batch: int):
+        super().__init__()
+        self.references = references
+        self.batch = batch
+
+    def bytes(self, func, args, kwargs) -> int:
+        k = self.index
+        self.index += 1
+        b0, b1, b2 = REFERENCE_BATCHES
+        refs = [self.references[b] for b in REFERENCE_BATCHES]
+        if all(k < len(r) and r[k][0] == str(func) for r in refs):
+            s0, s1, s2 = (r[k][1] for r in refs)
+            slope = (s2 - s1) / (b2 - b1)
+            if abs(s1 - s0 - slope * (b1 - b0)) <= LINEAR_SLACK_BYTES:
+                return max(0, round(s2 + slope * (self.batch - b2)))
+        return self._direct(func, args, kwargs)
+
+
+def _until_measured(run: Callable[[Direct], object], provider: Direct):
+    """``run(provider)``, again after measuring what it queued."""
+    result = run(provider)
+    if provider.measure_pending():
+        provider.reset()
+        result = run(provider)
+    return result
+
+
+class ScratchSource:
+    """Each call's scratch for one pass of one model, at any batch.
+
+    ``run_meta(batch, provider)`` runs the tracked pass (asking ``provider.bytes`` for each
+    call) and returns its result; ``run_real(batch, mode)`` runs the same pass on real CPU
+    tensors with ``mode`` entered where the tracker is. ``at(batch)`` returns (the tracked
+    pass's result with scratch, the provider it used)."""
+
+    def __init__(self, run_meta: Callable[[int, Direct], object],
+                 run_real: Callable[[int, TorchDispatchMode], None]):
+        self.run_meta = run_meta
+        self.run_real = run_real
+        self.references: Optional[Dict[int, List[Tuple[str, int]]]] = None
+
+    def trace(self, batch: int) -> List[Tuple[str, int]]:
+        """In-situ (op, scratch) of every call at ``batch``: cached by the pass's signatures."""
+        rec = Recorder()
+        self.run_meta(batch, rec)
+        key = rec.key()
+        trace = _cached("traces", key)
+        if trace is None:
+            trace = in_situ(lambda mode: self.run_real(batch, mode))
+            _remember("traces", {key: trace})
+        return [(op, int(n)) for op, n in trace]
+
+    def at(self, batch: int):
+        if batch <= DIRECT_MAX_BATCH:
+            provider: Direct = Positional(self.trace(batch))
+        else:
+            if self.references is None:
+                self.references = {b: self.trace(b) for b in REFERENCE_BATCHES}
+            provider = BatchScaled(self.references, batch)
+        return _until_measured(lambda p: self.run_meta(batch, p), provider), provider
