@@ -1,9 +1,8 @@
 """Kernel scratch (archcost/memory/scratch.py): what an operator allocates and frees
 inside itself, measured under the CPU allocator's own accounting.
 
-The known-scratch operator here is our own (``archcost_test::scratchy``): its CPU kernel
-returns ``2 * x`` and, after allocating that output, allocates ``n`` bytes and frees them,
-so its scratch is ``n`` bytes by construction, whatever the machine."""
+The known-scratch operator is our own (``archcost_test::scratchy``, tests/scratch_op.py):
+``n`` bytes of scratch by construction, whatever the machine."""
 
 from __future__ import annotations
 
@@ -13,23 +12,7 @@ import pytest
 import torch
 
 from archcost.memory import scratch as S
-
-
-@torch.library.custom_op("archcost_test::scratchy", mutates_args=())
-def scratchy(x: torch.Tensor, n: int) -> torch.Tensor:
-    out = x * 2
-    tmp = torch.empty(n, dtype=torch.uint8)
-    tmp.fill_(1)  # touched, as a kernel's workspace is
-    del tmp
-    return out
-
-
-@scratchy.register_fake
-def _scratchy_fake(x, n):
-    return torch.empty_like(x)
-
-
-SCRATCHY = torch.ops.archcost_test.scratchy.default
+from scratch_op import SCRATCHY
 
 
 @pytest.fixture(autouse=True)
