@@ -54,6 +54,7 @@ import os
 import pathlib
 import sys
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -350,6 +351,21 @@ class Recorder(Direct):
         return hashlib.sha1("\n".join(s for _, s in self.calls).encode()).hexdigest()
 
 
+def align(ops: List[str], real: List[Tuple[str, int]]) -> List[Tuple[str, Optional[int]]]:
+    """Each tracked call's in-situ scratch: the real run's calls matched to the tracked ones
+    in order, by op (the longest matching runs, ``difflib``). The runs can differ by a call
+    here and there where a CPU kernel returns another memory format than meta's and the
+    next operator copies or restrides (``as_strided_``); an unmatched call gets None."""
+    import difflib
+
+    out: List[Tuple[str, Optional[int]]] = [(op, None) for op in ops]
+    matcher = difflib.SequenceMatcher(None, ops, [op for op, _ in real], autojunk=False)
+    for a, b, size in matcher.get_matching_blocks():
+        for i in range(size):
+            out[a + i] = (ops[a + i], real[b + i][1])
+    return out
+
+
 class Positional(Direct):
     """Call k's scratch is the k-th of an in-situ trace of the same pass, where the ops
     agree; elsewhere, measured on its own."""
@@ -361,7 +377,7 @@ class Positional(Direct):
     def bytes(self, func, args, kwargs) -> int:
         k = self.index
         self.index += 1
-        if k < len(self.trace) and self.trace[k][0] == str(func):
+        if k < len(self.trace) and self.trace[k][0] == str(func) and self.trace[k][1] is not None:
             return self.trace[k][1]
         return self._direct(func, args, kwargs)
 
@@ -380,7 +396,7 @@ class BatchScaled(Direct):
         self.index += 1
         b0, b1, b2 = REFERENCE_BATCHES
         refs = [self.references[b] for b in REFERENCE_BATCHES]
-        if all(k < len(r) and r[k][0] == str(func) for r in refs):
+        if all(k < len(r) and r[k][0] == str(func) and r[k][1] is not None for r in refs):
             s0, s1, s2 = (r[k][1] for r in refs)
             slope = (s2 - s1) / (b2 - b1)
             if abs(s1 - s0 - slope * (b1 - b0)) <= LINEAR_SLACK_BYTES:
@@ -411,22 +427,79 @@ class ScratchSource:
         self.run_real = run_real
         self.references: Optional[Dict[int, List[Tuple[str, int]]]] = None
 
-    def trace(self, batch: int) -> List[Tuple[str, int]]:
-        """In-situ (op, scratch) of every call at ``batch``: cached by the pass's signatures."""
+    def trace(self, batch: Optional[int]) -> List[Tuple[str, Optional[int]]]:
+        """(op, in-situ scratch) of each call of the tracked pass at ``batch``, None where
+        the real run made no such call (see ``align``); cached by the pass's signatures."""
         rec = Recorder()
         self.run_meta(batch, rec)
         key = rec.key()
         trace = _cached("traces", key)
         if trace is None:
-            trace = in_situ(lambda mode: self.run_real(batch, mode))
+            trace = align([op for op, _ in rec.calls], in_situ(lambda mode: self.run_real(batch, mode)))
             _remember("traces", {key: trace})
-        return [(op, int(n)) for op, n in trace]
+        return [(op, None if n is None else int(n)) for op, n in trace]
 
-    def at(self, batch: int):
-        if batch <= DIRECT_MAX_BATCH:
+    def at(self, batch: Optional[int]):
+        """``batch`` None: the inputs have no one batch dimension; measured as they are."""
+        if batch is None or batch <= DIRECT_MAX_BATCH:
             provider: Direct = Positional(self.trace(batch))
         else:
             if self.references is None:
                 self.references = {b: self.trace(b) for b in REFERENCE_BATCHES}
             provider = BatchScaled(self.references, batch)
         return _until_measured(lambda p: self.run_meta(batch, p), provider), provider
+
+
+# ---------------------------------------------------------------- what a pass needs
+
+
+def batch_of(inputs) -> Optional[int]:
+    """The batch of a pass's inputs: the one first dimension of them all, or None."""
+    if not inputs or not all(isinstance(t, torch.Tensor) and t.dim() > 0 for t in inputs):
+        return None
+    sizes = {t.shape[0] for t in inputs}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def inputs_at(inputs, batch: Optional[int], device) -> tuple:
+    """Zeros like ``inputs`` at another batch (None: the same shapes) and device; zeros are
+    a valid token id and class for every input."""
+    return tuple(torch.zeros(t.shape if batch is None else (batch, *t.shape[1:]), dtype=t.dtype, device=device)
+                 for t in inputs)
+
+
+def measurable(model, inputs) -> bool:
+    """Scratch is measured for passes on the CPU or on meta (standing for the CPU), whose
+    inputs are tensors; a GPU's is the device ledger's business."""
+    devices = {t.device.type for t in [*model.parameters(), *model.buffers(), *inputs]
+               if isinstance(t, torch.Tensor)}
+    return devices <= {"cpu", "meta"} and all(isinstance(t, torch.Tensor) for t in inputs)
+
+
+def cpu_twin(model):
+    """``model`` itself when it is on the CPU; otherwise a copy with CPU storage: weights
+    zero, floating buffers 1 (BatchNorm statistics a kernel accepts), others 0."""
+    import copy
+
+    if all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()]):
+        return model
+    twin = copy.deepcopy(model).to_empty(device="cpu")
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.zero_()
+        for b in twin.buffers():
+            b.fill_(1 if b.is_floating_point() else 0)
+    return twin
+
+
+_SOURCES = weakref.WeakKeyDictionary()
+
+
+def source_for(owner, inputs, make: Callable[[], "ScratchSource"]) -> "ScratchSource":
+    """One ``ScratchSource`` per owner (a model, a training step) and per input shape
+    without the batch, kept while the owner lives (``fit`` asks at many batches)."""
+    key = tuple((tuple(t.shape[1:]), t.dtype) for t in inputs)
+    per_owner = _SOURCES.setdefault(owner, {})
+    if key not in per_owner:
+        per_owner[key] = make()
+    return per_owner[key]
