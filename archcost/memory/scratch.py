@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import pathlib
 import sys
@@ -267,7 +268,34 @@ def in_situ(run_real: Callable[[TorchDispatchMode], None]) -> List[Tuple[str, in
     return [(op, per_call.get(k, 0)) for k, op in enumerate(mode.ops)]
 
 
-FAILED: set = set()  # signatures whose call raised on zero operands (scratch taken as 0)
+FAILED: set = set()  # signatures whose call raised on zero operands, or too large to run (scratch taken as 0)
+
+
+def free_memory_bytes() -> int:
+    """Memory this machine can still give (``MemAvailable``), or 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def affordable(nbytes: int) -> bool:
+    """A real run of ``nbytes`` takes at most half of the free memory (a model analysed on
+    meta because it does not fit is never built for real)."""
+    free = free_memory_bytes()
+    return free == 0 or nbytes <= free // 2
+
+
+def _recipe_bytes(recipe) -> int:
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in tree_flatten(recipe)[0]
+               if isinstance(x, _TensorRecipe))
 
 
 def measure_calls(calls: List[Tuple[str, object, object]]) -> Dict[str, int]:
@@ -281,6 +309,9 @@ def measure_calls(calls: List[Tuple[str, object, object]]) -> Dict[str, int]:
         from torch.profiler import record_function
 
         for k, (_, func, recipe) in enumerate(calls):
+            if not affordable(2 * _recipe_bytes(recipe)):  # operands, and about as much again
+                failed.add(k)
+                continue
             args, kwargs = _materialize(recipe)
             try:
                 with record_function(f"{_MARK}{k}"):
@@ -422,22 +453,37 @@ class ScratchSource:
     pass's result with scratch, the provider it used)."""
 
     def __init__(self, run_meta: Callable[[int, Direct], object],
-                 run_real: Callable[[int, TorchDispatchMode], None]):
+                 run_real: Callable[[int, TorchDispatchMode], None],
+                 need: Callable[[object], int] = lambda result: 0):
         self.run_meta = run_meta
         self.run_real = run_real
+        self.need = need  # bytes the real run would take, from the tracked pass's result
         self.references: Optional[Dict[int, List[Tuple[str, int]]]] = None
+        self.notes: List[str] = []
 
     def trace(self, batch: Optional[int]) -> List[Tuple[str, Optional[int]]]:
         """(op, in-situ scratch) of each call of the tracked pass at ``batch``, None where
         the real run made no such call (see ``align``); cached by the pass's signatures."""
         rec = Recorder()
-        self.run_meta(batch, rec)
+        result = self.run_meta(batch, rec)
         key = rec.key()
         trace = _cached("traces", key)
-        if trace is None:
-            trace = align([op for op, _ in rec.calls], in_situ(lambda mode: self.run_real(batch, mode)))
-            _remember("traces", {key: trace})
-        return [(op, None if n is None else int(n)) for op, n in trace]
+        if trace is not None:
+            return [(op, None if n is None else int(n)) for op, n in trace]
+        ops = [op for op, _ in rec.calls]
+        need = self.need(result)
+        if not affordable(need):
+            self.notes.append(f"not run on real tensors at batch {batch} ({need / 2**30:.1f} GiB, more than half "
+                              "of this machine's free memory): each call's scratch measured alone")
+            return [(op, None) for op in ops]
+        try:
+            trace = align(ops, in_situ(lambda mode: self.run_real(batch, mode)))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            self.notes.append(f"the pass failed on real CPU tensors ({str(exc).strip().splitlines()[0][:120]}): "
+                              "each call's scratch measured alone")
+            return [(op, None) for op in ops]
+        _remember("traces", {key: trace})
+        return trace
 
     def at(self, batch: Optional[int]):
         """``batch`` None: the inputs have no one batch dimension; measured as they are."""
