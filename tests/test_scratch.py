@@ -171,3 +171,29 @@ def test_source_measures_a_pass_once_and_reuses_its_trace(monkeypatch):
     assert src.at(3)[0] == 300 and real_runs == [3]  # cached by the pass's signatures
     assert src.at(40)[0] == 4000 and src.at(41)[0] == 4100
     assert sorted(real_runs) == sorted([3, *S.REFERENCE_BATCHES])
+
+
+def test_align_skips_a_call_only_the_real_run_makes():
+    # The CPU run restrides once (as_strided_) where meta does not; the calls after it
+    # keep their own figures, not their neighbour's.
+    ops = ["aten.mean.dim", "aten.view.default", "aten.addmm.default"]
+    real = [("aten.mean.dim", 12), ("aten.as_strided_.default", 0), ("aten.view.default", 0),
+            ("aten.addmm.default", 4096)]
+    assert S.align(ops, real) == [("aten.mean.dim", 12), ("aten.view.default", 0), ("aten.addmm.default", 4096)]
+    # A call the real run never made gets None (measured alone later).
+    assert S.align(["aten.mm.default", "aten.cat.default"], [("aten.mm.default", 5)]) == \
+        [("aten.mm.default", 5), ("aten.cat.default", None)]
+
+
+def test_a_pass_too_large_for_this_machine_is_not_run_for_real(monkeypatch):
+    monkeypatch.setattr(S, "free_memory_bytes", lambda: 1 << 30)  # 1 GiB free
+    real_runs = []
+
+    def run_meta(batch, provider):
+        x = torch.empty(batch, 4, device="meta")
+        provider.bytes(SCRATCHY, (x, 100), {})
+        return 600 << 20  # the pass would need 600 MiB: more than half of what is free
+
+    src = S.ScratchSource(run_meta, lambda b, mode: real_runs.append(b), need=lambda r: r)
+    _, provider = src.at(2)
+    assert real_runs == [] and provider.direct_calls == 1 and "free memory" in src.notes[0]
