@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from archcost.memory import scratch as S
+from archcost.memory import scratch_calls as C
 from scratch_op import SCRATCHY
 
 
@@ -19,9 +20,9 @@ from scratch_op import SCRATCHY
 def own_cache(tmp_path, monkeypatch):
     """Each test measures into its own cache folder, and forgets the process's cache."""
     monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
-    S.forget()
+    C.forget()
     yield
-    S.forget()
+    C.forget()
 
 
 # ------------------------------------------------------------------ the events walk
@@ -39,13 +40,13 @@ def test_scratch_is_the_high_water_mark_above_what_the_call_returns():
               _ev("[memory]", 13, nbytes=-50), _ev("[memory]", 25, nbytes=999),
               _ev("archcost.scratch.1", 30, 40), _ev("[memory]", 31, nbytes=30), _ev("[memory]", 32, nbytes=-30),
               _ev("[memory]", 33, nbytes=8)]
-    assert S.scratch_from_events(events) == {0: 150 - 100, 1: 30 - 8}
+    assert C.scratch_from_events(events) == {0: 150 - 100, 1: 30 - 8}
 
 
 def test_a_call_that_frees_an_operand_has_no_negative_scratch():
     # The high-water mark is never below the end: scratch >= 0 (here -64 only: 0).
     events = [_ev("archcost.scratch.0", 0, 9), _ev("[memory]", 1, nbytes=-64)]
-    assert S.scratch_from_events(events) == {0: 0}
+    assert C.scratch_from_events(events) == {0: 0}
 
 
 # ------------------------------------------------------------------ signatures
@@ -54,19 +55,19 @@ def test_a_call_that_frees_an_operand_has_no_negative_scratch():
 def test_signature_tells_strides_and_dtypes_apart_but_not_scalar_values():
     add = torch.ops.aten.add.Tensor
     a = torch.empty(4, 6, device="meta")
-    assert S.signature(add, (a, a), {}) != S.signature(add, (a.t(), a.t()), {})  # strides pick kernels
-    assert S.signature(add, (a, a), {}) != S.signature(add, (a.half(), a.half()), {})
+    assert C.signature(add, (a, a), {}) != C.signature(add, (a.t(), a.t()), {})  # strides pick kernels
+    assert C.signature(add, (a, a), {}) != C.signature(add, (a.half(), a.half()), {})
     # Adam's bias corrections change every step: a float's value picks no kernel.
-    assert S.signature(torch.ops.aten.mul.Tensor, (a, 0.9), {}) == S.signature(torch.ops.aten.mul.Tensor, (a, 0.99), {})
+    assert C.signature(torch.ops.aten.mul.Tensor, (a, 0.9), {}) == C.signature(torch.ops.aten.mul.Tensor, (a, 0.99), {})
     # The same call on meta and on CPU has one signature: it is measured on the CPU.
-    assert S.signature(add, (a, a), {}) == S.signature(add, (torch.empty(4, 6), torch.empty(4, 6)), {})
+    assert C.signature(add, (a, a), {}) == C.signature(add, (torch.empty(4, 6), torch.empty(4, 6)), {})
 
 
 def test_views_and_factories_have_no_scratch_by_rule():
     a = torch.empty(4, 6, device="meta")
-    assert S.no_scratch_by_rule(torch.ops.aten.view.default, (a, [24]), {})
-    assert S.no_scratch_by_rule(torch.ops.aten.empty.memory_format, ([4, 6],), {"device": torch.device("meta")})
-    assert not S.no_scratch_by_rule(torch.ops.aten.add.Tensor, (a, a), {})
+    assert C.no_scratch_by_rule(torch.ops.aten.view.default, (a, [24]), {})
+    assert C.no_scratch_by_rule(torch.ops.aten.empty.memory_format, ([4, 6],), {"device": torch.device("meta")})
+    assert not C.no_scratch_by_rule(torch.ops.aten.add.Tensor, (a, a), {})
 
 
 # ------------------------------------------------------------------ measuring
@@ -74,8 +75,8 @@ def test_views_and_factories_have_no_scratch_by_rule():
 
 def test_a_call_measured_alone_has_its_known_scratch():
     x = torch.empty(8, 16, device="meta")
-    key = S.signature(SCRATCHY, (x, 12345), {})
-    assert S.measure_calls([(key, SCRATCHY, S._recipe((x, 12345), {}))]) == {key: 12345}
+    key = C.signature(SCRATCHY, (x, 12345), {})
+    assert C.measure_calls([(key, SCRATCHY, C._recipe((x, 12345), {}))]) == {key: 12345}
 
 
 def test_an_elementwise_call_on_contiguous_operands_has_none():
@@ -83,8 +84,8 @@ def test_an_elementwise_call_on_contiguous_operands_has_none():
     # its output: the only allocation is what it returns.
     add = torch.ops.aten.add.Tensor
     x = torch.empty(256, 256, device="meta")
-    key = S.signature(add, (x, x), {})
-    assert S.measure_calls([(key, add, S._recipe((x, x), {}))]) == {key: 0}
+    key = C.signature(add, (x, x), {})
+    assert C.measure_calls([(key, add, C._recipe((x, x), {}))]) == {key: 0}
 
 
 def test_in_situ_gives_each_call_its_scratch_in_order():
@@ -94,7 +95,7 @@ def test_in_situ_gives_each_call_its_scratch_in_order():
             b = SCRATCHY(a, 1000)
             SCRATCHY(b, 5000)
 
-    assert S.in_situ(run) == [(str(SCRATCHY), 1000), (str(SCRATCHY), 5000)]
+    assert C.in_situ(run) == [(str(SCRATCHY), 1000), (str(SCRATCHY), 5000)]
 
 
 def test_measuring_inside_a_running_profiler_is_refused():
@@ -102,7 +103,7 @@ def test_measuring_inside_a_running_profiler_is_refused():
 
     with profile(activities=[ProfilerActivity.CPU]):
         with pytest.raises(RuntimeError, match="already running"):
-            S.in_situ(lambda mode: None)
+            C.in_situ(lambda mode: None)
 
 
 # ------------------------------------------------------------------ providers
@@ -142,10 +143,10 @@ def test_batch_scaled_extends_a_linear_call_and_measures_a_nonlinear_one():
 
 def test_figures_are_kept_on_disk_for_the_next_process(monkeypatch):
     x = torch.empty(8, 16, device="meta")
-    key = S.signature(SCRATCHY, (x, 777), {})
-    S.measure_calls([(key, SCRATCHY, S._recipe((x, 777), {}))])
-    assert S.cache_file().exists()
-    S.forget()  # a new process: only the file remains
+    key = C.signature(SCRATCHY, (x, 777), {})
+    C.measure_calls([(key, SCRATCHY, C._recipe((x, 777), {}))])
+    assert C.cache_file().exists()
+    C.forget()  # a new process: only the file remains
     monkeypatch.setattr(S, "measure_calls", lambda calls: pytest.fail("measured again"))
     p = S.Direct()
     assert p.bytes(SCRATCHY, (x, 777), {}) == 777 and not p.pending
@@ -186,7 +187,7 @@ def test_align_skips_a_call_only_the_real_run_makes():
 
 
 def test_a_pass_too_large_for_this_machine_is_not_run_for_real(monkeypatch):
-    monkeypatch.setattr(S, "free_memory_bytes", lambda: 1 << 30)  # 1 GiB free
+    monkeypatch.setattr(C, "free_memory_bytes", lambda: 1 << 30)  # 1 GiB free
     real_runs = []
 
     def run_meta(batch, provider):
