@@ -11,18 +11,15 @@ returns) has exactly that scratch in its peaks, by formula."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from archcost.analysis.memcheck import profiler_memory
-from archcost.analysis.memory import peak_pass, peak_detail
-from archcost.analysis.traincheck import allocator_step
-from archcost.analysis.training import step_memory
-from archcost.memory import scratch as S
+from archcost.measure.allocator import allocator_step, profiler_memory
+from archcost.memory import scratch_calls as C
+from archcost.memory.forward import peak_detail, peak_pass
+from archcost.memory.training import step_memory
 
 from scratch_op import SCRATCHY
 
@@ -221,9 +218,9 @@ def _inputs(device, image):
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
-    S.forget()
+    C.forget()
     yield
-    S.forget()
+    C.forget()
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
