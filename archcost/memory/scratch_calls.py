@@ -151,29 +151,34 @@ def forget():
 
 
 @contextlib.contextmanager
-def _profiled():
-    """A CPU profiler session with allocator events, its start/stop lines kept off the
-    terminal (the C++ side prints them on fd 2). Yields the profiler."""
-    from torch.profiler import ProfilerActivity, profile
-
-    if torch.autograd.profiler._is_profiler_enabled:
-        raise RuntimeError("kernel scratch is measured under torch.profiler, which is already running")
+def quiet_stderr():
+    """The profiler's C++ side prints start/stop lines on fd 2; keep them off the terminal."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (OSError, ValueError):
-        saved = None
+        yield
+        return
     try:
-        with open(os.devnull, "w") as null, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if saved is not None:
-                os.dup2(null.fileno(), 2)
-            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-                yield prof
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
     finally:
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def _profiled():
+    """A CPU profiler session with allocator events, quietly. Yields the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if torch.autograd.profiler._is_profiler_enabled:
+        raise RuntimeError("kernel scratch is measured under torch.profiler, which is already running")
+    with quiet_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            yield prof
 
 
 def scratch_from_events(events) -> Dict[int, int]:
