@@ -285,3 +285,9 @@ def source_for(owner, inputs, make: Callable[[], "ScratchSource"]) -> "ScratchSo
     if key not in per_owner:
         per_owner[key] = make()
     return per_owner[key]
+
+
+def notes_for(owner) -> str:
+    """What the scratch sources of ``owner`` had to say (a pass not run on real tensors)."""
+    notes = [n for src in _SOURCES.get(owner, {}).values() for n in src.notes]
+    return "; ".join(dict.fromkeys(notes))

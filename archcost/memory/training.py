@@ -208,6 +208,7 @@ class StepMemory:
     trainable_params: int
     phase_peak_bytes: Dict[str, int] = field(default_factory=dict)  # per phase, same baseline
     scratch_at_peak: int = 0  # what the kernel running at the peak allocated for itself (memory/scratch.py)
+    scratch_note: str = ""  # how the scratch was measured, when not in situ at this batch
 
 
 def _state_tensors(opt: torch.optim.Optimizer, device: torch.device) -> List[torch.Tensor]:
@@ -302,9 +303,11 @@ class TrainingStep:
             lambda b, mode: run_real(b, mode), need=lambda r: r.train_peak_bytes))
         source.run_real = run_real  # this call's inputs and CPU twin, dropped when it returns
         try:
-            return source.at(batch)[0]
+            result = source.at(batch)[0]
         finally:
             twin.clear()
+        result.scratch_note = "; ".join(dict.fromkeys(source.notes))
+        return result
 
     def _measure(self, inputs: Tuple[torch.Tensor, ...], scratch) -> StepMemory:
         buffers = list({id(b): b for b in self.model.buffers()}.values())
@@ -393,7 +396,7 @@ def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=No
     s["backward_at_peak"] = r.backward_at_peak
     s["step_at_peak"] = r.step_at_peak
     s["scratch_at_peak"] = r.scratch_at_peak
-    s["train_note"] = ""
+    s["train_note"] = r.scratch_note
     if checkpoint:
         from archcost.memory.checkpointing import segments
 
