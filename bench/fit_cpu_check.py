@@ -124,6 +124,18 @@ def batch2_rows(log):
     return rows
 
 
+def _mib(n, digits=2):
+    return f"{n / 2**20:.{digits}f} MiB"
+
+
+def _section(title, header, rows):
+    """A markdown table: text columns left, the rest right."""
+    align = [":---" if isinstance(v, str) and not v.endswith("MiB") and not v.endswith("GiB") and "%" not in v
+             else "---:" for v in rows[0]] if rows else [":---"] * len(header)
+    return [title, "", "| " + " | ".join(header) + " |", "|" + "|".join(align) + "|",
+            *("| " + " | ".join(str(v) for v in row) + " |" for row in rows), ""]
+
+
 def _markdown(fit_df, b2_df, load, seconds):
     lines = ["# `fit` and the peaks against the CPU allocator", "",
              f"`python bench/fit_cpu_check.py`, torch {torch.__version__}, {torch.get_num_threads()} threads; "
@@ -131,23 +143,19 @@ def _markdown(fit_df, b2_df, load, seconds):
              "(`profile_memory=True`), every allocation of one steady-state training step (or one inference "
              "forward) on real CPU tensors, plus what was allocated before it and the input batch.", ""]
     if fit_df is not None:
-        lines += ["## fit: B fits and B + 1 does not, by the allocator", "",
-                  "| model | optimizer | budget | fit answers | archcost at B | allocator at B | allocator at B + 1 | right |",
-                  "|:---|:---|---:|---:|---:|---:|---:|:---|"]
-        for _, r in fit_df.iterrows():
-            lines.append(f"| {r.model} | {r.optimizer} | {r.budget_bytes / GiB:g} GiB | {r.batch} | "
-                         f"{r.archcost_bytes / 2**20:.1f} MiB | {r.allocator_bytes / 2**20:.1f} MiB | "
-                         f"{r.allocator_next_bytes / 2**20:.1f} MiB | {'yes' if r.ok else 'NO'} |")
-        lines.append("")
+        lines += _section("## fit: B fits and B + 1 does not, by the allocator",
+                          ["model", "optimizer", "budget", "fit answers", "archcost at B", "allocator at B",
+                           "allocator at B + 1", "right"],
+                          [[r.model, r.optimizer, f"{r.budget_bytes / GiB:g} GiB", r.batch, _mib(r.archcost_bytes, 1),
+                            _mib(r.allocator_bytes, 1), _mib(r.allocator_next_bytes, 1), "yes" if r.ok else "NO"]
+                           for _, r in fit_df.iterrows()])
     if b2_df is not None:
-        lines += ["## Peaks at batch 2 (timm's networks)", "",
-                  "| model | quantity | measured on | archcost | allocator | error | without scratch | scratch at the peak |",
-                  "|:---|:---|:---|---:|---:|---:|---:|---:|"]
-        for _, r in b2_df.iterrows():
-            lines.append(f"| {r.model} | {r.check} | {r.measured_on} | {r.archcost_bytes / 2**20:.2f} MiB | "
-                         f"{r.allocator_bytes / 2**20:.2f} MiB | {r.relative_error:+.3%} | "
-                         f"{r.before_relative_error:+.2%} | {r.scratch_at_peak / 2**20:.2f} MiB |")
-        lines.append("")
+        lines += _section("## Peaks at batch 2 (timm's networks)",
+                          ["model", "quantity", "measured on", "archcost", "allocator", "error", "without scratch",
+                           "scratch at the peak"],
+                          [[r.model, r.check, r.measured_on, _mib(r.archcost_bytes), _mib(r.allocator_bytes),
+                            f"{r.relative_error:+.3%}", f"{r.before_relative_error:+.2%}", _mib(r.scratch_at_peak)]
+                           for _, r in b2_df.iterrows()])
     return "\n".join(lines)
 
 
