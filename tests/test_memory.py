@@ -153,6 +153,9 @@ def test_meta_equals_real_cpu_and_profiler_on_zoo(name):
     assert (same["why"].str.startswith("the same operators allocate")).all()
     saved = frame[frame["quantity"] == "saved_bytes (training)"].iloc[0]
     assert abs(saved["relative_difference"]) < 0.01
+    # every allocation the CPU allocator makes in the forward, kernels' scratch included
+    every = frame.loc["CPU profiler allocator events, every allocation"]
+    assert every["archcost"] == every["independent"]
 
 
 @pytest.mark.parametrize("optimizer,states", [("sgd", 0), ("momentum", 1), ("adam", 2)])
@@ -273,7 +276,8 @@ def test_memory_command_compares():
     r = run(["memory", "resnet18", "--input-size", "64", "--format", "csv"])
     assert r.exit_code == 0
     df = pd.read_csv(io.StringIO(r.stdout))
-    assert set(df["quantity"]) == {"peak_bytes (inference)", "saved_bytes (training)"}
+    assert set(df["quantity"]) == {"peak_bytes (inference)", "peak_bytes, tensors only (inference)",
+                                   "saved_bytes (training)"}
 
 
 @cuda
