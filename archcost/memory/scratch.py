@@ -27,9 +27,13 @@ How a pass gets each call's scratch (``ScratchSource``):
    call on made-up tensors, because the real kernels choose memory formats meta does not
    follow (a depthwise convolution of a channels-last input returns channels-last on CPU,
    contiguous on meta), and scratch depends on them.
-3. The pass runs again on meta with ``Positional``: call k gets the k-th figure. A call
-   whose op differs from the real run's k-th (the sequences differ) is measured on its own
-   (``Direct``: zeros of its shapes, strides and dtype, once per signature).
+3. The pass runs again on meta with ``Positional``: each call gets the figure of the real
+   run's call it is matched to (``align``: in order, by op; the two runs can differ by a
+   restride where a CPU kernel returns another memory format). A call left unmatched is
+   measured on its own (``Direct``: zeros of its shapes, strides and dtype, once per
+   signature); so is every call of a pass too large to run for real on this machine
+   (more than half its free memory: a model analysed on meta because it does not fit is
+   never built), or one that fails on real tensors; the pass's note says so.
 
 Large batches (``BatchScaled``): a real pass at batch 45 costs what the step costs on this
 CPU (20-40 s for ResNet-18 or VGG16 on two cores). Above ``DIRECT_MAX_BATCH`` the pass is
@@ -44,7 +48,6 @@ answers against the allocator at B and B + 1.
 Not measured here: memory a library takes outside the CPU allocator (the profiler does
 not see it), and a GPU's scratch (cuDNN and cuBLAS workspaces: the device ledger).
 """
-
 
 from __future__ import annotations
 
