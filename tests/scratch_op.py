@@ -3,7 +3,10 @@
 returns, so its scratch is ``n`` bytes by construction, on any machine. Its gradient is
 ``2 * grad`` (no scratch)."""
 
+import pytest
 import torch
+
+from archcost.memory import scratch_calls as C
 
 
 @torch.library.custom_op("archcost_test::scratchy", mutates_args=())
@@ -27,3 +30,12 @@ def _backward(ctx, grad):
 scratchy.register_autograd(_backward)
 
 SCRATCHY = torch.ops.archcost_test.scratchy.default
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Each test measures into its own cache folder, and forgets the process's cache."""
+    monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
+    C.forget()
+    yield
+    C.forget()

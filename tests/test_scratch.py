@@ -13,16 +13,7 @@ import torch
 
 from archcost.memory import scratch as S
 from archcost.memory import scratch_calls as C
-from scratch_op import SCRATCHY
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    """Each test measures into its own cache folder, and forgets the process's cache."""
-    monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
-    C.forget()
-    yield
-    C.forget()
+from scratch_op import SCRATCHY, own_cache  # noqa: F401  (own_cache: an autouse fixture)
 
 
 # ------------------------------------------------------------------ the events walk

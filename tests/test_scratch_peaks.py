@@ -17,11 +17,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archcost.measure.allocator import allocator_step, profiler_memory
-from archcost.memory import scratch_calls as C
 from archcost.memory.forward import peak_detail, peak_pass
 from archcost.memory.training import step_memory
 
-from scratch_op import SCRATCHY
+from scratch_op import SCRATCHY, own_cache  # noqa: F401  (own_cache: an autouse fixture)
 
 
 # ------------------------------------------------------------------ the networks
@@ -213,14 +212,6 @@ def _model(builder, device):
 
 def _inputs(device, image):
     return (torch.zeros(BATCH, 3, image, image, device=device),)
-
-
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
-    C.forget()
-    yield
-    C.forget()
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
