@@ -11,12 +11,16 @@ from archcost.count.build import device_of
 
 def add_memory(analysis, model, inputs, optimizer, device):
     from archcost.memory import forward as mem
+    from archcost.memory.scratch import notes_for
 
     s = analysis.summary
     modules = {}
     s["memory_note"] = ""  # columns in this order: note, saved, peak, optimizer, train, where
     s["saved_bytes"] = pd.NA
-    s["peak_bytes"] = mem.peak_pass(model, inputs, modules)
+    peak, scratch = mem.peak_detail(model, inputs, modules)
+    s["peak_bytes"] = peak
+    s["peak_scratch_bytes"] = scratch  # kernel scratch in it, measured on this CPU (memory/scratch.py)
+    s["memory_note"] = notes_for(model)
     s["optimizer"] = optimizer
     s["train_bytes"] = pd.NA
     s["memory_measured_on"] = used = device_of(model)

@@ -2,8 +2,9 @@
 
 - CPU: the profiler's allocator events (``torch.profiler`` with ``profile_memory``). Their
   running sum, sampled when each top-level operator returns, is the live tensor memory
-  the dispatch-level tracker should see; its unsampled maximum also includes what
-  operators allocate and free inside themselves (im2col buffers, oneDNN scratch).
+  the dispatch-level tracker sees; its unsampled maximum also includes what operators
+  allocate and free inside themselves (im2col buffers, oneDNN scratch), which archcost's
+  peaks include, measured (``memory/scratch.py``).
   After a train-mode forward, the allocator still holds what autograd saved plus the
   output.
 - CUDA: the caching allocator's ``memory_allocated`` / ``max_memory_allocated``.
@@ -78,15 +79,19 @@ def compare(name, input_size=None, batch_size: int = 1, device: str = "cpu", dty
     if device == "cpu":
         ev = profiler_memory(real, inputs)
         tr = profiler_memory(real, inputs, train=True)
+        model, model_inputs = (real, inputs) if paths or on_values else (build(builder, "meta", dt),
+                                                                       make_inputs(shapes, "meta", dt))
+        tensors = mem.peak_pass(model, model_inputs, {}, scratch=False)
         rows += [
-            _row("peak_bytes (inference)", ours.peak_bytes, ev["op_boundary_peak"],
+            _row("peak_bytes, tensors only (inference)", tensors, ev["op_boundary_peak"],
                  "CPU profiler allocator events, sampled as each top-level operator returns",
                  "equal unless a composite operator frees a temporary it returned internally "
                  "(max_pool2d's int64 indices: counted by archcost, gone when max_pool2d returns)"),
             _row("peak_bytes (inference)", ours.peak_bytes, ev["allocator_peak"],
                  "CPU profiler allocator events, every allocation",
-                 "the allocator also sees scratch that operators allocate and free inside themselves "
-                 "(im2col buffers, oneDNN workspaces), which no tensor ever holds"),
+                 f"equal: the scratch kernels allocate and free inside themselves (im2col, oneDNN reorders) is "
+                 f"measured on this CPU and counted at its call ({ours.scratch_at_peak} bytes at the peak; "
+                 "memory/scratch.py)"),
             _row("saved_bytes (training)", ours.saved_bytes, tr["live_after"] - tr["output_bytes"],
                  "CPU profiler: bytes still allocated after a train-mode forward, minus the output",
                  "what autograd holds for backward is all that stays allocated after the forward"),

@@ -4,9 +4,6 @@ training step. What the device itself accounts, against which archcost's figures
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import warnings
 from typing import Dict, Tuple
 
@@ -14,25 +11,8 @@ import torch
 import torch.nn as nn
 
 from archcost.count.engine import _tensors
+from archcost.memory.scratch_calls import quiet_stderr as _quiet_stderr
 from archcost.zoo.restore import running_as
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """The profiler's C++ side prints start/stop lines on fd 2; keep them off the terminal."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _top_level_ends(events):

@@ -82,19 +82,19 @@ class _Measure:
                 "peak_phase": r.peak_phase, "input_bytes": input_bytes,
                 "weight_bytes": r.weight_bytes + r.buffer_bytes, "optimizer_state_bytes": r.optimizer_state_bytes,
                 "gradients_at_peak": r.gradients_at_peak, "activations_at_peak": r.activations_at_peak,
-                "transient_at_peak": r.backward_at_peak + r.step_at_peak,
+                "transient_at_peak": r.backward_at_peak + r.step_at_peak, "scratch_at_peak": r.scratch_at_peak,
                 "gradient_bytes": r.gradient_bytes, "step_forward_bytes": r.forward_bytes}
 
     def _inference_row(self, inputs, input_bytes):
-        from archcost.memory.forward import peak_pass
+        from archcost.memory.forward import peak_detail
         from archcost.memory.training import _nbytes_unique, unique_params
 
-        peak = peak_pass(self.model, inputs, {})
+        peak, scratch = peak_detail(self.model, inputs, {})
         weights = _nbytes_unique(unique_params(self.model)) + _nbytes_unique(self.model.buffers())
         return {"needed_bytes": weights + peak + input_bytes, "inference_peak_bytes": weights + peak,
                 "peak_phase": "forward", "input_bytes": input_bytes, "weight_bytes": weights,
-                "optimizer_state_bytes": 0, "gradients_at_peak": 0, "activations_at_peak": peak,
-                "transient_at_peak": 0}
+                "optimizer_state_bytes": 0, "gradients_at_peak": 0, "activations_at_peak": peak - scratch,
+                "transient_at_peak": 0, "scratch_at_peak": scratch}
 
 
 def largest_batch(needed, budget: int, max_batch: int = MAX_BATCH) -> int:

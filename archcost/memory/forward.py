@@ -60,6 +60,7 @@ class MemoryResult:
     peak_bytes: int
     saved_bytes: int
     modules: Dict[str, ModuleMemory] = field(default_factory=dict)
+    scratch_at_peak: int = 0  # kernel scratch in peak_bytes (memory/scratch.py)
 
 
 def _eval_bn_statistics(func, args, kwargs) -> bool:
@@ -75,15 +76,18 @@ class LiveBytes(MetaShortcuts):
     """Live bytes of the storages created under it; ``peak`` is their maximum. Storages
     in ``exclude`` (weights, buffers, inputs) are not counted."""
 
-    def __init__(self, exclude=()):
+    def __init__(self, exclude=(), scratch=None):
         super().__init__()
         self.exclude = set(exclude)
+        self.scratch = scratch  # a scratch provider (memory/scratch.py), or None: kernels' scratch left out
+        self.scratch_at_peak = 0
         self.tracker = StorageTracker(on_free=self._freed)
         self.current = 0
         self.peak = 0
         self.frames: List[list] = []  # [name, highest live total while it ran]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        scratch = self.scratch.bytes(func, args, kwargs) if self.scratch is not None else 0
         out = self.call(func, args, kwargs)
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
@@ -91,18 +95,63 @@ class LiveBytes(MetaShortcuts):
         for t in outs:
             if StorageTracker.key(t) not in self.exclude and self.tracker.add(t):
                 self.current += t.untyped_storage().nbytes()
-                self.peak = max(self.peak, self.current)
-                if self.frames:
-                    self.frames[-1][1] = max(self.frames[-1][1], self.current)
+        # the live total after the call, and inside it: its scratch on top of what it returned
+        high = self.current + scratch
+        if high > self.peak:
+            self.peak, self.scratch_at_peak = high, scratch
+        if self.frames:
+            self.frames[-1][1] = max(self.frames[-1][1], high)
         return out
 
     def _freed(self, nbytes):
         self.current -= nbytes
 
 
-def peak_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[str, ModuleMemory]) -> int:
-    """Eval, no-grad forward; returns the peak of live bytes and records each module's."""
-    mode = LiveBytes(existing_storages(model, inputs))
+def peak_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[str, ModuleMemory],
+              scratch: bool = True) -> int:
+    """Eval, no-grad forward; returns the peak of live bytes and records each module's.
+    ``scratch``: with what kernels allocate and free inside themselves, measured on this
+    CPU (``memory/scratch.py``; not on a GPU)."""
+    return peak_detail(model, inputs, modules, scratch)[0]
+
+
+def peak_detail(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[str, ModuleMemory],
+                scratch: bool = True) -> Tuple[int, int]:
+    """(``peak_bytes``, the kernel scratch in it) of an eval, no-grad forward."""
+    from archcost.memory import scratch as ks
+
+    if not scratch or not ks.measurable(model, inputs):
+        return _peak_run(model, inputs, modules, None)
+
+    def run_meta(batch, provider):
+        mods: Dict[str, ModuleMemory] = {}
+        return (*_peak_run(model, ks.inputs_at(inputs, batch, inputs[0].device), mods, provider), mods)
+
+    twin = []
+
+    def run_real(batch, mode):
+        if not twin:
+            twin.append(ks.cpu_twin(model))
+        with running_as(twin[0], train=False), torch.no_grad(), mode:
+            twin[0](*ks.inputs_at(inputs, batch, "cpu"))
+
+    weights = sum(t.untyped_storage().nbytes() for t in {StorageTracker.key(t): t for t in
+                                                          [*model.parameters(), *model.buffers()]}.values())
+    source = ks.source_for(model, inputs, lambda: ks.ScratchSource(run_meta, run_real,
+                                                                   need=lambda r: weights + r[0]))
+    source.run_real = run_real  # this call's CPU twin, dropped when it returns
+    try:
+        peak, at_peak, mods = source.at(ks.batch_of(inputs))[0]
+    finally:
+        twin.clear()
+    for name, rec in mods.items():
+        mine = modules.setdefault(name, ModuleMemory())
+        mine.peak_bytes = max(mine.peak_bytes, rec.peak_bytes)
+    return peak, at_peak
+
+
+def _peak_run(model, inputs, modules, scratch) -> Tuple[int, int]:
+    mode = LiveBytes(existing_storages(model, inputs), scratch)
 
     def enter(name, args):
         mode.frames.append([name, mode.current])
@@ -116,7 +165,7 @@ def peak_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[
 
     with running_as(model, train=False), module_hooks(model, enter, leave), torch.no_grad(), mode:
         model(*inputs)
-    return mode.peak
+    return mode.peak, mode.scratch_at_peak
 
 
 def saved_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict[str, ModuleMemory]) -> int:
@@ -151,11 +200,12 @@ def saved_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], modules: Dict
         saved.clear()
 
 
-def measure(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> MemoryResult:
+def measure(model: nn.Module, inputs: Tuple[torch.Tensor, ...], scratch: bool = True) -> MemoryResult:
+    """``peak`` and ``saved`` passes; ``scratch``: the peak with kernels' scratch (CPU, meta)."""
     modules: Dict[str, ModuleMemory] = {}
-    peak = peak_pass(model, inputs, modules)
+    peak, scratch = peak_detail(model, inputs, modules, scratch)
     saved = saved_pass(model, inputs, modules)
-    return MemoryResult(peak, saved, modules)
+    return MemoryResult(peak, saved, modules, scratch)
 
 
 def train_bytes(param_bytes: int, buffer_bytes: int, trainable_bytes: int, saved_bytes: int,

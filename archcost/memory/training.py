@@ -115,9 +115,11 @@ class StepLive(MetaShortcuts):
     """Live bytes of the storages created under it, with the phase each was created in;
     at each new peak, which storages were alive (so the peak can be broken down)."""
 
-    def __init__(self, exclude: Iterable[int] = ()):
+    def __init__(self, exclude: Iterable[int] = (), scratch=None):
         super().__init__()
         self.exclude = set(exclude)
+        self.scratch = scratch  # a scratch provider (memory/scratch.py), or None: kernels' scratch left out
+        self.scratch_at_peak = 0
         self.tracker = StorageTracker(on_free=self._freed)
         self.phase = "forward"
         self.made: Dict[int, Tuple[str, int]] = {}  # storage key -> (phase, sequence number)
@@ -129,6 +131,8 @@ class StepLive(MetaShortcuts):
         self.phase_peak = {p: 0 for p in PHASES}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        # asked before the call runs (an in-place call changes its operands)
+        scratch = self.scratch.bytes(func, args, kwargs) if self.scratch is not None else 0
         out = self.call(func, args, kwargs)
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
@@ -143,12 +147,15 @@ class StepLive(MetaShortcuts):
                 grew = True
         if grew and self._engine_accumulation(func, args, kwargs):
             return out  # the engine would add in place: no new peak (see _engine_accumulation)
-        if grew:
-            self.phase_peak[self.phase] = max(self.phase_peak[self.phase], self.current)
-            if self.current > self.peak:
-                self.peak = self.current
+        if grew or scratch:
+            # inside the call its scratch was alive on top of everything it returned
+            high = self.current + scratch
+            self.phase_peak[self.phase] = max(self.phase_peak[self.phase], high)
+            if high > self.peak:
+                self.peak = high
                 self.peak_phase = self.phase
                 self.at_peak = {self.made[k]: n for k, n in self.tracker.live.items()}
+                self.scratch_at_peak = scratch
         return out
 
     def _freed(self, nbytes):
@@ -185,7 +192,7 @@ class StepLive(MetaShortcuts):
 @dataclass
 class StepMemory:
     """Bytes of one training step. ``train_peak_bytes`` = weight_bytes + buffer_bytes +
-    optimizer_state_bytes + the four ``*_at_peak`` parts."""
+    optimizer_state_bytes + the four ``*_at_peak`` parts + ``scratch_at_peak``."""
 
     train_peak_bytes: int
     peak_phase: str  # forward | backward | step
@@ -200,6 +207,8 @@ class StepMemory:
     step_at_peak: int  # the optimizer step's temporaries alive at the peak
     trainable_params: int
     phase_peak_bytes: Dict[str, int] = field(default_factory=dict)  # per phase, same baseline
+    scratch_at_peak: int = 0  # what the kernel running at the peak allocated for itself (memory/scratch.py)
+    scratch_note: str = ""  # how the scratch was measured, when not in situ at this batch
 
 
 def _state_tensors(opt: torch.optim.Optimizer, device: torch.device) -> List[torch.Tensor]:
@@ -272,10 +281,38 @@ class TrainingStep:
         finally:
             opt.zero_grad(set_to_none=True)
 
-    def measure(self, inputs: Tuple[torch.Tensor, ...]) -> StepMemory:
+    def measure(self, inputs: Tuple[torch.Tensor, ...], scratch: bool = True) -> StepMemory:
+        """The step's memory at ``inputs``; ``scratch``: with what kernels allocate and free
+        inside themselves, measured on this CPU (``memory/scratch.py``; not on a GPU)."""
+        from archcost.memory import scratch as ks
+
+        if not scratch or not ks.measurable(self.model, inputs):
+            return self._measure(inputs, None)
+        twin = []
+
+        def run_real(batch, mode):
+            if not twin:
+                real = ks.cpu_twin(self.model)
+                twin.append(self if real is self.model else
+                            TrainingStep(real, self.optimizer_name, self.autocast, self.checkpoint))
+            twin[0].run(ks.inputs_at(inputs, batch, "cpu"), within=mode)
+
+        batch = ks.batch_of(inputs)
+        source = ks.source_for(self, inputs, lambda: ks.ScratchSource(
+            lambda b, provider: self._measure(ks.inputs_at(inputs, b, inputs[0].device), provider),
+            lambda b, mode: run_real(b, mode), need=lambda r: r.train_peak_bytes))
+        source.run_real = run_real  # this call's inputs and CPU twin, dropped when it returns
+        try:
+            result = source.at(batch)[0]
+        finally:
+            twin.clear()
+        result.scratch_note = "; ".join(dict.fromkeys(source.notes))
+        return result
+
+    def _measure(self, inputs: Tuple[torch.Tensor, ...], scratch) -> StepMemory:
         buffers = list({id(b): b for b in self.model.buffers()}.values())
         state = _state_tensors(self.opt, self.device)
-        mode = StepLive(StorageTracker.key(t) for t in [*self.params, *buffers, *state, *inputs])
+        mode = StepLive((StorageTracker.key(t) for t in [*self.params, *buffers, *state, *inputs]), scratch)
         seen = {}
 
         def on_phase(phase):
@@ -303,16 +340,17 @@ class TrainingStep:
             activations_at_peak=parts["forward"], gradients_at_peak=parts["grad"],
             backward_at_peak=parts["backward"], step_at_peak=parts["step"],
             trainable_params=sum(p.numel() for p in self.trainable),
-            phase_peak_bytes={p: base + v for p, v in mode.phase_peak.items()})
+            phase_peak_bytes={p: base + v for p, v in mode.phase_peak.items()},
+            scratch_at_peak=mode.scratch_at_peak)
 
 
 def step_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer: str = "sgd",
-                autocast=None, checkpoint: Sequence[str] = ()) -> StepMemory:
+                autocast=None, checkpoint: Sequence[str] = (), scratch: bool = True) -> StepMemory:
     """Measure one training step of ``model`` on ``inputs``; the model's parameters, their
     ``grad`` and its train/eval mode and buffers are left as they were."""
     grads = {id(p): p.grad for p in model.parameters()}
     try:
-        return TrainingStep(model, optimizer, autocast, checkpoint).measure(inputs)
+        return TrainingStep(model, optimizer, autocast, checkpoint).measure(inputs, scratch)
     finally:
         for p in model.parameters():
             p.grad = grads.get(id(p))
@@ -330,7 +368,7 @@ def frozen_builder(builder, patterns: Sequence[str]):
 
 TRAIN_COLUMNS = ["train_peak_bytes", "train_peak_phase", "gradient_bytes", "optimizer_state_bytes",
                  "step_forward_bytes", "activations_at_peak", "gradients_at_peak", "backward_at_peak",
-                 "step_at_peak"]
+                 "step_at_peak", "scratch_at_peak"]
 
 
 def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=None, checkpoint=()):
@@ -357,7 +395,8 @@ def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=No
     s["gradients_at_peak"] = r.gradients_at_peak
     s["backward_at_peak"] = r.backward_at_peak
     s["step_at_peak"] = r.step_at_peak
-    s["train_note"] = ""
+    s["scratch_at_peak"] = r.scratch_at_peak
+    s["train_note"] = r.scratch_note
     if checkpoint:
         from archcost.memory.checkpointing import segments
 

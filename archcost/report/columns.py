@@ -8,7 +8,8 @@ TRAIN_COLUMNS = ["trainable_params", "backward_macs", "train_macs", "train_peak_
 LATENCY_COLUMNS = ["latency_ms", "latency_p20_ms", "latency_p80_ms", "latency_spread", "images_per_s",
                    "achieved_tflops", "peak_fraction"]
 FIT_COLUMNS = ["model", "batch", "needed_bytes", "headroom_bytes", "weight_bytes", "optimizer_state_bytes",
-               "gradients_at_peak", "activations_at_peak", "transient_at_peak", "input_bytes", "peak_phase"]
+               "gradients_at_peak", "activations_at_peak", "transient_at_peak", "scratch_at_peak", "input_bytes",
+               "peak_phase"]
 ROOFLINE_LAYER_COLUMNS = ["layer", "type", "macs", "bytes_read", "bytes_written", "arithmetic_intensity", "rate",
                           "time_compute_ms", "time_memory_ms", "time_bound_ms", "bound", "share_of_bound",
                           "ridge_batch"]

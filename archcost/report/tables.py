@@ -28,7 +28,12 @@ COLUMNS = {
     "activation_bytes": ("act. mem", mib, "activations x bytes per element (B, KiB, MiB, GiB: powers of 1024)"),
     "param_bytes": ("weights", mib, "parameter memory"),
     "saved_bytes": ("saved", mib, "activation memory a training step keeps for backward"),
-    "peak_bytes": ("peak", mib, "peak live tensor memory of an inference forward, beyond weights and input"),
+    "peak_bytes": ("peak", mib, "peak memory of an inference forward, beyond weights and input: live tensors and "
+                   "the scratch of the kernel running then"),
+    "peak_scratch_bytes": ("scratch", mib, "kernel scratch in the inference peak: what the operator running at it "
+                           "allocated and freed inside itself, measured on this CPU"),
+    "scratch_at_peak": ("scratch", mib, "what the operator running at the peak allocated and freed inside itself "
+                        "(oneDNN reorders, im2col, convolution_backward's buffers), measured on this CPU"),
     "train_bytes": ("train", mib, "weights and buffers + grads + optimizer state + saved activations"),
     "backward_macs": ("bwd MACs", si, "multiply-adds of the gradients autograd computes in one backward "
                       "(input gradients skipped where none is needed, frozen weights get none)"),
@@ -38,8 +43,9 @@ COLUMNS = {
                          "forward, loss, backward, optimizer step (ms)"),
     "train_images_per_s": ("train img/s", lambda v: f"{v:.1f}", "batch size / median step time"),
     "trainable_params": ("trainable", si, "parameters that get a gradient (requires_grad, after --freeze)"),
-    "train_peak_bytes": ("train peak", mib, "most tensor memory alive during one training step: weights, buffers, "
-                         "grads, optimizer state, activations and temporaries, input excluded"),
+    "train_peak_bytes": ("train peak", mib, "most memory alive during one training step: weights, buffers, "
+                         "grads, optimizer state, activations, temporaries and the running kernel's scratch, "
+                         "input excluded"),
     "train_peak_phase": ("at", str, "phase of the step where the train peak occurs (forward, backward, step)"),
     "batch": ("batch", lambda v: str(int(v)), "largest batch that fits (0: not even batch 1)"),
     "needed_bytes": ("needed", mib, "memory at that batch: peak of the step (or forward) + input batch"),
