@@ -18,7 +18,7 @@ from archcost.conditions import FIELDS, InputSize, RunConditions, unknown_keywor
 from archcost.count.inputs import first_conv, input_shapes, keyword_inputs, make_inputs, needs_model
 from archcost.errors import AnalysisError
 from archcost.zoo.restore import restores_model
-from archcost.count.build import build, device_of, runner_model
+from archcost.count.build import build, built_with_examples, device_of, runner_model
 from archcost.zoo.sources import resolve_model
 
 class OutOfDeviceMemory(AnalysisError):
@@ -110,6 +110,14 @@ def _analyze(model_or_name, cond: RunConditions, builder_kwargs: dict) -> Analys
         from archcost.memory.training import frozen_builder
 
         builder = frozen_builder(builder, cond.freeze)
+    if spec is None and module is None and cond.inputs is None and cond.input_size is None:
+        # a builder may return (model, example_inputs): the inputs are then the example
+        model, examples = built_with_examples(builder)
+        if examples is not None:
+            if cond.batch_size != 1:
+                raise AnalysisError(f"{name} returns its example inputs, which carry their own batch: "
+                                    "drop the batch size, or give an input size")
+            module, cond = model, dataclasses.replace(cond, inputs=examples)
     if module is not None:
         module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
     if cond.inputs is not None:

@@ -59,7 +59,7 @@ class _Measure:
 
         inputs = make_inputs(input_shapes(self.input_size, self.default, batch, name=self.name, model=self.model),
                               "meta", self.dtype)
-        input_bytes = sum(t.untyped_storage().nbytes() for t in inputs)
+        input_bytes = sum(t.untyped_storage().nbytes() for t in inputs if isinstance(t, torch.Tensor))
         try:
             return self._train_row(inputs, input_bytes) if self.train else self._inference_row(inputs, input_bytes)
         except AnalysisError:

@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten
 
 from archcost.count.engine import module_hooks
 from archcost.count.shapes import MetaShortcuts  # noqa: F401  (re-exported: memory passes and builders use it)
+from archcost.count.engine import _tensors
 from archcost.count.storage import StorageTracker
 from archcost.zoo.restore import running_as  # noqa: F401  (re-exported)
 
@@ -44,7 +45,7 @@ OPTIMIZERS = tuple(OPTIMIZER_STATE)
 
 def existing_storages(model: nn.Module, inputs: Iterable[torch.Tensor]) -> set:
     """Storage keys that exist before the forward: weights, buffers, inputs."""
-    tensors = list(model.parameters()) + list(model.buffers()) + list(inputs)
+    tensors = list(model.parameters()) + list(model.buffers()) + _tensors(list(inputs))
     return {StorageTracker.key(t) for t in tensors}
 
 

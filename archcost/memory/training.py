@@ -275,7 +275,7 @@ class TrainingStep:
     def measure(self, inputs: Tuple[torch.Tensor, ...]) -> StepMemory:
         buffers = list({id(b): b for b in self.model.buffers()}.values())
         state = _state_tensors(self.opt, self.device)
-        mode = StepLive(StorageTracker.key(t) for t in [*self.params, *buffers, *state, *inputs])
+        mode = StepLive(StorageTracker.key(t) for t in [*self.params, *buffers, *state, *_tensors(list(inputs))])
         seen = {}
 
         def on_phase(phase):
