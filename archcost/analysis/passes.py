@@ -22,14 +22,14 @@ def add_memory(analysis, model, inputs, optimizer, device):
     s["memory_measured_on"] = used = device_of(model)
     try:
         saved = mem.saved_pass(model, inputs, modules)
-    except (ValueError, RuntimeError) as exc:
+    except mem.TRAIN_FORWARD_ERRORS as exc:
         # e.g. BatchNorm refusing a train-mode forward on 1 value per channel (batch 1,
         # a 1x1 map): the model cannot train on this input, so nothing is saved to measure.
         saved = None
         s["saved_bytes"] = s["train_bytes"] = pd.NA
         for rec in modules.values():  # unknown per layer too, not 0
             rec.saved_bytes = rec.self_saved_bytes = pd.NA
-        s["memory_note"] = "no train-mode forward on this input: " + str(exc).strip().splitlines()[0]
+        s["memory_note"] = mem.no_train_note("train-mode forward", exc)
     if saved is not None:
         trainable = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()
                         if p.requires_grad)

@@ -37,7 +37,8 @@ from torch.utils._pytree import tree_flatten
 
 from archcost.count.engine import _tensors
 from archcost.errors import AnalysisError
-from archcost.memory.forward import MetaShortcuts, _eval_bn_statistics, running_as
+from archcost.memory.forward import (TRAIN_FORWARD_ERRORS, MetaShortcuts, _eval_bn_statistics, no_train_note,
+                                     running_as)
 from archcost.count.storage import StorageTracker
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -341,12 +342,12 @@ def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=No
     s["optimizer"] = optimizer
     try:
         r = step_memory(model, inputs, optimizer, autocast, checkpoint)
-    except (ValueError, RuntimeError) as exc:
+    except TRAIN_FORWARD_ERRORS as exc:
         if isinstance(exc, AnalysisError):
             raise
         for c in TRAIN_COLUMNS:
             s[c] = pd.NA
-        s["train_note"] = "no training step on this input: " + str(exc).strip().splitlines()[0]
+        s["train_note"] = no_train_note("training step", exc)
         return
     s["train_peak_bytes"] = r.train_peak_bytes
     s["train_peak_phase"] = r.peak_phase
