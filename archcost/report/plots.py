@@ -247,15 +247,17 @@ def ratio_bars(rows, target, title, xlabel, reference=None, reference_label=""):
     _save(fig, target)
 
 
-def experiment_bars(rows, target, title):
-    """Params and MACs of an experiment's variants as bars on a linear axis from zero (a
-    bar's length is the quantity, so two bars' lengths compare as their ratio), each
-    labelled with its exact value and its ratio to the first variant."""
+def experiment_bars(rows, target, title, panels=(("params", "parameters"), ("macs", "multiply-adds (MACs)"))):
+    """Params and MACs (or the ``panels`` given: (column, axis name)) of an experiment's
+    variants as bars on a linear axis from zero (a bar's length is the quantity, so two bars'
+    lengths compare as their ratio), each labelled with its exact value and the table's
+    ratio (``ratio_params``, ``ratio_macs``: to the first variant unless the row says else)."""
     plt = _plt()
     labels = [r["variant"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 1.9), dpi=120, layout="constrained")
-    for ax, key, name in ((axes[0], "params", "parameters"), (axes[1], "macs", "multiply-adds (MACs)")):
+    for ax, (key, name) in zip(axes, panels):
         vals = [int(r[key]) for r in rows]
+        ratio_key = "ratio_params" if key == "params" else "ratio_macs"
         bars = ax.barh(range(len(rows)), vals, color=["#4c72b0" if i == 0 else "#dd8452" for i in range(len(rows))])
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels if ax is axes[0] else [""] * len(rows), fontsize=8)
@@ -264,10 +266,12 @@ def experiment_bars(rows, target, title):
         ax.set_xlabel(f"{name}, linear axis from 0")
         _si_ticks(ax.xaxis)
         for i, (b, v) in enumerate(zip(bars, vals)):
-            ratio = f"  (x{v / vals[0]:.3f})" if i and vals[0] else ""
+            r = rows[i].get(ratio_key)
+            ratio = f"  (x{float(r):.3f})" if i and r is not None and r == r else ""
             ax.text(v, b.get_y() + b.get_height() / 2, f" {v:,}{ratio}", va="center", fontsize=7)
         ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(title + "  (xN: ratio to the first variant, in blue; K/M/G = 10^3/10^6/10^9)", fontsize=10)
+    fig.suptitle(title + "  (xN: the table's ratio; the first variant in blue; K/M/G = 10^3/10^6/10^9)",
+                 fontsize=10)
     _save(fig, target)
 
 
