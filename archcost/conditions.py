@@ -44,6 +44,7 @@ class RunConditions:
     layer_latency: bool = False
     repeats: int = 20
     warmup: int = 5
+    time_budget_s: Optional[float] = None  # latency: time to a budget (at most ``repeats``)
     inputs: Optional[Sequence] = None
     input_kwargs: Optional[dict] = None
     record_ops: bool = False
@@ -76,6 +77,10 @@ class RunConditions:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise AnalysisError(f"{key} must be an integer >= {least}, got {value!r}")
+        budget = self.time_budget_s
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not 0 < budget < float("inf")):
+            raise AnalysisError(f"time_budget_s must be a positive number of seconds, got {budget!r}")
         inputs = self.inputs
         if isinstance(inputs, torch.Tensor):
             inputs = (inputs,)  # one example tensor: the forward's one positional argument

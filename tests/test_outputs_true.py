@@ -97,3 +97,39 @@ def test_experiment_bars_label_the_tables_ratio(monkeypatch):
             {"variant": "share", "params": 5, "macs": 250, "ratio_params": 0.5, "ratio_macs": 0.25}]
     plots.experiment_bars(rows, "x.png", "t")
     assert any("x0.250" in t for t in texts) and not any("x2.500" in t for t in texts)
+
+
+class OwnOps(nn.Module):
+    """Attention's products in the block's own forward, as in a ViT: an [own ops] row."""
+
+    def __init__(self, d=8):
+        super().__init__()
+        self.block = nn.ModuleDict({"qkv": nn.Linear(d, 3 * d), "proj": nn.Linear(d, d)})
+
+    def forward(self, x):
+        q, k, v = self.block["qkv"](x).chunk(3, -1)
+        return self.block["proj"]((q @ k.transpose(-1, -2)) @ v)
+
+
+def test_layer_breakdown_png_shows_own_ops_and_honours_depth(tmp_path, monkeypatch):
+    import archcost
+    from archcost.report import plots
+
+    seen = {}
+    real = plots._save
+
+    def keep(fig, target):
+        seen["labels"] = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+        seen["titles"] = [ax.get_title(loc="left") for ax in fig.axes]
+        real(fig, target)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    a = archcost.analyze(OwnOps(), input_size=(5, 8), memory=False)
+    plots.layer_breakdown(a.breakdown(), "ownops", tmp_path / "a.png")
+    assert "(model) [own ops]" in seen["labels"]
+    n, d = 5, 8
+    own = 2 * n * n * d  # Q K^T and A V
+    share = 100 * own / (n * d * 3 * d + own + n * d * d)
+    assert f"[own ops] {share:.0f}%" in seen["titles"][1]
+    plots.layer_breakdown(a.breakdown(depth=1), "ownops", tmp_path / "b.png", depth=1)
+    assert "block" in seen["labels"] and "block.qkv" not in seen["labels"]

@@ -48,7 +48,7 @@ def add_memory(analysis, model, inputs, optimizer, device):
     for col in mem.ModuleMemory.__dataclass_fields__:
         ly[col] = [getattr(modules.get(k, mem.ModuleMemory()), col) for k in keys]
 
-def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per_layer):
+def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per_layer, budget_s=None):
     from archcost.devices import table as devices
     from archcost.measure import timing as timing
 
@@ -61,9 +61,11 @@ def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per
         s["hooked_latency_ms"] = hooked.median_ms
         s["layer_timing_overhead_ms"] = overhead
     else:
-        plain = timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype)
+        plain = timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype, budget_s)
     for k, v in plain.row(batch).items():
         s[k] = v
+    if budget_s is not None:
+        s["time_budget_s"] = budget_s
     tflops = float(s["flops"].iloc[0]) / (plain.median_ms / 1e3) / 1e12
     s["achieved_tflops"] = tflops
     peak = devices.find_peak(devices.device_name(device)) if device == "cuda" else None

@@ -100,5 +100,5 @@ def layer_breakdown(model, depth, input_size, batch_size, fmt, out, no_save, nam
             + subset([], None, report_name)
         with file_set(folder):
             paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
-            plot(a.layers, s["model"], paths[1])
+            plot(rows, s["model"], paths[1], depth)
         wrote(paths)

@@ -114,15 +114,17 @@ def memory_vs_compute(summary, target, title="Memory vs compute", y="activation_
     _save(fig, target)
 
 
-def layer_breakdown(layers, model, target):
-    """Three aligned bar charts over the leaf layers: share of params, MACs, activation memory."""
+def layer_breakdown(rows, model, target, depth=None):
+    """Three aligned bar charts over the rows of ``Analysis.breakdown(depth)`` (they partition
+    the model: leaves, or the modules at ``depth``, and the ``[own ops]`` rows of modules whose
+    own forward code computes, e.g. a ViT's attention): share of params, MACs, activation memory."""
     plt = _plt()
-    rows = layers[layers["is_leaf"] & ~layers["aliased"]]
+    rows = rows[~rows["aliased"].astype(bool)]
     rows = rows[(rows["params"] > 0) | (rows["macs"] > 0) | (rows["activation_bytes"] > 0)]
     n = len(rows)
     fig, axes = plt.subplots(3, 1, figsize=(max(8, min(24, 0.16 * n + 3)), 8.5), dpi=110, sharex=True,
                              layout="constrained")
-    colors = {"Conv2d": "#1f77b4", "Linear": "#ff7f0e"}
+    colors = {"Conv2d": "#1f77b4", "Linear": "#ff7f0e", "functional": "#2ca02c"}
     bar_colors = [colors.get(t, "#9e9e9e") for t in rows["type"]]
     x = range(n)
     for ax, col, label in zip(axes, ("params", "macs", "activation_bytes"),
@@ -130,8 +132,9 @@ def layer_breakdown(layers, model, target):
         total = max(rows[col].sum(), 1)
         ax.bar(x, 100 * rows[col] / total, color=bar_colors, edgecolor="none")
         ax.set_ylabel(f"% of {label}")
-        shares = {t: 100 * rows.loc[rows["type"] == t, col].sum() / total for t in ("Conv2d", "Linear")}
-        ax.set_title(f"{label}: conv layers {shares['Conv2d']:.0f}%, linear layers {shares['Linear']:.0f}%",
+        shares = {t: 100 * rows.loc[rows["type"] == t, col].sum() / total for t in ("Conv2d", "Linear", "functional")}
+        own = f", [own ops] {shares['functional']:.0f}%" if shares["functional"] else ""
+        ax.set_title(f"{label}: conv layers {shares['Conv2d']:.0f}%, linear layers {shares['Linear']:.0f}%{own}",
                      fontsize=9, loc="left")
         ax.grid(True, axis="y", alpha=0.3)
     # Every bar gets its name when the labels fit side by side (6.5 pt text, 1.35 line
@@ -143,7 +146,7 @@ def layer_breakdown(layers, model, target):
     if n <= fits:
         ticks, caption = list(x), ""
     else:
-        ticks = [i for i, t in enumerate(rows["type"]) if t in ("Conv2d", "Linear")]
+        ticks = [i for i, t in enumerate(rows["type"]) if t in ("Conv2d", "Linear", "functional")]
         if len(ticks) > fits:
             ticks = ticks[::math.ceil(len(ticks) / fits)]
         caption = f"x labels: {len(ticks)} of the {n} layers (conv and linear layers); the CSV lists every layer"
@@ -152,9 +155,12 @@ def layer_breakdown(layers, model, target):
     axes[-1].set_xlim(-0.7, n - 0.3)
     if caption:
         axes[-1].set_xlabel(caption, fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#1f77b4", "#ff7f0e", "#9e9e9e")]
-    axes[0].legend(handles, ["Conv2d", "Linear", "other"], fontsize=8, loc="upper left")
-    fig.suptitle(f"{model}: where parameters, multiply-adds and activation memory sit")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e")]
+    axes[0].legend(handles, ["Conv2d", "Linear", "[own ops]: a module's own code", "other"], fontsize=8,
+                   loc="upper left")
+    level = f"modules at depth {depth}" if depth else "leaf layers"
+    fig.suptitle(f"{model}: where parameters, multiply-adds and activation memory sit ({level} and [own ops] "
+                 "rows: they add up to the model)")
     _save(fig, target)
 
 
@@ -168,8 +174,11 @@ def _save(fig, target):
 def sweep(frame, target, title, latency=True):
     """Per model against batch size: inference peak and training memory (MiB), and with
     latency, ms per batch and images/s with the p20-p80 band of the timed repetitions.
-    Log-2 batch axis; one colour per model, line style per quantity."""
+    Log-2 batch axis; one colour per model, line style per quantity; a red ring marks a
+    noisy point (p80/p20 above ``SPREAD_LIMIT``, as the table's ``!``)."""
     from matplotlib.lines import Line2D
+
+    from archcost.report.spread import SPREAD_LIMIT
 
     plt = _plt()
     ok = frame.dropna(subset=["peak_bytes"])
@@ -188,6 +197,9 @@ def sweep(frame, target, title, latency=True):
             axes[1].plot(g["batch_size"], g["latency_ms"], "-o", color=c, ms=3)
             axes[2].plot(g["batch_size"], g["images_per_s"], "-o", color=c, ms=3)
             if spread:
+                noisy = g[g["latency_p80_ms"] / g["latency_p20_ms"] > SPREAD_LIMIT]
+                for ax, ys in ((axes[1], noisy["latency_ms"]), (axes[2], noisy["images_per_s"])):
+                    ax.scatter(noisy["batch_size"], ys, s=70, facecolors="none", edgecolors="red", lw=1.2, zorder=4)
                 axes[1].fill_between(g["batch_size"], g["latency_p20_ms"], g["latency_p80_ms"], color=c, alpha=0.2,
                                      lw=0)
                 axes[2].fill_between(g["batch_size"], g["batch_size"] / g["latency_p80_ms"] * 1e3,
@@ -212,6 +224,10 @@ def sweep(frame, target, title, latency=True):
     model_handles = [Line2D([], [], color=cmap(i % 10), lw=2) for i in range(len(models))]
     style_handles = [Line2D([], [], color="0.3", ls="-", marker="o", ms=3),
                      Line2D([], [], color="0.3", ls="--", marker="s", ms=3)]
+    if spread and (ok["latency_p80_ms"] / ok["latency_p20_ms"] > SPREAD_LIMIT).any():
+        ring = Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec="red")
+        axes[1].legend([ring], [f"noisy: p80/p20 > {SPREAD_LIMIT} (median unreliable)"], fontsize=6.5,
+                       loc="upper left")
     first = axes[0].legend(model_handles, models, fontsize=7, loc="upper left", title="model", title_fontsize=7)
     axes[0].add_artist(first)
     axes[0].legend(style_handles, ["train: weights + grads + optimizer state + saved",
