@@ -159,8 +159,8 @@ def layer_breakdown(rows, model, target, depth=None):
     axes[0].legend(handles, ["Conv2d", "Linear", "[own ops]: a module's own code", "other"], fontsize=8,
                    loc="upper left")
     level = f"modules at depth {depth}" if depth else "leaf layers"
-    fig.suptitle(f"{model}: where parameters, multiply-adds and activation memory sit ({level} and [own ops] "
-                 "rows: they add up to the model)")
+    fig.suptitle(f"{model}: where parameters, multiply-adds and activation memory sit\n({level} and [own ops] "
+                 "rows: they add up to the model)", fontsize=11)
     _save(fig, target)
 
 
@@ -250,13 +250,13 @@ def ratio_bars(rows, target, title, xlabel, reference=None, reference_label=""):
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
-    for i, v in enumerate(vals):
-        ax.annotate(f"{v:.2f}", (v, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
-    if reference is not None:
+    for i, v in enumerate(vals):  # on a white box: never on the reference line
+        ax.annotate(f"{v:.2f}", (v, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                    bbox=dict(boxstyle="square,pad=0.15", fc="white", ec="none"))
+    if reference is not None:  # named in the axis label, not in the plot where bars and labels sit
         ax.axvline(reference, color="0.3", ls="--", lw=1)
-        ax.annotate(reference_label, (reference, len(rows) - 0.5), xytext=(3, 2), textcoords="offset points",
-                    fontsize=8, color="0.3")
-    ax.set_xlim(0, max(vals + [reference or 0]) * 1.15)
+        xlabel += f"; dashed line: {reference_label} ({reference:g})"
+    ax.set_xlim(0, max(vals + [reference or 0]) * 1.2)
     ax.set_xlabel(xlabel)
     ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle(title, fontsize=10)
@@ -278,7 +278,10 @@ def experiment_bars(rows, target, title, panels=(("params", "parameters"), ("mac
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels if ax is axes[0] else [""] * len(rows), fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, max(max(vals), 1) * 1.45)  # room for the value labels
+        # room for the longest value label (7 pt text, about 4.3 pt a character, on an axis
+        # about 330 pt wide), so that no label reaches the frame
+        longest = max(len(f" {v:,}  (x00.000)") for v in vals)
+        ax.set_xlim(0, max(max(vals), 1) / max(0.3, 1 - longest * 4.3 / 330 - 0.04))
         ax.set_xlabel(f"{name}, linear axis from 0")
         _si_ticks(ax.xaxis)
         for i, (b, v) in enumerate(zip(bars, vals)):
