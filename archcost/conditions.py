@@ -87,6 +87,9 @@ class RunConditions:
         if inputs is not None and not isinstance(inputs, (list, tuple)):
             raise AnalysisError(f"inputs must be a list of the forward's positional arguments (tensors, or "
                                 f"dicts/lists/tuples of tensors), got {type(inputs).__name__} {inputs!r:.40}")
+        if inputs is not None and not len(inputs):
+            raise AnalysisError("inputs is empty: give the forward's positional arguments (tensors, or "
+                                "dicts/lists/tuples of tensors)")
         if self.input_kwargs is not None and not isinstance(self.input_kwargs, dict):
             raise AnalysisError(f"input_kwargs must be a dict of the forward's keyword arguments, got "
                                 f"{type(self.input_kwargs).__name__}")

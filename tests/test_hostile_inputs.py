@@ -132,3 +132,32 @@ def test_missing_neighbour_module_has_a_hint(tmp_path):
     (tmp_path / "net.py").write_text("from nowhere_blocks import block\n")
     r = _cli(["table", "net.py:build", "--input-size", "8", "--no-save"], tmp_path)
     assert r.returncode == 2 and "beside the model file" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("examples", [
+    '"abc"', "[]", "{}", "(torch.ones(2, 4), [torch.ones(2, 4), {'k': torch.ones(2, 4)}])",
+    "{'x': [torch.ones(2, 4)]}", "(None,)", "torch.ones(3)",
+])
+def test_cli_nested_example_inputs_never_a_traceback(tmp_path, examples):
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+
+    (tmp_path / "net.py").write_text(textwrap.dedent(f"""
+        import torch, torch.nn as nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+
+            def forward(self, *args, **kw):
+                ts = [t for t in torch.utils._pytree.tree_leaves((args, kw)) if isinstance(t, torch.Tensor)]
+                return self.fc(ts[0])
+
+        def build():
+            return Net(), {examples}
+        """))
+    r = CliRunner().invoke(main, ["table", f"{tmp_path}/net.py:build", "--no-save"])
+    assert r.exit_code in (0, 2), (r.exit_code, r.output)
+    assert "Traceback" not in r.output and "internal error" not in r.output

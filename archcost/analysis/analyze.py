@@ -118,7 +118,7 @@ def _analyze(model_or_name, cond: RunConditions, builder_kwargs: dict) -> Analys
             if cond.batch_size != 1:
                 raise AnalysisError(f"{name} returns its example inputs, which carry their own batch: "
                                     "drop the batch size, or give an input size")
-            module, cond = model, dataclasses.replace(cond, inputs=examples)
+            module, cond = model, dataclasses.replace(cond, inputs=examples).checked()
     if module is not None:
         module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
     if cond.inputs is not None:

@@ -61,7 +61,8 @@ def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per
         s["hooked_latency_ms"] = hooked.median_ms
         s["layer_timing_overhead_ms"] = overhead
     else:
-        plain = timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype, budget_s)
+        plain = (timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype) if budget_s is None
+                 else timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype, budget_s=budget_s))
     for k, v in plain.row(batch).items():
         s[k] = v
     if budget_s is not None:

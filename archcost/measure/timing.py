@@ -90,6 +90,16 @@ def time_calls(fn: Callable[[], object], device: str, repeats: int, warmup: int,
         return (budget_s is not None and len(samples) >= least
                 and time.perf_counter() - t_start >= budget_s)
 
+    if device == "cuda" and budget_s is None:  # queued back to back, read after one sync
+        torch.cuda.synchronize()
+        pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                 for _ in range(repeats)]
+        for start, end in pairs:
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize()
+        return [s.elapsed_time(e) for s, e in pairs]
     if device == "cuda":
         torch.cuda.synchronize()
         for _ in range(repeats):
