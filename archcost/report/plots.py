@@ -157,7 +157,7 @@ def layer_breakdown(rows, model, target, depth=None):
         axes[-1].set_xlabel(caption, fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e")]
     axes[0].legend(handles, ["Conv2d", "Linear", "[own ops]: a module's own code", "other"], fontsize=8,
-                   loc="upper left")
+                   loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     level = f"modules at depth {depth}" if depth else "leaf layers"
     fig.suptitle(f"{model}: where parameters, multiply-adds and activation memory sit\n({level} and [own ops] "
                  "rows: they add up to the model)", fontsize=11)
