@@ -6,13 +6,17 @@ are bytes. Heavy imports (torch) happen on first use, so ``archcost --help`` sta
 
 __version__ = "0.1.0"
 
-__all__ = ["analyze", "get_model", "list_models", "register_model", "get_spec", "ModelSpec"]
+__all__ = ["analyze", "fit", "roofline", "diff", "check", "get_model", "list_models", "register_model", "get_spec",
+           "ModelSpec"]
 
 
 def __getattr__(name):
     if name == "analyze":
         from .analysis import analyze
         return analyze
+    if name in ("fit", "roofline", "diff", "check"):
+        from . import api
+        return getattr(api, name)
     if name in ("get_model", "list_models", "register_model", "get_spec", "ModelSpec"):
         from .zoo import registry
         return getattr(registry, name)

@@ -44,6 +44,7 @@ class RunConditions:
     layer_latency: bool = False
     repeats: int = 20
     warmup: int = 5
+    time_budget_s: Optional[float] = None  # latency: time to a budget (at most ``repeats``)
     inputs: Optional[Sequence] = None
     input_kwargs: Optional[dict] = None
     record_ops: bool = False
@@ -67,13 +68,38 @@ class RunConditions:
             if dtype not in DTYPES:
                 raise AnalysisError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
             dtype = DTYPES[dtype]
+        if isinstance(dtype, torch.dtype) and dtype not in DTYPES.values():
+            raise AnalysisError(f"dtype {dtype} is not one archcost runs a model in: use one of "
+                                f"{', '.join(DTYPES)} (integer inputs such as token ids go in inputs=[...])")
+        if not isinstance(dtype, torch.dtype):
+            raise AnalysisError(f"dtype must be a torch.dtype or one of {', '.join(DTYPES)}, got {dtype!r}")
+        for key, least in (("repeats", 1), ("warmup", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise AnalysisError(f"{key} must be an integer >= {least}, got {value!r}")
+        budget = self.time_budget_s
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not 0 < budget < float("inf")):
+            raise AnalysisError(f"time_budget_s must be a positive number of seconds, got {budget!r}")
+        inputs = self.inputs
+        if isinstance(inputs, torch.Tensor):
+            inputs = (inputs,)  # one example tensor: the forward's one positional argument
+        if inputs is not None and not isinstance(inputs, (list, tuple)):
+            raise AnalysisError(f"inputs must be a list of the forward's positional arguments (tensors, or "
+                                f"dicts/lists/tuples of tensors), got {type(inputs).__name__} {inputs!r:.40}")
+        if inputs is not None and not len(inputs):
+            raise AnalysisError("inputs is empty: give the forward's positional arguments (tensors, or "
+                                "dicts/lists/tuples of tensors)")
+        if self.input_kwargs is not None and not isinstance(self.input_kwargs, dict):
+            raise AnalysisError(f"input_kwargs must be a dict of the forward's keyword arguments, got "
+                                f"{type(self.input_kwargs).__name__}")
         if self.engine not in ENGINES:
             raise AnalysisError(f"unknown engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         if self.optimizer not in OPTIMIZERS:
             raise AnalysisError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
         if self.amp and dtype == torch.float32:
             raise AnalysisError("amp needs a lower precision: add --dtype float16 or --dtype bfloat16")
-        return dataclasses.replace(self, dtype=dtype, device=resolve_device(self.device),
+        return dataclasses.replace(self, dtype=dtype, inputs=inputs, device=resolve_device(self.device),
                                    freeze=tuple(self.freeze), checkpoint=tuple(self.checkpoint))
 
     @property

@@ -139,7 +139,8 @@ def test_check_names_the_layer_that_drifted(tmp_path):
     assert f"fc: {d_fc:+,} params" in r.stdout and "conv1" not in r.stdout
     r = run("check", "--baseline", str(base), "--format", "json")
     rows = json.loads(r.stdout)
-    assert {"model": f"{net}:build", "layer": "conv2", "type": "Conv2d", "column": "params", "baseline": 16 * 32 * 9 + 32,
+    assert {"model": f"{net}:build", "layer": "conv2", "type": "Conv2d", "status": "changed", "column": "params",
+            "baseline": 16 * 32 * 9 + 32,
             "now": 16 * 40 * 9 + 40, "delta": d_conv2} in rows
     total = [x for x in rows if x["layer"] == "(total)" and x["column"] == "params"][0]
     assert total["delta"] == d_conv2 + d_fc

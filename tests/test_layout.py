@@ -21,7 +21,7 @@ LAYERS = {
     "analysis": 5,
     "checks": 6, "compare": 6, "reproduce": 6,
     "report": 7,
-    "cli": 8, "__main__": 8, "__init__": 8,
+    "cli": 8, "__main__": 8, "__init__": 8, "api": 8,
 }
 
 

@@ -64,7 +64,8 @@ def test_layer_breakdown_json_is_strict_and_counts_are_integers():
     raw = pd.read_csv(io.StringIO(run(["layer-breakdown", "lenet5", "--format", "csv", "--no-save"]).stdout),
                       dtype=str, keep_default_na=False).set_index("layer")
     assert raw.loc["c1", "self_params"] == str(6 * 5 * 5 + 6)  # not '156.0'
-    assert raw.loc["(total)", "self_params"] == ""  # missing stays empty
+    # the total row (marked in is_total) holds the model's own: lenet5's parameters all sit in layers
+    assert raw.loc["(total)", "self_params"] == "0" and raw.loc["(total)", "is_total"] == "True"
 
 
 def test_table_latency_json_is_strict():

@@ -76,8 +76,9 @@ def test_resnet50_layer_plot_names_every_layer(tmp_path, monkeypatch):
         real_save(fig, target)
 
     monkeypatch.setattr(plots, "_save", keep)
-    plots.layer_breakdown(a.layers, "resnet50", tmp_path / "r.png")
-    rows = a.layers[a.layers["is_leaf"] & ~a.layers["aliased"]]
+    plots.layer_breakdown(a.breakdown(), "resnet50", tmp_path / "r.png")
+    rows = a.breakdown()
+    rows = rows[~rows["aliased"].astype(bool)]
     rows = rows[(rows["params"] > 0) | (rows["macs"] > 0) | (rows["activation_bytes"] > 0)]
     assert seen["labels"] == list(rows["layer"])  # 53 convs, 53 BNs, pools and fc: all named
 

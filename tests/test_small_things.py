@@ -166,7 +166,7 @@ def test_bare_command_prints_its_help_and_plot_sweep_output_errors_are_one_line(
     done = subprocess.run([sys.executable, "-m", "archcost.cli"], capture_output=True, text=True)
     assert done.returncode == 2 and "\\n" not in done.stderr and "Commands:" in done.stderr
     csv = tmp_path / "s.csv"
-    csv.write_text("model,batch_size,peak_bytes,train_bytes\nlenet5,1,10,20\n")
+    csv.write_text("model,batch_size,peak_bytes,train_bytes\nlenet5,1,10,20\nlenet5,2,20,40\n")
     bad = subprocess.run([sys.executable, "-m", "archcost.cli", "plot", "sweep", str(csv), "--output",
                           str(tmp_path / "noext")], capture_output=True, text=True)
     assert bad.returncode == 2 and "must end in .png" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

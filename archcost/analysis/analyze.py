@@ -18,7 +18,7 @@ from archcost.conditions import FIELDS, InputSize, RunConditions, unknown_keywor
 from archcost.count.inputs import first_conv, input_shapes, keyword_inputs, make_inputs, needs_model
 from archcost.errors import AnalysisError
 from archcost.zoo.restore import restores_model
-from archcost.count.build import build, device_of, runner_model
+from archcost.count.build import build, built_with_examples, device_of, runner_model
 from archcost.zoo.sources import resolve_model
 
 class OutOfDeviceMemory(AnalysisError):
@@ -30,7 +30,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             dtype: Union[str, torch.dtype] = torch.float32, engine: str = "auto",
             memory: bool = True, optimizer: str = "sgd", device: str = "cpu",
             channels_last: bool = False, amp: bool = False, latency: bool = False,
-            layer_latency: bool = False, repeats: int = 20, warmup: int = 5,
+            layer_latency: bool = False, repeats: int = 20, warmup: int = 5, time_budget_s: Optional[float] = None,
             inputs: Optional[Sequence] = None, input_kwargs: Optional[dict] = None, record_ops: bool = False,
             train: bool = False, freeze: Sequence[str] = (), checkpoint: Sequence[str] = (),
             conditions: Optional[RunConditions] = None, **builder_kwargs) -> Analysis:
@@ -46,7 +46,8 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     ``optimizer`` sgd|momentum|adam), see ``memory.py``. ``device`` (cpu|cuda) is where
     memory and latency are measured; on CPU without ``amp`` the memory passes run on
     shape-only meta tensors, which allocate exactly as CPU tensors do (tested).
-    ``latency``: time the forward (``repeats`` after ``warmup``); ``layer_latency``: per
+    ``latency``: time the forward (``repeats`` after ``warmup``; with ``time_budget_s``, as many
+    as fit in that many seconds, at least 3, at most ``repeats``: ``measure/timing.py``); ``layer_latency``: per
     leaf module too. ``amp``: run under ``torch.autocast(dtype)`` with float32 weights
     instead of casting the model to ``dtype``. ``channels_last``: NHWC memory format.
     ``train``: also measure one whole training step (``training.py``: ``train_peak_bytes``
@@ -110,6 +111,14 @@ def _analyze(model_or_name, cond: RunConditions, builder_kwargs: dict) -> Analys
         from archcost.memory.training import frozen_builder
 
         builder = frozen_builder(builder, cond.freeze)
+    if spec is None and module is None and cond.inputs is None and cond.input_size is None:
+        # a builder may return (model, example_inputs): the inputs are then the example
+        model, examples = built_with_examples(builder)
+        if examples is not None:
+            if cond.batch_size != 1:
+                raise AnalysisError(f"{name} returns its example inputs, which carry their own batch: "
+                                    "drop the batch size, or give an input size")
+            module, cond = model, dataclasses.replace(cond, inputs=examples).checked()
     if module is not None:
         module.to(dtype=weight_dtype)  # the user's module is analysed in --dtype, then restored
     if cond.inputs is not None:
@@ -192,7 +201,7 @@ def _add_passes(analysis, cond, name, builder, module, model, used, shapes, devi
                                   amp_ctx if cond.amp else None, cond.checkpoint)
             if cond.latency or cond.layer_latency:
                 add_latency(analysis, runner, run_inputs, device, cond.repeats, cond.warmup,
-                            dtype if cond.amp else None, cond.layer_latency)
+                            dtype if cond.amp else None, cond.layer_latency, cond.time_budget_s)
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
         raise OutOfDeviceMemory(f"{name} at batch {cond.batch_size} does not fit in {device} memory: "
                                 f"{str(exc).splitlines()[0]}") from None

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from archcost.count.engine import LayerFailure, run_fvcore, run_pass
-from archcost.count.inputs import dims, keyword_inputs, make_inputs
+from archcost.count.inputs import convert, describe_inputs, dims, keyword_inputs, make_inputs
 from archcost.errors import AnalysisError
 from archcost.zoo.restore import preserved
 from archcost.count.build import SEED, build, build_model, device_of
@@ -62,13 +62,13 @@ def smallest_working_size(builder, channels, dtype, hi, lo=1) -> Optional[str]:
             lo = mid + 1
     return f"{channels}x{hi}x{hi}"
 
-def _fallback_note(failure: LayerFailure, weights: str = f"the builder's initialisation, seed {SEED}",
+def _fallback_note(failure: LayerFailure, shapes, weights: str = f"the builder's initialisation, seed {SEED}",
                    where: str = "CPU") -> str:
     msg = (str(failure.exc).strip().splitlines() or [type(failure.exc).__name__])[0]
     why = ("the forward reads tensor values, so the count depends on them" if _NEEDS_VALUES.search(msg)
            else "the meta pass failed")
     return (f"counted on real {where} tensors: {why} (at {failure.name}: {msg}); weights: {weights}; "
-            f"input: torch.randn, seed {SEED}")
+            f"input: {describe_inputs(shapes)}")
 
 @contextlib.contextmanager
 def _on_meta(module: nn.Module):
@@ -108,13 +108,14 @@ def run_counting(name, spec, builder, module, shapes, engine, dtype, kwargs=None
                 # reads values (then it runs on the module's own weights, and says so).
                 try:
                     with _on_meta(module):
-                        res = run_pass(module, make_inputs(shapes, "meta", dtype), kwargs, record_ops=record_ops)
+                        res = run_pass(module, make_inputs(shapes, "meta", dtype), convert(kwargs, "meta"),
+                                       record_ops=record_ops)
                     return res, module, "meta", ""
                 except LayerFailure as f:
                     if engine == "meta" or _is_shape_error(f.exc):
                         raise
-                    note = _fallback_note(f, "the module's own", device)
-            return run_pass(module, inputs, kwargs, record_ops=record_ops), module, device, note
+                    note = _fallback_note(f, shapes, "the module's own", device)
+            return run_pass(module, inputs, convert(kwargs, device), record_ops=record_ops), module, device, note
         except LayerFailure as f:
             raise AnalysisError(_failure_message(name, f, shapes)) from None
         finally:
@@ -124,12 +125,13 @@ def run_counting(name, spec, builder, module, shapes, engine, dtype, kwargs=None
         if engine in ("auto", "meta"):
             model, note = build_model(builder, "meta", dtype)
             try:
-                return run_pass(model, make_inputs(shapes, "meta", dtype), kwargs, record_ops=record_ops), model, \
+                return run_pass(model, make_inputs(shapes, "meta", dtype), convert(kwargs, "meta"),
+                                record_ops=record_ops), model, \
                     "meta", note
             except LayerFailure as f:
                 if engine == "meta" or _is_shape_error(f.exc):
                     raise
-                note = "; ".join(n for n in (note, _fallback_note(f)) if n)
+                note = "; ".join(n for n in (note, _fallback_note(f, shapes)) if n)
         model, built = build_model(builder, "cpu", dtype)
         inputs = make_inputs(shapes, "cpu", dtype)
         if engine == "fvcore":

@@ -26,14 +26,14 @@ def add_memory(analysis, model, inputs, optimizer, device):
     s["memory_measured_on"] = used = device_of(model)
     try:
         saved = mem.saved_pass(model, inputs, modules)
-    except (ValueError, RuntimeError) as exc:
+    except mem.TRAIN_FORWARD_ERRORS as exc:
         # e.g. BatchNorm refusing a train-mode forward on 1 value per channel (batch 1,
         # a 1x1 map): the model cannot train on this input, so nothing is saved to measure.
         saved = None
         s["saved_bytes"] = s["train_bytes"] = pd.NA
         for rec in modules.values():  # unknown per layer too, not 0
             rec.saved_bytes = rec.self_saved_bytes = pd.NA
-        s["memory_note"] = "no train-mode forward on this input: " + str(exc).strip().splitlines()[0]
+        s["memory_note"] = mem.no_train_note("train-mode forward", exc)
     if saved is not None:
         trainable = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()
                         if p.requires_grad)
@@ -52,7 +52,7 @@ def add_memory(analysis, model, inputs, optimizer, device):
     for col in mem.ModuleMemory.__dataclass_fields__:
         ly[col] = [getattr(modules.get(k, mem.ModuleMemory()), col) for k in keys]
 
-def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per_layer):
+def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per_layer, budget_s=None):
     from archcost.devices import table as devices
     from archcost.measure import timing as timing
 
@@ -65,9 +65,12 @@ def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per
         s["hooked_latency_ms"] = hooked.median_ms
         s["layer_timing_overhead_ms"] = overhead
     else:
-        plain = timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype)
+        plain = (timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype) if budget_s is None
+                 else timing.time_forward(model, inputs, device, repeats, warmup, amp_dtype, budget_s=budget_s))
     for k, v in plain.row(batch).items():
         s[k] = v
+    if budget_s is not None:
+        s["time_budget_s"] = budget_s
     tflops = float(s["flops"].iloc[0]) / (plain.median_ms / 1e3) / 1e12
     s["achieved_tflops"] = tflops
     peak = devices.find_peak(devices.device_name(device)) if device == "cuda" else None

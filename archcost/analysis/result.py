@@ -35,6 +35,28 @@ class Analysis:
     def row(self) -> dict:
         return self.summary.iloc[0].to_dict()
 
+    def __repr__(self) -> str:
+        """One line (a notebook's or a REPL's echo), not the frames' thousands of cells."""
+        s = self.row
+        return (f"<Analysis {s['model']}: input {s['input_shape']}, params={int(s['params'])}, "
+                f"macs={int(s['macs'])}, {len(self.layers)} layers; .summary .layers .by_operator>")
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the summary row as a two-column table (raw values, as in the CSV)
+        and the first layers; the frames hold the rest."""
+        import html
+
+        keys = [k for k in ("model", "input_shape", "batch_size", "dtype", "params", "macs", "flops",
+                            "activation_bytes", "peak_bytes", "train_bytes", "latency_ms", "engine", "notes")
+                if k in self.summary]
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(self.row[k]))}"
+                       "</td></tr>" for k in keys)
+        head = self.layers[["layer", "type", "params", "macs", "output_shape"]].head(12)
+        more = f"<p>{len(self.layers) - len(head)} more rows in <code>.layers</code></p>" \
+            if len(self.layers) > len(head) else ""
+        return (f"<b>Analysis of {html.escape(str(self.row['model']))}</b><table>{body}</table>"
+                + head.to_html(index=False, escape=True) + more)
+
     def breakdown(self, depth: Optional[int] = None) -> pd.DataFrame:
         """Rows that partition the model: every leaf (or, with ``depth``, the modules at
         that depth and shallower leaves), plus an ``[own ops]`` row for each enclosing

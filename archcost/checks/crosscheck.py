@@ -1,6 +1,6 @@
 """Cross-check archcost's MACs against ``torch.utils.flop_counter`` and name every gap.
 
-Both count at the ATen dispatch level, on the same meta forward, so each side is grouped by
+Both count at the ATen dispatch level, on the same input (archcost on meta, torch's counter on\nreal tensors, where fused kernels run), so each side is grouped by
 the ATen operators it counted (convolutions; matrix products) and every difference is an
 operator one side has a formula for and the other has not, named in the ``why`` column:
 the operators fvcore also counts (batch norm, adaptive average pooling, upsampling, the
@@ -13,6 +13,7 @@ from collections import defaultdict
 import pandas as pd
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from archcost.count import rules as ops
@@ -106,31 +107,56 @@ def _name(op) -> str:
     return str(op).split(".")[-1] if "." in str(op) else str(op)
 
 
+class _SeenOps(TorchDispatchMode):
+    """The ATen operators that ran (packet names), to name the fused kernels torch's counter
+    has no formula for."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(func.overloadpacket)
+        return func(*args, **(kwargs or {}))
+
+
+_FUSED = ("attention", "rnn", "lstm", "gru")
+
+
 def torch_counter_macs(name, input_size=None, batch_size=1):
-    """Per-ATen-operator MACs (= FLOPs / 2) from torch's FlopCounterMode on meta tensors,
-    the products inside attention as one ``scaled_dot_product_attention`` entry."""
+    """Per-ATen-operator MACs (= FLOPs / 2) from torch's FlopCounterMode, the products inside
+    attention as one ``scaled_dot_product_attention`` entry; and where it ran, and the fused
+    kernels that ran there which the counter has no formula for (it counts them 0).
+
+    It runs on real tensors of the same input (``torch.randn``, seed ``SEED``; a zoo or
+    file model with its builder's own initialisation, seed ``SEED``) -- on meta, fused
+    attention and recurrent kernels become the matmuls of their decomposition, which torch
+    would count but never runs on CPU -- and in grad mode (its module tracker needs autograd)."""
     name, spec, builder, module = resolve_model(name, {})
     shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
                           model=module or (lambda: build(builder, "meta", torch.float32)))
-    model = module if module is not None else build(builder, "meta", torch.float32)
-    device = next((p.device for p in model.parameters()), torch.device("meta"))
+    model = module if module is not None else build(builder, "cpu", torch.float32)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     inputs = make_inputs(shapes, device, torch.float32)
     mode = FlopCounterMode(display=False)
-    share = _AttentionShare(mode)
-    with mode, share, torch.no_grad():
+    share, seen = _AttentionShare(mode), _SeenOps()
+    with mode, share, seen:
         model(*inputs)
     counts = {_name(op): int(f) for op, f in mode.get_flop_counts()["Global"].items()}
     for op, f in share.moved.items():
         counts[op] -= f
         counts[ATTENTION] = counts.get(ATTENTION, 0) + f
-    return {op: f // 2 for op, f in counts.items() if f}
+    missed = sorted(_name(op) for op in seen.seen
+                    if any(k in _name(op) for k in _FUSED) and op not in mode.flop_registry)
+    where = f"real {device.type} tensors" if device.type != "meta" else "meta tensors (the module's own)"
+    return {op: f // 2 for op, f in counts.items() if f}, where, missed
 
 
 def cross_check(name, input_size=None, batch_size=1, **options) -> pd.DataFrame:
     """``options`` go to ``analyze`` (``engine``, ``dtype``): MACs do not depend on the dtype,
     but a model that runs in one dtype only can be checked in it."""
     ours = analyze(name, input_size=input_size, batch_size=batch_size, memory=False, **options).macs_by_aten
-    theirs = torch_counter_macs(name, input_size, batch_size)
+    theirs, where, missed = torch_counter_macs(name, input_size, batch_size)
     o_groups, t_groups = defaultdict(int), defaultdict(int)
     for op, m in ours.items():
         if m:
@@ -140,8 +166,20 @@ def cross_check(name, input_size=None, batch_size=1, **options) -> pd.DataFrame:
     rows = []
     for group in sorted(set(o_groups) | set(t_groups), key=lambda g: -max(o_groups.get(g, 0), t_groups.get(g, 0))):
         a, b = o_groups.get(group, 0), t_groups.get(group, 0)
-        rows.append({"operator": group, "macs": a, "torch_macs": b, "difference": a - b, "why": _why(group, a, b)})
+        why = _why(group, a, b)
+        if group == ATTENTION and a != b and missed:
+            why = (f"torch's counter has no formula for the fused kernel {', '.join(missed)} that ran on {where}: "
+                   "it counts 0 there; archcost counts attention's products Q K^T and A V")
+        elif group == "rnn" and a != b and missed:
+            why = f"torch's counter has no formula for the fused recurrent kernel {', '.join(missed)}: it counts 0"
+        elif group == "matrix product" and a != b and "einsum" in ours and "einsum" not in theirs:
+            why = ("both count einsum, with different formulas: archcost by its contraction (product of all index "
+                   "sizes), torch's counter by the bmm/mm it decomposes into (it adds the reductions' reshapes "
+                   "and any dimension summed before the product)")
+        rows.append({"operator": group, "macs": a, "torch_macs": b, "difference": a - b, "why": why})
     total_a, total_b = sum(o_groups.values()), sum(t_groups.values())
     rows.append({"operator": "(total)", "macs": total_a, "torch_macs": total_b,
                  "difference": total_a - total_b, "why": "sum of the rows above"})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(torch_ran_on=where, torch_missed=missed)
+    return frame

@@ -268,17 +268,25 @@ def target_tag(target) -> str:
     return "" if not target else "bound-" + "".join(c if c.isalnum() or c == "-" else "-" for c in target.lower())
 
 def progress(items, label, describe=str):
-    """Progress on stderr for runs of several items: a bar on a terminal, else one line
-    per item (``archcost: [2/13] measuring vgg16``), so a long run is never silent."""
+    """Progress on stderr for runs of several items: a bar on a terminal (with click's ETA),
+    else one line per item (``archcost: [2/13] measuring vgg16, ETA 0:41``: the mean time of
+    the items done times the items left), so a long run is never silent."""
     if len(items) < 2:
         return contextlib.nullcontext(items)
     if sys.stderr.isatty():
-        return click.progressbar(items, label=label, file=sys.stderr,
+        return click.progressbar(items, label=label, file=sys.stderr, show_eta=True,
                                  item_show_func=lambda x: describe(x) if x is not None else "")
 
     def lines():
+        import time
+
+        start = time.perf_counter()
         for i, item in enumerate(items, 1):
-            click.echo(f"archcost: [{i}/{len(items)}] {label} {describe(item)}", err=True)
+            eta = ""
+            if i > 1:
+                left = (time.perf_counter() - start) / (i - 1) * (len(items) - i + 1)
+                eta = f", ETA {int(left // 60)}:{int(left % 60):02d}"
+            click.echo(f"archcost: [{i}/{len(items)}] {label} {describe(item)}{eta}", err=True)
             yield item
 
     return contextlib.nullcontext(lines())

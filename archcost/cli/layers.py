@@ -43,8 +43,13 @@ def layer_breakdown(model, depth, input_size, seq_len, batch_size, fmt, out, no_
     train = train or bool(checkpoint)
     rows = a.breakdown(depth)
     s = a.row
-    total = {"layer": "(total)", "type": s["model"], "depth": 0, "is_leaf": False,
-             "output_shape": "", "params": s["params"], "macs": s["macs"],
+    root = a.layers[a.layers["depth"] == 0].iloc[0]
+    # the total row: marked in its own column (``is_total``), typed like the others (``type``
+    # is the model's class, ``self_*`` the model's own), so that pandas reads every column
+    # with its dtype and ``frame[~frame.is_total]`` sums to it
+    total = {"layer": "(total)", "type": root["type"], "depth": 0, "is_leaf": False,
+             "output_shape": "", "params": s["params"], "self_params": root["self_params"],
+             "macs": s["macs"], "self_macs": root["self_macs"],
              "activations": s["activations"], "activation_bytes": s["activation_bytes"],
              "saved_bytes": s["saved_bytes"], "peak_bytes": s["peak_bytes"],
              "aliased": False, "calls": 1}
@@ -52,7 +57,8 @@ def layer_breakdown(model, depth, input_size, seq_len, batch_size, fmt, out, no_
         total["latency_ms"] = s["latency_ms"]
     if train:
         total["backward_macs"] = s["backward_macs"]
-    frame = pd.concat([rows, pd.DataFrame([total])], ignore_index=True)
+    frame = pd.concat([rows.assign(is_total=False), pd.DataFrame([{**total, "is_total": True}])],
+                      ignore_index=True)
     extra = []
     if target:
         tgt = resolve_roofline_target(target, dtype)
@@ -94,5 +100,5 @@ def layer_breakdown(model, depth, input_size, seq_len, batch_size, fmt, out, no_
             + subset([], None, report_name)
         with file_set(folder):
             paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
-            plot(a.layers, s["model"], paths[1])
+            plot(rows, s["model"], paths[1], depth)
         wrote(paths)

@@ -33,5 +33,9 @@ def ops(model, input_size, seq_len, batch_size, fmt, engine, dtype, train, freez
         return
     frame = guarded(cross_check, name, input_size=parse_sizes(input_size, seq_len), batch_size=batch_size,
                     dtype=dtype, engine=engine)
+    missed = frame.attrs.get("torch_missed") or []
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
-                notes=["torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on the same input."]))
+                notes=[f"torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on "
+                       f"{frame.attrs.get('torch_ran_on', 'real tensors')} of the same input (torch.randn, seed 0)"
+                       + (f"; fused kernels it has no formula for (counted 0): {', '.join(missed)}" if missed else "")
+                       + "."]))

@@ -60,6 +60,9 @@ def plot_sweep(csv, output):
     if not need <= set(frame.columns):
         fail(f"{csv!r} is not a sweep CSV: it lacks {', '.join(sorted(need - set(frame.columns)))} "
              "(write one with `archcost sweep`)")
+    if frame["batch_size"].nunique() < 2:
+        fail(f"{csv!r} is not a sweep CSV: it holds one batch size ({', '.join(map(str, frame['batch_size'].unique()))}), "
+             "a sweep several (write one with `archcost sweep MODEL --batch-sizes 1,2,4`)")
     target = pathlib.Path(output or pathlib.Path(csv).with_suffix(".png"))
     if target.suffix.lower() not in (".png", ".svg", ".pdf"):
         fail(f"--output {str(target)!r} must end in .png, .svg or .pdf")

@@ -37,6 +37,7 @@ def reproduce(experiments, fmt, out, no_save, name):
     rows, claim_rows = rp.run(names, progress=(lambda e: step(f"reproduce: {e}")) if len(names) > 1 else None)
     frame = pd.DataFrame(rows, columns=rp.ROW_COLUMNS + (rp.EXTRA_COLUMNS if rows else []))
     frame = frame.loc[:, [c for c in frame.columns if c in rp.ROW_COLUMNS or frame[c].notna().any()]]
+    frame["train_macs"] = frame["train_macs"].astype("Int64")  # empty where a row has no training step
     claims = pd.DataFrame(claim_rows, columns=rp.CLAIM_COLUMNS)
     parts = []
     if fmt == "json":  # one document: {"experiments": [...], "claims": [...]}
@@ -45,8 +46,9 @@ def reproduce(experiments, fmt, out, no_save, name):
         parts.append(json.dumps({"experiments": records(frame), "claims": records(claims)}, indent=1,
                                 allow_nan=False) + "\n")
     elif len(frame):
-        parts.append(render(frame, fmt, ["experiment", "variant", "input_shape", "params", "macs",
-                                         "activation_bytes", "ratio_params", "ratio_macs", "note"]))
+        parts.append(render(frame, fmt, ["experiment", "variant", "input_shape", "params", "macs"]
+                            + (["train_macs"] if "train_macs" in frame and frame["train_macs"].notna().any() else [])
+                            + ["activation_bytes", "ratio_params", "ratio_macs", "note"]))
     if len(claims) and fmt != "json":
         parts.append(render(claims, fmt, rp.CLAIM_COLUMNS))
     emit(("\n" if fmt in ("text", "markdown") else "").join(parts))
@@ -77,6 +79,11 @@ def reproduce(experiments, fmt, out, no_save, name):
                         ratio_bars(group.to_dict("records"), target,
                                    "training-cost: a training step's MACs (forward + backward) / the forward's",
                                    "train_macs / macs (forward = 1)", 3.0, "\"about three forwards\"")
+                    elif exp == "vgg16-head":
+                        experiment_bars(group.to_dict("records"), target,
+                                        f"{exp}: trainable params and a training step's MACs per variant",
+                                        (("params", "trainable parameters"),
+                                         ("train_macs", "training-step MACs (forward + backward)")))
                     else:
                         experiment_bars(group.to_dict("records"), target, f"{exp}: params and MACs per variant")
                     paths.append(target)

@@ -14,6 +14,10 @@ from archcost.report.notes import condition_notes, sweep_title
 @input_size_option
 @dtype_option
 @click.option("--no-latency", is_flag=True, help="Memory only (no timing).")
+@click.option("--time-budget", "time_budget", type=click.FloatRange(min=0.01, max=3600), default=2.0,
+              show_default=True, metavar="SECONDS",
+              help="Latency: time each point for about this long (at least 3 forwards, at most --repeat); "
+                   "the warm-up stops after a fifth of it.")
 @run_options
 @format_option
 @out_option
@@ -27,8 +31,8 @@ from archcost.report.notes import condition_notes, sweep_title
               help="With --decode: the device whose roofline bounds each token (see `archcost devices`; "
                    "default auto: this GPU, else this CPU).")
 @click.pass_context
-def sweep(ctx, models, batch_sizes, input_size, seq_len, dtype, no_latency, device, amp, channels_last, optimizer, repeat,
-          warmup, fmt, out, no_save, name, decode, target):
+def sweep(ctx, models, batch_sizes, input_size, seq_len, dtype, no_latency, time_budget, device, amp, channels_last,
+          optimizer, repeat, warmup, fmt, out, no_save, name, decode, target):
     """Memory and latency of MODELS against batch size (as in Canziani et al. 2016 and
     Bianco et al. 2018). Writes reports/sweep_<conditions>.csv and .png unless --no-save.
     A batch that does not fit in memory (or is refused as too large) is recorded as such,
@@ -65,7 +69,7 @@ def sweep(ctx, models, batch_sizes, input_size, seq_len, dtype, no_latency, devi
             try:
                 a = analyze(n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
                             channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
-                            repeats=repeat, warmup=warmup)
+                            repeats=repeat, warmup=warmup, time_budget_s=time_budget)
             except (OutOfDeviceMemory, MemoryError, RuntimeError) as exc:
                 if not isinstance(exc, OutOfDeviceMemory) and not is_out_of_memory(exc):
                     raise

@@ -24,7 +24,7 @@ from archcost.errors import AnalysisError
 
 REQUIRED = ["model", "input_shape", "params", "macs"]
 LAYER_FIELDS = ["layer", "type", "activation_bytes"]
-DRIFT_COLUMNS = ["model", "layer", "type", "column", "baseline", "now", "delta"]
+DRIFT_COLUMNS = ["model", "layer", "type", "status", "column", "baseline", "now", "delta"]  # status as diff's
 TOTAL = "(total)"
 
 
@@ -206,12 +206,11 @@ def _layer_drift(model: str, stored: pd.DataFrame, a) -> list:
     out = []
     for r in d[d["status"] != "same"].itertuples():
         layer = r.layer if r.matched_by != "order" else f"{r.layer} -> {r.layer_b}"
-        if r.status != "changed":
-            layer += f" ({r.status})"
         for col in ("params", "macs"):
             base, now, delta = getattr(r, f"{col}_a"), getattr(r, f"{col}_b"), getattr(r, f"{col}_delta")
             if delta is not pd.NA and delta != 0:
-                out.append({"model": model, "layer": layer, "type": r.type, "column": col, "baseline": base,
+                out.append({"model": model, "layer": layer, "type": r.type, "status": r.status, "column": col,
+                            "baseline": base,
                             "now": now, "delta": delta})
     return out
 
@@ -231,10 +230,12 @@ def compare(baseline: pd.DataFrame, models=None, tolerance: float = 0.0, base_di
         now = a.row
         found = []
         if now["params"] != r.params:
-            found.append({"model": r.model, "layer": TOTAL, "type": "", "column": "params", "baseline": int(r.params),
+            found.append({"model": r.model, "layer": TOTAL, "type": "", "status": "changed",
+                          "column": "params", "baseline": int(r.params),
                           "now": int(now["params"]), "delta": int(now["params"] - r.params)})
         if abs(now["macs"] - r.macs) > tolerance * abs(r.macs):
-            found.append({"model": r.model, "layer": TOTAL, "type": "", "column": "macs", "baseline": int(r.macs),
+            found.append({"model": r.model, "layer": TOTAL, "type": "", "status": "changed",
+                          "column": "macs", "baseline": int(r.macs),
                           "now": int(now["macs"]), "delta": int(now["macs"] - r.macs)})
         stored = layer_rows(baseline, r.model)
         if found and stored is not None:

@@ -40,8 +40,31 @@ def build_model(builder, device, dtype) -> Tuple[nn.Module, str]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
             model = builder()
+    model = split_built(model)[0]
     check_module(model)
     return model.to(device=device, dtype=dtype).eval(), note
+
+
+def split_built(out):
+    """A builder returns a module, or ``(module, example_inputs)``: -> (module, inputs or None).
+    ``example_inputs`` is what the forward takes: a tuple or list of its positional arguments,
+    or one argument (a tensor, a dict of tensors)."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], nn.Module):
+        model, examples = out
+        return model, tuple(examples) if isinstance(examples, (tuple, list)) else (examples,)
+    return out, None
+
+
+def built_with_examples(builder):
+    """Build on CPU (the builder's own initialisation, seed ``SEED``): (model, example
+    inputs or None) -- for a builder that returns its example inputs with the model."""
+    from archcost.zoo.custom import check_module
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model, examples = split_built(builder())
+    check_module(model)
+    return model.eval(), examples
 
 def build(builder, device, dtype):
     return build_model(builder, device, dtype)[0]

@@ -31,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from archcost.count import rules as ops
 
+from archcost.count.inputs import tensors_in as _tensors
 from archcost.count.shapes import MetaShortcuts
 from archcost.count.storage import StorageTracker
 
@@ -78,16 +79,6 @@ class PassResult:
     device_paths: List[str] = field(default_factory=list)  # ops whose kernel differs by device
     macs_by_aten: Counter = field(default_factory=Counter)  # by ATen op (function for FUNCTION_RULES)
     scripted: List[str] = field(default_factory=list)  # TorchScript modules, counted in their parent
-
-
-def _tensors(obj) -> List[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, dict):
-        obj = list(obj.values())
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
-    return []
 
 
 def _shape_str(ts: Sequence[torch.Tensor]) -> str:
@@ -391,7 +382,7 @@ def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], kwargs: Optiona
     """Run ``model(*inputs, **kwargs)`` once under counting (eval statistics as the model is
     set, no grad); the model's mode is left as it was. ``record_ops``: keep one ``OpRecord``
     per ATen operator in ``PassResult.ops``."""
-    records, stack, tracker, totals = _pass_state(model, list(inputs) + _tensors(kwargs or {}))
+    records, stack, tracker, totals = _pass_state(model, _tensors(list(inputs)) + _tensors(kwargs or {}))
     if isinstance(model, torch.jit.ScriptModule):  # no hooks: the whole forward is the model's own
         stack.append("")
         records[""].calls, records[""].order = 1, 0

@@ -98,25 +98,63 @@ def input_shapes(input_size: InputSize, default: Optional[Tuple[int, ...]], batc
     return shapes
 
 def make_inputs(shapes, device, dtype, channels_last=False):
-    """One input per shape (batch included), or the user's example tensors converted.
-    Real tensors hold ``torch.randn`` values from a generator seeded with ``SEED`` (a
+    """One input per shape (batch included), or the user's example inputs converted:
+    tensors anywhere inside dicts, lists and tuples (a forward taking ``batch = {"ids": ...,
+    "mask": ...}``) are moved to ``device``, floating ones cast to ``dtype``, integer ones
+    keep their dtype (token ids); other values are passed as they are. Real tensors made from
+    a shape hold ``torch.randn`` values from a generator seeded with ``SEED`` (a
     data-dependent forward then takes the same branch every run); meta tensors hold none."""
     gen = torch.Generator().manual_seed(SEED)
 
     def one(s):
-        if isinstance(s, torch.Tensor):
-            cast = dtype if s.is_floating_point() else s.dtype
-            t = (torch.empty(s.shape, dtype=cast, device="meta") if device == "meta"
-                 else s.to(device=device, dtype=cast))
-        elif not isinstance(s, tuple):
-            return s  # a non-tensor argument, passed as it is
-        elif device == "meta":
-            t = torch.empty(s, device="meta", dtype=dtype)
-        else:
-            t = torch.randn(s, generator=gen, dtype=dtype).to(device)
-        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
+        if isinstance(s, tuple) and all(type(d) is int for d in s) and s:
+            t = (torch.empty(s, device="meta", dtype=dtype) if device == "meta"
+                 else torch.randn(s, generator=gen, dtype=dtype).to(device))
+            return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
+        return convert(s, device, dtype, channels_last)
 
     return tuple(one(s) for s in shapes)
+
+
+def convert(obj, device, dtype=None, channels_last=False):
+    """``obj`` with every tensor inside it (dicts, lists, tuples, nested) on ``device``
+    (shape-only on meta); floating tensors cast to ``dtype`` when given."""
+    if isinstance(obj, torch.Tensor):
+        cast = dtype if dtype is not None and obj.is_floating_point() else obj.dtype
+        t = (torch.empty(obj.shape, dtype=cast, device="meta") if torch.device(device).type == "meta"
+             else obj.to(device=device, dtype=cast))
+        return t.contiguous(memory_format=torch.channels_last) if channels_last and t.dim() == 4 else t
+    if isinstance(obj, dict):
+        return type(obj)((k, convert(v, device, dtype, channels_last)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        items = [convert(v, device, dtype, channels_last) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return obj
+
+
+def tensors_in(obj):
+    """The tensors inside ``obj`` (dicts, lists, tuples, nested), in order."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in tensors_in(o)]
+    return []
+
+
+def has_examples(shapes) -> bool:
+    """Whether the inputs are the user's example values (not shapes made into randn)."""
+    return any(not (isinstance(s, tuple) and s and all(type(d) is int for d in s)) for s in shapes)
+
+
+def describe_inputs(shapes) -> str:
+    """What the input of a real-tensor run was, for the notes."""
+    if not has_examples(shapes):
+        return f"torch.randn, seed {SEED}"
+    ts = [t for s in shapes for t in tensors_in(s)]
+    kinds = sorted({str(t.dtype).replace("torch.", "") for t in ts})
+    return "the example inputs given" + (f" ({', '.join(kinds)} tensors, their own values)" if kinds else "")
 
 @contextlib.contextmanager
 def keyword_inputs(model: nn.Module, kwargs: Optional[dict]):
@@ -129,9 +167,7 @@ def keyword_inputs(model: nn.Module, kwargs: Optional[dict]):
     def hook(mod, args, kw):
         ref = next((a for a in args if isinstance(a, torch.Tensor)), None)
         device = ref.device if ref is not None else device_of(mod)
-        moved = {k: (torch.empty(v.shape, dtype=v.dtype, device="meta") if torch.device(device).type == "meta"
-                     else v.to(device)) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-        return args, {**moved, **kw}
+        return args, {**convert(dict(kwargs), device), **kw}
 
     handle = model.register_forward_pre_hook(hook, with_kwargs=True)
     try:
@@ -140,5 +176,9 @@ def keyword_inputs(model: nn.Module, kwargs: Optional[dict]):
         handle.remove()
 
 def dims(s) -> Tuple[int, ...]:
-    """The shape of an input given as a shape or as an example tensor."""
-    return tuple(s.shape) if isinstance(s, torch.Tensor) else tuple(s) if isinstance(s, tuple) else ()
+    """The shape of an input given as a shape or as an example tensor; of a nested input
+    (a dict, list or tuple of tensors), its first tensor's."""
+    if isinstance(s, tuple) and all(type(d) is int for d in s):
+        return s
+    ts = tensors_in(s)
+    return tuple(ts[0].shape) if ts else ()

@@ -66,11 +66,31 @@ def _context(device: str, amp_dtype: Optional[torch.dtype]):
     return stack
 
 
-def time_calls(fn: Callable[[], object], device: str, repeats: int, warmup: int) -> list:
-    """Milliseconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
+MIN_REPEATS = 3  # a time budget never times fewer calls: a median and p20/p80 need a few
+
+
+def time_calls(fn: Callable[[], object], device: str, repeats: int, warmup: int,
+               budget_s: Optional[float] = None) -> list:
+    """Milliseconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    ``budget_s`` (autorange, as ``timeit``'s): time calls until the budget is spent, at least
+    ``MIN_REPEATS`` (or ``repeats`` if fewer) and at most ``repeats``; the warm-up stops
+    after one call once a fifth of the budget is spent. A slow model then gets a few calls,
+    a fast one ``repeats``: the row's ``repeats`` says how many."""
+    t_start = time.perf_counter()
+    for i in range(warmup):
+        if budget_s is not None and i and time.perf_counter() - t_start > budget_s / 5:
+            break
         fn()
-    if device == "cuda":
+    least = min(MIN_REPEATS, repeats)
+    samples = []
+    t_start = time.perf_counter()
+
+    def spent():
+        return (budget_s is not None and len(samples) >= least
+                and time.perf_counter() - t_start >= budget_s)
+
+    if device == "cuda" and budget_s is None:  # queued back to back, read after one sync
         torch.cuda.synchronize()
         pairs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
                  for _ in range(repeats)]
@@ -80,19 +100,32 @@ def time_calls(fn: Callable[[], object], device: str, repeats: int, warmup: int)
             end.record()
         torch.cuda.synchronize()
         return [s.elapsed_time(e) for s, e in pairs]
-    samples = []
+    if device == "cuda":
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()  # each pair read at once: the budget is checked on wall time
+            samples.append(start.elapsed_time(end))
+            if spent():
+                break
+        return samples
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)
+        if spent():
+            break
     return samples
 
 
 def time_forward(model: nn.Module, inputs: Tuple[torch.Tensor, ...], device: str, repeats: int = 20,
-                 warmup: int = 5, amp_dtype: Optional[torch.dtype] = None) -> Timing:
+                 warmup: int = 5, amp_dtype: Optional[torch.dtype] = None, budget_s: Optional[float] = None) -> Timing:
     model.eval()
     with _context(device, amp_dtype):
-        samples = time_calls(lambda: model(*inputs), device, repeats, warmup)
+        samples = time_calls(lambda: model(*inputs), device, repeats, warmup, budget_s)
     return summarize(samples, warmup, "cuda events" if device == "cuda" else "perf_counter")
 
 

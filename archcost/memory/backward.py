@@ -260,16 +260,18 @@ def add_backward(analysis, model: nn.Module, inputs: Tuple[torch.Tensor, ...], c
     is measured as the difference to a backward without checkpointing."""
     import pandas as pd
 
+    from archcost.memory.forward import TRAIN_FORWARD_ERRORS, no_train_note
+
     s, ly = analysis.summary, analysis.layers
     try:
         r = backward_pass(model, inputs, checkpoint)
         plain = backward_pass(model, inputs) if checkpoint else r
-    except (ValueError, RuntimeError) as exc:
+    except TRAIN_FORWARD_ERRORS as exc:
         if type(exc).__name__ == "AnalysisError":
             raise
         s["backward_macs"] = s["train_macs"] = pd.NA
         s["backward_uncounted_ops"] = ""
-        s["backward_note"] = "no backward on this input: " + str(exc).strip().splitlines()[0]
+        s["backward_note"] = no_train_note("backward", exc)
         ly["backward_macs"] = ly["self_backward_macs"] = pd.NA
         return
     s["backward_macs"] = r.macs

@@ -62,11 +62,11 @@ class _Measure:
         return self.rows[batch]["needed_bytes"]
 
     def _row(self, batch):
-        from archcost.count.inputs import input_shapes, make_inputs
+        from archcost.count.inputs import input_shapes, make_inputs, tensors_in
 
         inputs = make_inputs(input_shapes(self.input_size, self.default, batch, name=self.name, model=self.model),
                               "meta", self.dtype)
-        input_bytes = sum(t.untyped_storage().nbytes() for t in inputs)
+        input_bytes = sum(t.untyped_storage().nbytes() for t in tensors_in(list(inputs)))
         try:
             return self._train_row(inputs, input_bytes) if self.train else self._inference_row(inputs, input_bytes)
         except AnalysisError:

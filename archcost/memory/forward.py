@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten
 
 from archcost.count.engine import module_hooks
 from archcost.count.shapes import MetaShortcuts  # noqa: F401  (re-exported: memory passes and builders use it)
+from archcost.count.engine import _tensors
 from archcost.count.storage import StorageTracker
 from archcost.zoo.restore import running_as  # noqa: F401  (re-exported)
 
@@ -42,9 +43,23 @@ OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}  # state tens
 OPTIMIZERS = tuple(OPTIMIZER_STATE)
 
 
+# What a train-mode forward raises when the model cannot train on this input alone: BatchNorm
+# on 1 value per channel (ValueError), a detection model that needs targets in training mode
+# (torchvision's ``torch._assert``: AssertionError), a forward that indexes a missing target.
+TRAIN_FORWARD_ERRORS = (ValueError, RuntimeError, AssertionError, TypeError, KeyError, IndexError)
+
+
+def no_train_note(what: str, exc: BaseException) -> str:
+    """One line: why there is no train-mode number (the inference columns stand)."""
+    msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    hint = ("; the model needs targets in training mode, which archcost does not make: inference columns only"
+            if "target" in msg.lower() else "")
+    return f"no {what} on this input: {msg}{hint}"
+
+
 def existing_storages(model: nn.Module, inputs: Iterable[torch.Tensor]) -> set:
     """Storage keys that exist before the forward: weights, buffers, inputs."""
-    tensors = list(model.parameters()) + list(model.buffers()) + list(inputs)
+    tensors = list(model.parameters()) + list(model.buffers()) + _tensors(list(inputs))
     return {StorageTracker.key(t) for t in tensors}
 
 

@@ -37,7 +37,8 @@ from torch.utils._pytree import tree_flatten
 
 from archcost.count.engine import _tensors
 from archcost.errors import AnalysisError
-from archcost.memory.forward import MetaShortcuts, _eval_bn_statistics, running_as
+from archcost.memory.forward import (TRAIN_FORWARD_ERRORS, MetaShortcuts, _eval_bn_statistics, no_train_note,
+                                     running_as)
 from archcost.count.storage import StorageTracker
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -312,7 +313,8 @@ class TrainingStep:
     def _measure(self, inputs: Tuple[torch.Tensor, ...], scratch) -> StepMemory:
         buffers = list({id(b): b for b in self.model.buffers()}.values())
         state = _state_tensors(self.opt, self.device)
-        mode = StepLive((StorageTracker.key(t) for t in [*self.params, *buffers, *state, *inputs]), scratch)
+        mode = StepLive((StorageTracker.key(t) for t in [*self.params, *buffers, *state, *_tensors(list(inputs))]),
+                        scratch)
         seen = {}
 
         def on_phase(phase):
@@ -379,12 +381,12 @@ def add_training(analysis, model: nn.Module, inputs, optimizer: str, autocast=No
     s["optimizer"] = optimizer
     try:
         r = step_memory(model, inputs, optimizer, autocast, checkpoint)
-    except (ValueError, RuntimeError) as exc:
+    except TRAIN_FORWARD_ERRORS as exc:
         if isinstance(exc, AnalysisError):
             raise
         for c in TRAIN_COLUMNS:
             s[c] = pd.NA
-        s["train_note"] = "no training step on this input: " + str(exc).strip().splitlines()[0]
+        s["train_note"] = no_train_note("training step", exc)
         return
     s["train_peak_bytes"] = r.train_peak_bytes
     s["train_peak_phase"] = r.peak_phase

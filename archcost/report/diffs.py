@@ -79,10 +79,13 @@ def drift_lines(drift: pd.DataFrame) -> list:
     """'model  layer: +1,024 params, +3,211,264 MACs' for every changed layer."""
     out = []
     layers = drift[drift["layer"] != "(total)"]
-    for (model, layer, kind), g in layers.groupby(["model", "layer", "type"], sort=False):
+    status = layers["status"] if "status" in layers else pd.Series("changed", index=layers.index)
+    for (model, layer, kind, st), g in layers.assign(status=status).groupby(["model", "layer", "type", "status"],
+                                                                            sort=False):
         parts = [f"{exact(r.delta, sign=True)} {'params' if r.column == 'params' else 'MACs'}"
                  for r in g.itertuples()]
-        out.append(f"  {model}  {layer}: " + ", ".join(parts) + (f"  ({kind})" if kind else ""))
+        out.append(f"  {model}  {layer}" + (f" ({st})" if st != "changed" else "") + ": " + ", ".join(parts)
+                   + (f"  ({kind})" if kind else ""))
     return out
 
 

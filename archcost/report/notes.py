@@ -19,7 +19,12 @@ def condition_notes(frame, latency):
              + (" (the same allocations as CPU tensors, tested)" if r.get("memory_measured_on") == "meta" else "")
              + f"; train = weights + grads + {r.get('optimizer', 'sgd')} state + saved."]
     if latency:
-        notes.append(f"latency: {r['repeats']} forwards after {r['warmup']} warm-up, {r['clock']}"
+        budget = r.get("time_budget_s")
+        timed = (f"latency: timed to {budget:g} s per point ({int(frame['repeats'].min())} to "
+                 f"{int(frame['repeats'].max())} forwards, at least 3) after up to {r['warmup']} warm-up"
+                 if budget == budget and budget is not None and "repeats" in frame
+                 else f"latency: {r['repeats']} forwards after {r['warmup']} warm-up")
+        notes.append(f"{timed}, {r['clock']}"
                      + (f", {r['threads']} CPU threads" if r["clock"] == "perf_counter" else "")
                      + (f"; peak = {r['device_peak_tflops']} TFLOP/s {r.get('peak_dtype', '')} dense "
                         f"({r['peak_source']})"

@@ -114,15 +114,17 @@ def memory_vs_compute(summary, target, title="Memory vs compute", y="activation_
     _save(fig, target)
 
 
-def layer_breakdown(layers, model, target):
-    """Three aligned bar charts over the leaf layers: share of params, MACs, activation memory."""
+def layer_breakdown(rows, model, target, depth=None):
+    """Three aligned bar charts over the rows of ``Analysis.breakdown(depth)`` (they partition
+    the model: leaves, or the modules at ``depth``, and the ``[own ops]`` rows of modules whose
+    own forward code computes, e.g. a ViT's attention): share of params, MACs, activation memory."""
     plt = _plt()
-    rows = layers[layers["is_leaf"] & ~layers["aliased"]]
+    rows = rows[~rows["aliased"].astype(bool)]
     rows = rows[(rows["params"] > 0) | (rows["macs"] > 0) | (rows["activation_bytes"] > 0)]
     n = len(rows)
     fig, axes = plt.subplots(3, 1, figsize=(max(8, min(24, 0.16 * n + 3)), 8.5), dpi=110, sharex=True,
                              layout="constrained")
-    colors = {"Conv2d": "#1f77b4", "Linear": "#ff7f0e"}
+    colors = {"Conv2d": "#1f77b4", "Linear": "#ff7f0e", "functional": "#2ca02c"}
     bar_colors = [colors.get(t, "#9e9e9e") for t in rows["type"]]
     x = range(n)
     for ax, col, label in zip(axes, ("params", "macs", "activation_bytes"),
@@ -130,8 +132,9 @@ def layer_breakdown(layers, model, target):
         total = max(rows[col].sum(), 1)
         ax.bar(x, 100 * rows[col] / total, color=bar_colors, edgecolor="none")
         ax.set_ylabel(f"% of {label}")
-        shares = {t: 100 * rows.loc[rows["type"] == t, col].sum() / total for t in ("Conv2d", "Linear")}
-        ax.set_title(f"{label}: conv layers {shares['Conv2d']:.0f}%, linear layers {shares['Linear']:.0f}%",
+        shares = {t: 100 * rows.loc[rows["type"] == t, col].sum() / total for t in ("Conv2d", "Linear", "functional")}
+        own = f", [own ops] {shares['functional']:.0f}%" if shares["functional"] else ""
+        ax.set_title(f"{label}: conv layers {shares['Conv2d']:.0f}%, linear layers {shares['Linear']:.0f}%{own}",
                      fontsize=9, loc="left")
         ax.grid(True, axis="y", alpha=0.3)
     # Every bar gets its name when the labels fit side by side (6.5 pt text, 1.35 line
@@ -143,7 +146,7 @@ def layer_breakdown(layers, model, target):
     if n <= fits:
         ticks, caption = list(x), ""
     else:
-        ticks = [i for i, t in enumerate(rows["type"]) if t in ("Conv2d", "Linear")]
+        ticks = [i for i, t in enumerate(rows["type"]) if t in ("Conv2d", "Linear", "functional")]
         if len(ticks) > fits:
             ticks = ticks[::math.ceil(len(ticks) / fits)]
         caption = f"x labels: {len(ticks)} of the {n} layers (conv and linear layers); the CSV lists every layer"
@@ -152,9 +155,12 @@ def layer_breakdown(layers, model, target):
     axes[-1].set_xlim(-0.7, n - 0.3)
     if caption:
         axes[-1].set_xlabel(caption, fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#1f77b4", "#ff7f0e", "#9e9e9e")]
-    axes[0].legend(handles, ["Conv2d", "Linear", "other"], fontsize=8, loc="upper left")
-    fig.suptitle(f"{model}: where parameters, multiply-adds and activation memory sit")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#1f77b4", "#ff7f0e", "#2ca02c", "#9e9e9e")]
+    axes[0].legend(handles, ["Conv2d", "Linear", "[own ops]: a module's own code", "other"], fontsize=8,
+                   loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+    level = f"modules at depth {depth}" if depth else "leaf layers"
+    fig.suptitle(f"{model}: where parameters, multiply-adds and activation memory sit\n({level} and [own ops] "
+                 "rows: they add up to the model)", fontsize=11)
     _save(fig, target)
 
 
@@ -168,8 +174,11 @@ def _save(fig, target):
 def sweep(frame, target, title, latency=True):
     """Per model against batch size: inference peak and training memory (MiB), and with
     latency, ms per batch and images/s with the p20-p80 band of the timed repetitions.
-    Log-2 batch axis; one colour per model, line style per quantity."""
+    Log-2 batch axis; one colour per model, line style per quantity; a red ring marks a
+    noisy point (p80/p20 above ``SPREAD_LIMIT``, as the table's ``!``)."""
     from matplotlib.lines import Line2D
+
+    from archcost.report.spread import SPREAD_LIMIT
 
     plt = _plt()
     ok = frame.dropna(subset=["peak_bytes"])
@@ -188,6 +197,9 @@ def sweep(frame, target, title, latency=True):
             axes[1].plot(g["batch_size"], g["latency_ms"], "-o", color=c, ms=3)
             axes[2].plot(g["batch_size"], g["images_per_s"], "-o", color=c, ms=3)
             if spread:
+                noisy = g[g["latency_p80_ms"] / g["latency_p20_ms"] > SPREAD_LIMIT]
+                for ax, ys in ((axes[1], noisy["latency_ms"]), (axes[2], noisy["images_per_s"])):
+                    ax.scatter(noisy["batch_size"], ys, s=70, facecolors="none", edgecolors="red", lw=1.2, zorder=4)
                 axes[1].fill_between(g["batch_size"], g["latency_p20_ms"], g["latency_p80_ms"], color=c, alpha=0.2,
                                      lw=0)
                 axes[2].fill_between(g["batch_size"], g["batch_size"] / g["latency_p80_ms"] * 1e3,
@@ -212,6 +224,10 @@ def sweep(frame, target, title, latency=True):
     model_handles = [Line2D([], [], color=cmap(i % 10), lw=2) for i in range(len(models))]
     style_handles = [Line2D([], [], color="0.3", ls="-", marker="o", ms=3),
                      Line2D([], [], color="0.3", ls="--", marker="s", ms=3)]
+    if spread and (ok["latency_p80_ms"] / ok["latency_p20_ms"] > SPREAD_LIMIT).any():
+        ring = Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec="red")
+        axes[1].legend([ring], [f"noisy: p80/p20 > {SPREAD_LIMIT} (median unreliable)"], fontsize=6.5,
+                       loc="upper left")
     first = axes[0].legend(model_handles, models, fontsize=7, loc="upper left", title="model", title_fontsize=7)
     axes[0].add_artist(first)
     axes[0].legend(style_handles, ["train: weights + grads + optimizer state + saved",
@@ -234,40 +250,47 @@ def ratio_bars(rows, target, title, xlabel, reference=None, reference_label=""):
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
-    for i, v in enumerate(vals):
-        ax.annotate(f"{v:.2f}", (v, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
-    if reference is not None:
+    for i, v in enumerate(vals):  # on a white box: never on the reference line
+        ax.annotate(f"{v:.2f}", (v, i), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                    bbox=dict(boxstyle="square,pad=0.15", fc="white", ec="none"))
+    if reference is not None:  # named in the axis label, not in the plot where bars and labels sit
         ax.axvline(reference, color="0.3", ls="--", lw=1)
-        ax.annotate(reference_label, (reference, len(rows) - 0.5), xytext=(3, 2), textcoords="offset points",
-                    fontsize=8, color="0.3")
-    ax.set_xlim(0, max(vals + [reference or 0]) * 1.15)
+        xlabel += f"; dashed line: {reference_label} ({reference:g})"
+    ax.set_xlim(0, max(vals + [reference or 0]) * 1.2)
     ax.set_xlabel(xlabel)
     ax.grid(True, axis="x", alpha=0.3)
     fig.suptitle(title, fontsize=10)
     _save(fig, target)
 
 
-def experiment_bars(rows, target, title):
-    """Params and MACs of an experiment's variants as bars on a linear axis from zero (a
-    bar's length is the quantity, so two bars' lengths compare as their ratio), each
-    labelled with its exact value and its ratio to the first variant."""
+def experiment_bars(rows, target, title, panels=(("params", "parameters"), ("macs", "multiply-adds (MACs)"))):
+    """Params and MACs (or the ``panels`` given: (column, axis name)) of an experiment's
+    variants as bars on a linear axis from zero (a bar's length is the quantity, so two bars'
+    lengths compare as their ratio), each labelled with its exact value and the table's
+    ratio (``ratio_params``, ``ratio_macs``: to the first variant unless the row says else)."""
     plt = _plt()
     labels = [r["variant"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(rows) + 1.9), dpi=120, layout="constrained")
-    for ax, key, name in ((axes[0], "params", "parameters"), (axes[1], "macs", "multiply-adds (MACs)")):
+    for ax, (key, name) in zip(axes, panels):
         vals = [int(r[key]) for r in rows]
+        ratio_key = "ratio_params" if key == "params" else "ratio_macs"
         bars = ax.barh(range(len(rows)), vals, color=["#4c72b0" if i == 0 else "#dd8452" for i in range(len(rows))])
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(labels if ax is axes[0] else [""] * len(rows), fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlim(0, max(max(vals), 1) * 1.45)  # room for the value labels
+        # room for the longest value label (7 pt text, about 4.3 pt a character, on an axis
+        # about 330 pt wide), so that no label reaches the frame
+        longest = max(len(f" {v:,}  (x00.000)") for v in vals)
+        ax.set_xlim(0, max(max(vals), 1) / max(0.3, 1 - longest * 4.3 / 330 - 0.04))
         ax.set_xlabel(f"{name}, linear axis from 0")
         _si_ticks(ax.xaxis)
         for i, (b, v) in enumerate(zip(bars, vals)):
-            ratio = f"  (x{v / vals[0]:.3f})" if i and vals[0] else ""
+            r = rows[i].get(ratio_key)
+            ratio = f"  (x{float(r):.3f})" if i and r is not None and r == r else ""
             ax.text(v, b.get_y() + b.get_height() / 2, f" {v:,}{ratio}", va="center", fontsize=7)
         ax.grid(True, axis="x", alpha=0.3)
-    fig.suptitle(title + "  (xN: ratio to the first variant, in blue; K/M/G = 10^3/10^6/10^9)", fontsize=10)
+    fig.suptitle(title + "  (xN: the table's ratio; the first variant in blue; K/M/G = 10^3/10^6/10^9)",
+                 fontsize=10)
     _save(fig, target)
 
 

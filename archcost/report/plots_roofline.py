@@ -108,7 +108,7 @@ def batch_experiment(rows, path):
         xs = [i + (j - (len(batches) - 1) / 2) * width for i in range(len(models))]
         us = [sel[m]["time_bound_per_image_ms"] * 1e3 for m in models]
         mem = [u * sel[m]["bound_share_memory"] for u, m in zip(us, models)]
-        right.bar(xs, us, width, color=colors[j % 3], alpha=0.45, label=f"batch {b}: time bound per image")
+        right.bar(xs, us, width, color=colors[j % 3], alpha=0.45, label=f"batch {int(b)}: time bound per image")
         right.bar(xs, mem, width, color="none", edgecolor="black", hatch="//", lw=0.6,
                   label="of which memory-bound layers" if j == 0 else None)
         for x, u, m in zip(xs, us, models):

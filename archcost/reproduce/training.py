@@ -12,23 +12,23 @@ def _train_row(experiment, variant, name, freeze=(), note=""):
     from archcost.analysis import analyze
     r = analyze(name, train=True, freeze=freeze, optimizer="sgd").row
     return {"experiment": experiment, "variant": variant, "input_shape": r["input_shape"],
-            "params": int(r["trainable_params"]), "macs": int(r["train_macs"]),
+            "params": int(r["trainable_params"]), "macs": int(r["macs"]), "train_macs": int(r["train_macs"]),
             "activation_bytes": int(r["activation_bytes"]), "saved_bytes": int(r["saved_bytes"]),
-            "forward_macs": int(r["macs"]), "backward_macs": int(r["backward_macs"]),
+            "backward_macs": int(r["backward_macs"]),
             "train_peak_bytes": int(r["train_peak_bytes"]), "note": note}
 
 
 def training_cost() -> List[dict]:
     """One training step (forward + backward) against the forward, per model: the rule of
     thumb says about 3x (backward = 2x forward: an input and a weight gradient per layer).
-    ``params`` are trainable parameters, ``macs`` the step's (train_macs); ``ratio_macs`` is
-    train_macs / macs of the same model."""
+    ``params`` are trainable parameters, ``macs`` the forward's, ``train_macs`` the step's
+    (forward + backward); ``ratio_macs`` is train_macs / macs of the same model."""
     rows = []
     for name in TRAIN_MODELS:
         row = _train_row("training-cost", name, name)
         row["ratio_params"] = 1.0
-        row["ratio_macs"] = row["macs"] / row["forward_macs"]
-        row["note"] = (f"backward {row['backward_macs'] / row['forward_macs']:.3f} x forward: the first "
+        row["ratio_macs"] = row["train_macs"] / row["macs"]
+        row["note"] = (f"backward {row['backward_macs'] / row['macs']:.3f} x forward: the first "
                        "conv needs no input gradient; norms add their own")
         rows.append(row)
     return rows
@@ -44,7 +44,7 @@ def vgg16_head() -> List[dict]:
                             "gradient skipped too)")]
     for row in rows:
         row["ratio_params"] = row["params"] / rows[0]["params"]
-        row["ratio_macs"] = row["macs"] / rows[0]["macs"]
+        row["ratio_macs"] = row["train_macs"] / rows[0]["train_macs"]  # the step's: forwards are equal
         row["note"] += (f"; saved {row['saved_bytes'] / 2**20:.1f} MiB, train peak "
                         f"{row['train_peak_bytes'] / 2**20:.1f} MiB")
     return rows

@@ -31,7 +31,15 @@ def resolve_builder(ref: str):
             spec = importlib.util.spec_from_file_location(f"archcost_user_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
+            # the file may import modules beside it (``from blocks import block``), as
+            # ``python file.py`` would let it: its folder is searched first while it loads
+            folder = str(path.resolve().parent)
+            sys.path.insert(0, folder)
+            try:
+                spec.loader.exec_module(module)
+            finally:
+                if folder in sys.path:
+                    sys.path.remove(folder)
         else:
             module = importlib.import_module(target)
     except BuilderError:
@@ -39,7 +47,11 @@ def resolve_builder(ref: str):
     except Exception as exc:  # the user's file failed to import
         if pathlib.Path(target).is_dir():
             raise BuilderError(_folder(target)) from None
-        raise BuilderError(f"could not import {target!r}: {type(exc).__name__}: {exc}") from None
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and target.endswith(".py"):
+            hint = (f"; {exc.name!r} is looked for beside the model file and on PYTHONPATH: put it there, "
+                    "or install it")
+        raise BuilderError(f"could not import {target!r}: {type(exc).__name__}: {exc}{hint}") from None
     builder = getattr(module, attr, None)
     if builder is None and pathlib.Path(target).is_dir():
         raise BuilderError(_folder(target))

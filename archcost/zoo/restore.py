@@ -18,6 +18,8 @@ import functools
 import torch
 import torch.nn as nn
 
+from archcost.errors import AnalysisError
+
 _HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
                "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
                "_backward_pre_hooks", "_state_dict_hooks", "_state_dict_pre_hooks",
@@ -91,11 +93,24 @@ def preserved(obj, values: bool = False):
         snap.restore()
 
 
+def refuse_lazy(model) -> None:
+    """A module with uninitialised lazy parameters (``nn.LazyLinear``) has no shapes to
+    count yet: one line that says so and what to do."""
+    if not isinstance(model, nn.Module):
+        return
+    lazy = [n for n, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    if lazy:
+        more = f" and {len(lazy) - 1} more" if len(lazy) > 1 else ""
+        raise AnalysisError(f"the module has uninitialised lazy parameters ({lazy[0]}{more}): run one "
+                            "forward on an example input first, then analyze it")
+
+
 def restores_model(fn):
     """Decorator: ``fn(model_or_name, ...)`` hands a module back as it received it."""
 
     @functools.wraps(fn)
     def wrapper(model_or_name, *args, **kwargs):
+        refuse_lazy(model_or_name)
         steps = bool(kwargs.get("train") or kwargs.get("freeze") or kwargs.get("checkpoint"))
         with preserved(model_or_name, values=steps):
             return fn(model_or_name, *args, **kwargs)

@@ -1,0 +1,64 @@
+"""Issue #22: sweep times each point to a budget (at least 3 calls, at most --repeat) and
+shows an ETA; its PNG marks noisy points; `plot sweep` refuses a CSV of one batch size."""
+
+import time
+
+import pandas as pd
+from click.testing import CliRunner
+
+from archcost.cli import main
+from archcost.measure.timing import MIN_REPEATS, time_calls
+
+
+def test_time_budget_stops_early_but_keeps_a_minimum():
+    slow = lambda: time.sleep(0.05)  # noqa: E731
+    t0 = time.perf_counter()
+    samples = time_calls(slow, "cpu", repeats=100, warmup=5, budget_s=0.2)
+    took = time.perf_counter() - t0
+    assert MIN_REPEATS <= len(samples) < 100
+    assert took < 0.2 + 0.2 / 5 + 3 * 0.05 + 0.5  # the budget, the warm-up's fifth, a call over, slack
+    # a call longer than the budget is still timed MIN_REPEATS times
+    assert len(time_calls(lambda: time.sleep(0.02), "cpu", repeats=50, warmup=0, budget_s=0.001)) == MIN_REPEATS
+    # without a budget, exactly --repeat
+    assert len(time_calls(lambda: None, "cpu", repeats=7, warmup=1)) == 7
+
+
+def test_sweep_uses_the_budget_and_prints_an_eta(tmp_path):
+    r = CliRunner().invoke(main, ["sweep", "lenet5", "--batch-sizes", "1,2,4", "--time-budget", "0.05",
+                                  "--repeat", "1000", "--format", "csv", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    (csv,) = tmp_path.glob("sweep_*.csv")
+    df = pd.read_csv(csv)
+    assert (df["repeats"] < 1000).all() and (df["repeats"] >= MIN_REPEATS).all()
+    assert (df["time_budget_s"] == 0.05).all()
+    assert "ETA " in r.stderr
+
+
+def test_sweep_png_marks_noisy_points(tmp_path, monkeypatch):
+    from archcost.report import plots
+
+    seen = {}
+    real = plots._save
+
+    def keep(fig, target):
+        seen["red"] = sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections
+                          if c.get_edgecolor().size and tuple(c.get_edgecolor()[0][:3]) == (1.0, 0.0, 0.0))
+        seen["legend"] = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        real(fig, target)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    frame = pd.DataFrame({"model": ["m"] * 3, "batch_size": [1, 2, 4], "peak_bytes": [1e6, 2e6, 4e6],
+                          "train_bytes": [2e6, 4e6, 8e6], "latency_ms": [1.0, 2.0, 4.0],
+                          "latency_p20_ms": [0.9, 1.0, 3.9], "latency_p80_ms": [1.1, 3.0, 4.1],
+                          "images_per_s": [1000.0, 1000.0, 1000.0]})
+    plots.sweep(frame, tmp_path / "s.png", "t")
+    assert seen["red"] == 2  # batch 2 (3.0 / 1.0 > 1.5) on the latency and throughput panels
+    assert any("noisy" in t for t in seen["legend"])
+
+
+def test_plot_sweep_refuses_a_table_csv(tmp_path):
+    csv = tmp_path / "table.csv"
+    pd.DataFrame({"model": ["a", "b"], "batch_size": [1, 1], "peak_bytes": [1, 2], "train_bytes": [3, 4],
+                  "params": [5, 6]}).to_csv(csv, index=False)
+    r = CliRunner().invoke(main, ["plot", "sweep", str(csv)])
+    assert r.exit_code == 2 and "not a sweep CSV" in r.stderr and "one batch size" in r.stderr
