@@ -59,7 +59,7 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkp
             r = guarded(fit_one, n, budget_bytes, train=train, optimizer=optimizer, dtype=dtype,
                         input_size=sizes, freeze=freeze, max_batch=max_batch, curve_points=folder is not None,
                         checkpoint=checkpoint)
-            row = {"model": r.model, "mode": r.mode, "optimizer": optimizer if train else "", "dtype": dtype,
+            row = {"model": r.model, "input_shape": r.breakdown.pop("input_shape", None), "mode": r.mode, "optimizer": optimizer if train else "", "dtype": dtype,
                    "budget_bytes": r.budget_bytes, "batch": r.batch, **r.breakdown,
                    "headroom_bytes": r.headroom_bytes,  # negative: over the budget (at batch 1)
                    "measured_batches": len(r.curve)}
@@ -82,12 +82,18 @@ def fit(models, budget, train, optimizer, input_size, dtype, amp, freeze, checkp
     if folder is not None:
         from archcost.report.plots_fit import fit_curves
 
+        from archcost.report.files import file_set
+        from archcost.report.naming import size_token, subset
+
+        size = size_token(sizes)
         tag = (f"{'train-' + optimizer if train else 'inference'}_{dtype}_{file_stem(budget)}"
-               + ("_ckpt" if checkpoint else ""))
+               + (f"_in{size}" if size else "") + ("_freeze" if freeze else "") + ("_ckpt" if checkpoint else "")
+               + subset(names))
         curve_frame = pd.DataFrame(curve)
-        paths = [write_csv(folder / f"fit_{tag}.csv", frame), write_csv(folder / f"fit_curve_{tag}.csv", curve_frame),
-                 folder / f"fit_{tag}.png"]
-        fit_curves(curve_frame, frame, budget_bytes, paths[2],
-                   f"What fits in {budget.strip()} ({what}, {dtype})",
-                   "memory needed (GiB): " + ("train peak" if train else "weights + inference peak") + " + input")
+        with file_set(folder):
+            paths = [write_csv(folder / f"fit_{tag}.csv", frame),
+                     write_csv(folder / f"fit_curve_{tag}.csv", curve_frame), folder / f"fit_{tag}.png"]
+            fit_curves(curve_frame, frame, budget_bytes, paths[2],
+                       f"What fits in {budget.strip()} ({what}, {dtype})",
+                       "memory needed (GiB): " + ("train peak" if train else "weights + inference peak") + " + input")
         wrote(paths)
