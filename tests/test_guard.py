@@ -54,7 +54,7 @@ def test_float_options_refuse_nan_and_inf(args, value):
 
 
 EXITS = [("sys.exit(0)", "build"), ("sys.exit(5)", "build"), ("raise GeneratorExit", "build"),
-         ("sys.exit(0)", "forward"), ("raise SystemExit('bye')", "forward")]
+         ("sys.exit(0)", "forward"), ("raise SystemExit('bye')", "forward"), ("raise BaseException('odd')", "build")]
 
 
 @pytest.mark.parametrize("stmt,where", EXITS)

@@ -173,6 +173,10 @@ def model_call(fn, *args, **kwargs):
             return fn(*args, **kwargs)
     except (SystemExit, GeneratorExit) as exc:
         fail(model_exit_message(exc))
+    except BaseException as exc:  # a bare BaseException subclass from the model's code
+        if isinstance(exc, (Exception, KeyboardInterrupt)):
+            raise
+        fail(model_exit_message(exc))
     finally:
         try:
             if os.getcwd() != cwd:
