@@ -139,7 +139,7 @@ def test_check_names_the_layer_that_drifted(tmp_path):
     assert f"fc: {d_fc:+,} params" in r.stdout and "conv1" not in r.stdout
     r = run("check", "--baseline", str(base), "--format", "json")
     rows = json.loads(r.stdout)
-    assert {"model": f"{net}:build", "layer": "conv2", "type": "Conv2d", "status": "changed", "column": "params",
+    assert {"model": "net.py:build", "layer": "conv2", "type": "Conv2d", "status": "changed", "column": "params",
             "baseline": 16 * 32 * 9 + 32,
             "now": 16 * 40 * 9 + 40, "delta": d_conv2} in rows
     total = [x for x in rows if x["layer"] == "(total)" and x["column"] == "params"][0]
@@ -155,13 +155,16 @@ def test_check_resolves_paths_from_the_baselines_folder(tmp_path, monkeypatch):
     (proj / "models" / "net.py").write_text(textwrap.dedent(MYNET.format(c2=32)))
     monkeypatch.chdir(proj)
     r = run("check", "--update", "--baseline", "ci/base.csv", "models/net.py:build", "--input-size", "3x8x8")
+    assert r.exit_code == 2 and "--allow-outside" in r.stderr  # a file outside the baseline's folder
+    r = run("check", "--update", "--baseline", "ci/base.csv", "models/net.py:build", "--input-size", "3x8x8",
+            "--allow-outside")
     assert r.exit_code == 0, r.stderr
     assert pd.read_csv(proj / "ci" / "base.csv")["model"][0] == "../models/net.py:build"
     monkeypatch.chdir(tmp_path)  # elsewhere: the path still means the same file
-    r = run("check", "--baseline", "proj/ci/base.csv")
+    r = run("check", "--baseline", "proj/ci/base.csv", "--allow-outside")
     assert r.exit_code == 0, r.stderr
     monkeypatch.chdir(proj / "ci")
-    assert run("check", "--baseline", "base.csv", "../models/net.py:build").exit_code == 0
+    assert run("check", "--baseline", "base.csv", "../models/net.py:build", "--allow-outside").exit_code == 0
 
 
 def test_check_layers_needs_update_and_format_on_success(tmp_path):
@@ -201,7 +204,7 @@ def test_concurrent_updates_keep_both_models(tmp_path):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     frame = pd.read_csv(base).set_index("model")
-    a, b = f"{tmp_path}/nets.py:build_a", f"{tmp_path}/nets.py:build_b"  # absolute paths are kept as given
+    a, b = "nets.py:build_a", "nets.py:build_b"  # stored relative to the baseline's folder
     assert set(frame.index) == {"lenet5", a, b}
     assert frame.loc[a, "params"] == 3 * 4 * 9 + 4
     assert frame.loc[b, "params"] == 3 * 6 * 9 + 6

@@ -87,3 +87,66 @@ def test_every_run_exits_0_or_one_line_2(data, cmd, m, s, b, extra):
         assert "error" in lines[0] and len(lines[0]) < 600, (args, lines[0])
     elif _last_format(args) == "json" and not {"-h", "--help"} & set(args):  # junk may ask for the help text
         json.loads(r.stdout, parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c)))
+
+
+# Float options: NaN and infinities would pass every comparison (a CI gate that never fails).
+real = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                 st.sampled_from(["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-0", "0", "0.01", "",
+                                  "abc", "1,5", "0x10"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=real, which=st.sampled_from(["tolerance", "overhead"]))
+def test_float_options_never_take_nan_or_inf(tmp_path_factory, value, which):
+    import math
+
+    folder = tmp_path_factory.mktemp("f")
+    base = folder / "b.csv"
+    base.write_text("model,input_shape,params,macs\nlenet5,1x1x32x32,1,1\n")  # drifted: exit 1 when checked
+    args = (["check", "--baseline", str(base), "--tolerance", value] if which == "tolerance" else
+            ["roofline", "lenet5", "--target", "a100", "--no-save", "--launch-overhead-us", value])
+    r = CliRunner().invoke(main, args)
+    assert "Traceback" not in r.output and "internal error" not in r.output, (args, r.output)
+    try:
+        finite = math.isfinite(float(value)) and float(value) >= 0
+    except ValueError:
+        finite = False
+    if not finite:
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, (args, r.output)
+    else:
+        assert r.exit_code == (1 if which == "tolerance" else 0), (args, r.output)  # params always exact
+
+
+# A baseline's model column is data: it may name a zoo model or a file.py:builder inside
+# its folder; anything else is one line, exit 2, and nothing is imported or run.
+row_model = st.one_of(
+    st.sampled_from(["os:abort", "http.server:test", "subprocess:call", "builtins:exit", "sys:exit",
+                     "archcost:analyze", "os.path:join", "../outside.py:build", "/etc/passwd:build",
+                     "net.py:build", "sub/net.py:build", "net.py:nosuch", "nosuch", "lenet5", "=HYPERLINK(1):x",
+                     "a:b:c", ":", "net.py:", ":build", "../" * 8 + "tmp/x.py:build", "net.py:build\n"]),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\",\x00"), max_size=12))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=row_model)
+def test_a_baseline_model_column_runs_no_code_it_should_not(tmp_path_factory, model):
+    folder = tmp_path_factory.mktemp("b")
+    (folder / "sub").mkdir()
+    for p in (folder / "net.py", folder / "sub" / "net.py"):
+        p.write_text("import torch.nn as nn\ndef build():\n    return nn.Linear(4, 2)\n")
+    (folder.parent / "outside.py").write_text("import os\nos.abort()\n")
+    base = folder / "baseline.csv"
+    import csv
+
+    with open(base, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "input_shape", "params", "macs"])
+        w.writerow([model, "1x4", 10, 8])
+    r = CliRunner().invoke(main, ["check", "--baseline", str(base)])
+    assert "Traceback" not in r.output and "internal error" not in r.output, (model, r.output)
+    assert r.exit_code in (0, 1, 2), (model, r.exit_code, r.output)
+    if r.exit_code == 2:
+        assert len(r.stderr.strip().splitlines()) == 1, (model, r.stderr)
+    stripped = model.strip()
+    if ":" in stripped and not stripped.split(":")[0].endswith(".py") and "/" not in stripped.rpartition(":")[0]:
+        assert r.exit_code == 2, (model, r.output)  # package.module:callable: never imported

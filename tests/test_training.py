@@ -265,9 +265,10 @@ def test_fit_cli_writes_csv_curve_and_plot(tmp_path):
     res = CliRunner().invoke(main, ["fit", "lenet5", "alexnet", "--memory", "16GiB", "--train", "--optimizer",
                                     "momentum", "--out", str(tmp_path), "--format", "csv"])
     assert res.exit_code == 0, res.output
-    frame = pd.read_csv(tmp_path / "fit_train-momentum_float32_16GiB.csv")
-    curve = pd.read_csv(tmp_path / "fit_curve_train-momentum_float32_16GiB.csv")
-    assert (tmp_path / "fit_train-momentum_float32_16GiB.png").stat().st_size > 10000
+    tag = "train-momentum_float32_16GiB_lenet5-alexnet"  # budget, then the models (README: 'Report names')
+    frame = pd.read_csv(tmp_path / f"fit_{tag}.csv")
+    curve = pd.read_csv(tmp_path / f"fit_curve_{tag}.csv")
+    assert (tmp_path / f"fit_{tag}.png").stat().st_size > 10000
     for row in frame.itertuples():
         assert row.needed_bytes == row.weight_bytes + row.optimizer_state_bytes + row.gradients_at_peak \
             + row.activations_at_peak + row.transient_at_peak + row.input_bytes

@@ -23,6 +23,9 @@ def run(model, target: Target, batch_size: int = 1, dtype: str = "float32", inpu
     a = analyze(model, input_size=input_size, batch_size=batch_size, dtype=dtype, engine=engine, memory=False,
                 layer_latency=latency, device=device, repeats=repeats, warmup=warmup, record_ops=True)
     rows = layer_rows(a, target.roof)
+    if not rows:
+        raise AnalysisError(f"{a.row['model']} runs no operators on its input (its forward returns the input "
+                            "or a view of it): there is nothing to bound")
     if ridge:
         # Bytes are affine in the batch: a second count at twice the batch splits every
         # layer's bytes into a fixed part (weights) and a per-image part (activations).

@@ -25,19 +25,36 @@ class Group(click.Group):
     """Turns usage errors and UserError into one line on stderr (exit 2), no traceback."""
 
     def main(self, args=None, prog_name=None, **kwargs):
+        import os
+
+        # The CLI draws its plots to files with Agg: a desktop backend named in the
+        # environment (or a misspelt one) has no use here and must not stop a run.
+        os.environ.pop("MPLBACKEND", None)
+        with terminated_as_interrupt():
+            try:
+                rv = self._main(args, prog_name, **kwargs)
+                sys.stdout.flush()
+            except OSError as e:
+                if not is_write_error(e):
+                    raise
+                silence_stdout()
+                say(f"archcost: error: cannot write the output: {e.strerror or e}")
+                sys.exit(2)
+        sys.exit(rv)
+
+    def _main(self, args, prog_name, **kwargs):
         try:
             rv = super().main(args=args, prog_name=prog_name or "archcost", standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
-            sys.exit(e.exit_code)
+            return e.exit_code
         except click.exceptions.Abort as e:
-            if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
-                click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
-                sys.exit(130)
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, KeyboardInterrupt):
+                interrupted(cause)
             click.echo("archcost: aborted", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            interrupted(e)
         except click.UsageError as e:
             no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)
             if (no_args and isinstance(e, no_args)) or (e.ctx and e.message == e.ctx.get_help()):
@@ -53,6 +70,7 @@ class Group(click.Group):
             say(f"archcost: error: {e.format_message()}")
             sys.exit(e.exit_code)
         except BrokenPipeError:
+            silence_stdout()
             sys.exit(0)
         except Exception as e:  # never a traceback: one line, and how to see the traceback
             import os
@@ -61,6 +79,11 @@ class Group(click.Group):
                 raise
             if isinstance(e, user_errors()):  # e.g. a report write that failed (full disk)
                 say(f"archcost: error: {e}")
+                sys.exit(2)
+            if isinstance(e, OSError) and is_write_error(e):
+                silence_stdout() if e.filename is None else None
+                say(f"archcost: error: cannot write {str(e.filename) + ': ' if e.filename else 'the output: '}"
+                    f"{e.strerror or e}")
                 sys.exit(2)
             from archcost.count.limits import is_out_of_memory, out_of_memory_message
 
@@ -71,7 +94,63 @@ class Group(click.Group):
             say(f"archcost: internal error: {type(e).__name__}: {first} (a bug: please report it with "
                 "the command; ARCHCOST_TRACEBACK=1 shows the traceback)")
             sys.exit(3)
-        sys.exit(rv if isinstance(rv, int) else 0)
+        return rv if isinstance(rv, int) else 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancel, ``docker stop``), raised where the run is, so that every
+    ``finally`` (temp files, file sets) runs as for Ctrl-C; exit 143."""
+
+
+def interrupted(exc):
+    if isinstance(exc, Terminated):
+        click.echo("archcost: terminated; reports already on disk were left as they were", err=True)
+        sys.exit(143)
+    click.echo("archcost: interrupted; reports already on disk were left as they were", err=True)
+    sys.exit(130)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process as usual
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def is_write_error(exc: OSError) -> bool:
+    """A write the system refused (a full disk or quota, a file too large, a read-only or
+    forbidden place): the user's environment, not a bug."""
+    import errno
+
+    return exc.errno in {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                         errno.EIO, errno.EPIPE}
+
+
+def silence_stdout():
+    """Point stdout at /dev/null so that the interpreter's last flush of what could not be
+    written does not print a second error."""
+    import os
+
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 def user_errors():
     """The exception types that mean a user mistake, imported lazily."""
@@ -81,17 +160,53 @@ def user_errors():
 
     return (AnalysisError, OutputDirError, BuilderError)
 
+def model_call(fn, *args, **kwargs):
+    """Call library code that runs the user's model: its ``print`` goes to stderr (stdout
+    carries only the report), a ``sys.exit``/``SystemExit``/``GeneratorExit`` from it is one
+    line naming the model (exit 2), and an ``os.chdir`` in it is undone afterwards. Other
+    errors pass through."""
+    import os
+
+    cwd = os.getcwd()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return fn(*args, **kwargs)
+    except (SystemExit, GeneratorExit) as exc:
+        fail(model_exit_message(exc))
+    except BaseException as exc:  # a bare BaseException subclass from the model's code
+        if isinstance(exc, (Exception, KeyboardInterrupt)):
+            raise
+        fail(model_exit_message(exc))
+    finally:
+        try:
+            if os.getcwd() != cwd:
+                os.chdir(cwd)
+        except OSError:  # the model removed the folder it moved to
+            os.chdir(cwd)
+
+
 def guarded(fn, *args, **kwargs):
+    """Call the library (as :func:`model_call`): a user error becomes one line (exit 2)."""
     from archcost.count.limits import is_out_of_memory, out_of_memory_message
 
     try:
-        return fn(*args, **kwargs)
+        return model_call(fn, *args, **kwargs)
     except user_errors() as exc:
         fail(str(exc))
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
         fail(out_of_memory_message(exc))
+
+
+def model_exit_message(exc) -> str:
+    from archcost.zoo.sources import running_model
+
+    what = (f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else type(exc).__name__)
+    name = running_model()
+    return (f"model {name!r} " if name else "the model's code ") + f"ended the run by raising {what} while it was " \
+        "built or run; archcost stopped (a model must return a module and outputs, not exit)"
+
 
 def parse_sizes(values, seq_len=None):
     """The --input-size values as the input-size rule takes them; with --seq-len, a SeqLen
@@ -116,6 +231,7 @@ def _parse_sizes(values):
     if not sizes:
         return None
     return sizes[0] if len(sizes) == 1 else sizes
+
 
 def resolve_models(patterns, default=None):
     """Names, wildcards ('resnet*'), families ('vgg'), library models and their wildcards
@@ -159,17 +275,28 @@ def out_dir(out, no_save):
         return None
     from archcost.report.files import ensure_dir
 
-    return guarded(ensure_dir, out)
+    import os
+
+    return guarded(ensure_dir, os.path.abspath(out))  # absolute before any builder runs (os.chdir)
 
 def file_stem(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name.split("/")[-1])
+    """File-name form of a model (the rule: archcost/report/naming.py)."""
+    from archcost.report.naming import stem
+
+    return stem(name)
 
 def emit(text: str):
     click.echo(text, nl=False)
 
 def wrote(paths):
+    import os
+
+    def shown(p):
+        rel = os.path.relpath(p)
+        return str(p) if rel.startswith("..") else rel
+
     if paths:
-        click.echo("wrote " + ", ".join(str(p) for p in paths), err=True)
+        click.echo("wrote " + ", ".join(shown(p) for p in paths), err=True)
 
 _input_size = click.option(
     "--input-size", "input_size", multiple=True, metavar="N|CxHxW",
@@ -315,8 +442,26 @@ target_option = click.option("--target", default="auto", show_default=True, meta
                              help="Device whose roofline bounds the layers: a name from `archcost devices` "
                                   "(datasheet figures), cpu (this machine, calibrated), or auto (this GPU, else cpu).")
 
-overhead_option = click.option("--launch-overhead-us", type=click.FloatRange(min=0), default=0.0, show_default=True,
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinities (``nan`` would pass every comparison)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+    def __repr__(self):
+        return "FiniteFloat"
+
+
+overhead_option = click.option("--launch-overhead-us", type=FiniteFloat(min=0), default=0.0, show_default=True,
                                help="Per-operator kernel-launch overhead in microseconds (0: not modelled).")
+
+
+MAX_BATCH_SIZES = 1000
 
 
 def parse_batch_sizes(text: str, option: str = "--batch-sizes", what: str = "batch sizes"):
@@ -341,6 +486,12 @@ def parse_batch_sizes(text: str, option: str = "--batch-sizes", what: str = "bat
                 step = lambda x: x + (b - a)  # noqa: E731
             else:
                 fail(usage)
+            ratio = b // a if a > 0 and b % a == 0 and b // a > 1 else None
+            count = (last.bit_length() - b.bit_length()) // max(1, ratio.bit_length() - 1) if ratio else \
+                (last - b) // (b - a)
+            if count > MAX_BATCH_SIZES:
+                fail(f"--batch-sizes {text!r} gives about {count:,} batch sizes; at most {MAX_BATCH_SIZES} "
+                     "are measured in one sweep")
             sizes = list(head)
             while step(sizes[-1]) <= last:
                 sizes.append(step(sizes[-1]))
@@ -352,4 +503,7 @@ def parse_batch_sizes(text: str, option: str = "--batch-sizes", what: str = "bat
         fail(usage)
     if not sizes or any(b < 1 for b in sizes):
         fail(f"{option} {text!r}: {what} must be positive integers")
+    if len(set(sizes)) > MAX_BATCH_SIZES:
+        fail(f"{option} {text!r} gives {len(set(sizes)):,} {what}; at most {MAX_BATCH_SIZES} "
+             "are measured in one sweep")
     return sorted(set(sizes))

@@ -56,10 +56,14 @@ def diff(model_a, model_b, input_size, seq_len, batch_size, fmt, show_all, no_me
         notes.append(f"inputs differ: A {a.summary.get('input_shape')}, B {b.summary.get('input_shape')}")
     emit(diff_report(frame, fmt, a.label, b.label, show_all, notes))
     if folder is not None:
-        from archcost.report.files import write_csv
+        from archcost.report.files import file_set, write_csv
+        from archcost.report.naming import size_token
         from archcost.report.plots import diff_deltas
 
-        stem = f"diff_{file_stem(a.label.replace(':', '_'))}_vs_{file_stem(b.label.replace(':', '_'))}"
-        paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
-        diff_deltas(frame, paths[1], a.label, b.label)
+        size = size_token(sizes)
+        stem = (f"diff_{file_stem(a.label)}_vs_{file_stem(b.label)}" + (f"_b{batch_size}" if batch_size != 1 else "")
+                + (f"_in{size}" if size else ""))
+        with file_set(folder):
+            paths = [write_csv(folder / f"{stem}.csv", frame), folder / f"{stem}.png"]
+            diff_deltas(frame, paths[1], a.label, b.label)
         wrote(paths)

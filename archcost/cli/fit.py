@@ -141,7 +141,7 @@ def _tensor_ledger(names, budget, size, reserve_bytes, run, conditions, fmt, fol
     with progress(names, "fitting") as bar:
         for n in bar:
             r = guarded(fit_one, n, budget_bytes, **run)
-            rows.append({"model": r.model, "mode": r.mode, "optimizer": run["optimizer"] if run["train"] else "",
+            rows.append({"model": r.model, "input_shape": r.breakdown.pop("input_shape", None), "mode": r.mode, "optimizer": run["optimizer"] if run["train"] else "",
                          "dtype": run["dtype"], "budget_bytes": r.budget_bytes, "batch": r.batch, **r.breakdown,
                          "headroom_bytes": r.headroom_bytes,  # negative: over the budget (at batch 1)
                          "breakers": " ".join(map(str, r.breakers)), "measured_batches": len(r.curve)})
@@ -166,12 +166,19 @@ def _tensor_ledger(names, budget, size, reserve_bytes, run, conditions, fmt, fol
     if folder is not None:
         from archcost.report.plots_fit import fit_curves
 
-        tag = _tag(budget, run["train"], run["optimizer"], run["dtype"], run["checkpoint"])
+        from archcost.report.files import file_set
+        from archcost.report.naming import size_token, subset
+
+        size = size_token(run["input_size"])
+        tag = (_tag(budget, run["train"], run["optimizer"], run["dtype"], run["checkpoint"])
+               + (f"_in{size}" if size else "") + ("_freeze" if run["freeze"] else "") + subset(names))
         curve_frame = pd.DataFrame(curve)
-        paths = [write_csv(folder / f"fit_{tag}.csv", frame), write_csv(folder / f"fit_curve_{tag}.csv", curve_frame),
-                 folder / f"fit_{tag}.png"]
-        fit_curves(curve_frame, frame, budget_bytes, paths[2], f"What fits in {budget.strip()} ({conditions})",
-                   "memory needed (GiB): " + ("train peak" if run["train"] else "weights + inference peak") + " + input")
+        with file_set(folder):
+            paths = [write_csv(folder / f"fit_{tag}.csv", frame),
+                     write_csv(folder / f"fit_curve_{tag}.csv", curve_frame), folder / f"fit_{tag}.png"]
+            fit_curves(curve_frame, frame, budget_bytes, paths[2], f"What fits in {budget.strip()} ({conditions})",
+                       "memory needed (GiB): " + ("train peak" if run["train"] else "weights + inference peak")
+                       + " + input")
         wrote(paths)
     return any(r["batch"] == 0 for r in rows)
 

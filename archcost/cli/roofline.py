@@ -34,7 +34,8 @@ def roofline_cmd(models, target, input_size, seq_len, batch_size, dtype, launch_
     batch from which it is compute-bound; per model: the time bound per image, the share
     of it in memory-bound layers, and the batch where the heaviest layers cross the ridge.
     Writes reports/roofline_<model>_<target>_<dtype>_b<batch>.csv and .png and
-    roofline_<target>_<dtype>_b<batch>.csv (one row per model) unless --no-save."""
+    roofline_<target>_<dtype>_b<batch>_<models>.csv (one row per model) unless --no-save
+    (with --input-size, ``_in<size>`` after the batch: README 'Report names')."""
     import pandas as pd
 
     from archcost.report.clean import strict_json
@@ -89,13 +90,20 @@ def roofline_cmd(models, target, input_size, seq_len, batch_size, dtype, launch_
 
         tslug = "cpu" if tgt.local == "cpu" and target.lower() in ("cpu", "auto") else \
             slug("cuda") if tgt.local == "cuda" and target.lower() == "auto" else target.lower()
-        tag = f"{tslug}_{dtype}_b{batch_size}"
+        from archcost.report.files import file_set
+        from archcost.report.naming import size_token, subset
+
+        size = size_token(sizes)
+        tag = f"{tslug}_{dtype}_b{batch_size}" + (f"_in{size}" if size else "") + (
+            f"_overhead{launch_overhead_us:g}us" if launch_overhead_us else "") + ("_latency" if latency else "")
         paths = []
-        for layers, row in zip(layer_frames, summary.to_dict("records")):
-            stem = f"roofline_{file_stem(row['model'])}_{tag}"
-            paths.append(write_csv(folder / f"{stem}.csv", layers))
-            plot(layers, row, folder / f"{stem}.png", tgt.roof.device + f", {tgt.roof.dtype} peak",
-                 f"Roofline: {row['model']}, batch {batch_size}, {dtype}")
-            paths.append(folder / f"{stem}.png")
-        paths.append(write_csv(folder / f"roofline_{tag}.csv", summary.assign(target_note=tgt.note)))
+        with file_set(folder):
+            for layers, row in zip(layer_frames, summary.to_dict("records")):
+                stem = f"roofline_{file_stem(row['model'])}_{tag}"
+                paths.append(write_csv(folder / f"{stem}.csv", layers))
+                plot(layers, row, folder / f"{stem}.png", tgt.roof.device + f", {tgt.roof.dtype} peak",
+                     f"Roofline: {row['model']}, batch {batch_size}, {dtype}")
+                paths.append(folder / f"{stem}.png")
+            paths.append(write_csv(folder / f"roofline_{tag}{subset(names)}.csv",
+                                   summary.assign(target_note=tgt.note)))
         wrote(paths)

@@ -3,7 +3,7 @@
 import click
 
 from archcost.cli.app import main
-from archcost.cli.common import conditions, dtype_option, emit, fail, format_option, input_size_option, name_option, nosave_option, out_dir, out_option, parse_batch_sizes, parse_sizes, progress, resolve_models, run_device, run_options, user_errors, wrote
+from archcost.cli.common import conditions, model_call, dtype_option, emit, fail, format_option, input_size_option, name_option, nosave_option, out_dir, out_option, parse_batch_sizes, parse_sizes, progress, resolve_models, run_device, run_options, user_errors, wrote
 from archcost.report.notes import condition_notes, sweep_title
 
 
@@ -67,9 +67,9 @@ def sweep(ctx, models, batch_sizes, input_size, seq_len, dtype, no_latency, time
             if n in stopped:
                 continue
             try:
-                a = analyze(n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
-                            channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
-                            repeats=repeat, warmup=warmup, time_budget_s=time_budget)
+                a = model_call(analyze, n, input_size=sizes, batch_size=b, dtype=dtype, device=device, amp=amp,
+                               channels_last=channels_last, optimizer=optimizer, latency=not no_latency,
+                               repeats=repeat, warmup=warmup, time_budget_s=time_budget)
             except (OutOfDeviceMemory, MemoryError, RuntimeError) as exc:
                 if not isinstance(exc, OutOfDeviceMemory) and not is_out_of_memory(exc):
                     raise

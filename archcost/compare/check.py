@@ -9,10 +9,17 @@ own row), its ``type``, ``params``, ``macs`` and ``activation_bytes``: the rows 
 layers that changed are named (``diff`` of the stored rows against now).
 
 A ``file.py:builder`` model in a baseline is relative to the baseline's folder, so a
-check gives the same answer from any working directory."""
+check gives the same answer from any working directory.
+
+A baseline is data, and data must not name code to run: its rows hold zoo names and
+``file.py:builder`` paths inside the baseline's folder. A file outside it needs
+``allow_outside`` (``--allow-outside``), a ``package.module:callable`` row needs
+``allow_modules`` (``--allow-module-refs``); without them the row is refused before
+anything is imported. Columns a user added to the file are kept by an update."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 
@@ -21,6 +28,7 @@ import pandas as pd
 from archcost.analysis.analyze import analyze
 from archcost.compare.diff import diff_layers
 from archcost.errors import AnalysisError
+from archcost.files import unsafe_undone
 
 REQUIRED = ["model", "input_shape", "params", "macs"]
 LAYER_FIELDS = ["layer", "type", "activation_bytes"]
@@ -30,6 +38,13 @@ TOTAL = "(total)"
 
 class BaselineError(AnalysisError):
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Trust:
+    """What a baseline's rows may run beyond zoo models and files inside its folder."""
+    allow_outside: bool = False  # file.py:builder paths outside the baseline's folder
+    allow_modules: bool = False  # package.module:callable rows (imported and called)
 
 
 # --- model references ------------------------------------------------------------------
@@ -43,13 +58,32 @@ def _file_ref(model: str):
 
 
 def stored_ref(model: str, base_dir) -> str:
-    """The name a model gets in a baseline in ``base_dir``: a relative file path given
-    from the current directory is rewritten relative to the baseline's folder."""
+    """The name a model gets in a baseline in ``base_dir``: a file path, relative (from the
+    current directory) or absolute, is rewritten relative to the baseline's folder, so one
+    model is one row however it was named, and the baseline works on another machine."""
     ref = _file_ref(model)
-    if ref is None or os.path.isabs(ref[0]):
+    if ref is None:
         return model
     rel = os.path.relpath(os.path.abspath(ref[0]), os.path.abspath(base_dir or "."))
     return f"{pathlib.PurePath(rel).as_posix()}:{ref[1]}"
+
+
+def vet(model: str, base_dir, trust: Trust = Trust()) -> None:
+    """Refuse a baseline row that names code the baseline may not run (module docstring)."""
+    if ":" not in str(model):
+        return  # a zoo name
+    ref = _file_ref(model)
+    if ref is None:
+        if not trust.allow_modules:
+            raise BaselineError(f"baseline row {model!r} names Python code to import and call "
+                                "(package.module:callable); a baseline holds zoo names and file.py:builder "
+                                "paths: pass --allow-module-refs if you trust this baseline")
+        return
+    folder = os.path.realpath(base_dir or ".")
+    path = os.path.realpath(os.path.join(folder, ref[0]))
+    if not trust.allow_outside and os.path.commonpath([folder, path]) != folder:
+        raise BaselineError(f"baseline row {model!r} names a model file outside the baseline's folder "
+                            f"({folder!r}); move it there, or pass --allow-outside if you trust this baseline")
 
 
 def runnable_ref(model: str, base_dir) -> str:
@@ -87,6 +121,9 @@ def read_baseline(path) -> pd.DataFrame:
     if "layer" not in frame:
         frame["layer"] = ""
     frame["model"] = frame["model"].astype(str)
+    for col in ("model", "layer", "type"):  # written spreadsheet-safe: read back as named
+        if col in frame:
+            frame[col] = frame[col].map(unsafe_undone)
     models = model_rows(frame)
     if models["model"].duplicated().any():
         dup = models.loc[models["model"].duplicated(), "model"].iloc[0]
@@ -119,8 +156,9 @@ def _shape_args(input_shape: str):
 
 
 def measure_analysis(model: str, input_shape: str | None = None, base_dir=None, input_sizes=None,
-                     batch_size=1):
+                     batch_size=1, trust: Trust = Trust()):
     """``analyze`` of a baseline row's model at its recorded input (counts only)."""
+    vet(model, base_dir, trust)
     ref = runnable_ref(model, base_dir)
     path = _file_ref(ref)
     if path is not None and not os.path.isfile(path[0]):
@@ -135,8 +173,8 @@ def measure_analysis(model: str, input_shape: str | None = None, base_dir=None, 
     return analyze(ref, input_size=input_sizes, batch_size=batch_size, memory=False)
 
 
-def measure(model: str, input_shape: str | None = None, base_dir=None) -> dict:
-    row = measure_analysis(model, input_shape, base_dir).row
+def measure(model: str, input_shape: str | None = None, base_dir=None, trust: Trust = Trust()) -> dict:
+    row = measure_analysis(model, input_shape, base_dir, trust=trust).row
     return {c: row[c] for c in REQUIRED[1:]} | {"model": model}
 
 
@@ -156,11 +194,14 @@ def rows_of(model: str, a, layers: bool) -> pd.DataFrame:
 
 
 def measure_update(models, existing: pd.DataFrame | None, base_dir, input_sizes=None, batch_size=1,
-                   layers=False) -> dict:
+                   layers=False, trust: Trust = Trust()) -> dict:
     """{stored model name: its new rows}. Without ``models``, every model of ``existing``
-    at its recorded input; a model that already had layer rows keeps them."""
+    at its recorded input; a model that already had layer rows keeps them. Every row
+    stored is one a check may run (``vet``)."""
     out = {}
     if models:
+        for m in models:
+            vet(stored_ref(m, base_dir), base_dir, trust)
         for m in models:
             name = stored_ref(m, base_dir)
             a = analyze(m, input_size=input_sizes, batch_size=batch_size, memory=False)
@@ -168,7 +209,9 @@ def measure_update(models, existing: pd.DataFrame | None, base_dir, input_sizes=
             out[name] = rows_of(name, a, layers or had)
     elif existing is not None:
         for r in model_rows(existing).itertuples():
-            a = measure_analysis(r.model, r.input_shape, base_dir)
+            vet(r.model, base_dir, trust)
+        for r in model_rows(existing).itertuples():
+            a = measure_analysis(r.model, r.input_shape, base_dir, trust=trust)
             out[r.model] = rows_of(r.model, a, layers or layer_rows(existing, r.model) is not None)
     return out
 
@@ -177,18 +220,37 @@ def merge(current: pd.DataFrame | None, measured: dict) -> pd.DataFrame:
     """``current`` with the rows of every measured model replaced (new models appended);
     what another process added meanwhile is kept. Read ``current`` under the lock."""
     parts, seen = [], set()
+    extra = [c for c in (current.columns if current is not None else []) if c not in REQUIRED + LAYER_FIELDS]
     if current is not None:
         for model in dict.fromkeys(model_rows(current)["model"]):
-            parts.append(measured[model] if model in measured else current[current["model"] == model])
+            parts.append(_keep_extra(measured[model], current[current["model"] == model], extra)
+                         if model in measured else current[current["model"] == model])
             seen.add(model)
     parts += [rows for model, rows in measured.items() if model not in seen]
     frame = pd.concat(parts, ignore_index=True)
+    for c in extra:  # a user's own columns: kept, empty on new rows
+        col = frame[c] if c in frame else pd.Series([None] * len(frame), index=frame.index)
+        frame[c] = col.astype(object).where(col.notna(), "")
     if "layer" in frame and (frame["layer"].fillna("") != "").any():
         frame["layer"] = frame["layer"].fillna("")
         frame["type"] = frame["type"].fillna("")
         frame["activation_bytes"] = frame["activation_bytes"].astype("Int64")
-        return frame[REQUIRED + LAYER_FIELDS]
-    return frame[REQUIRED]
+        return frame[REQUIRED + LAYER_FIELDS + extra]
+    return frame[REQUIRED + extra]
+
+
+def _keep_extra(new: pd.DataFrame, old: pd.DataFrame, extra) -> pd.DataFrame:
+    """``new`` rows of a model with the user's own columns of its ``old`` model row."""
+    if not extra:
+        return new
+    new = new.copy()
+    top_old = old[old["layer"] == ""] if "layer" in old else old
+    top_new = (new["layer"].fillna("") == "") if "layer" in new else pd.Series(True, index=new.index)
+    for c in extra:
+        new[c] = None
+        if len(top_old):
+            new.loc[top_new, c] = top_old[c].iloc[0]
+    return new
 
 
 def build_baseline(models, existing: pd.DataFrame | None = None, input_sizes=None, batch_size=1,
@@ -215,7 +277,8 @@ def _layer_drift(model: str, stored: pd.DataFrame, a) -> list:
     return out
 
 
-def compare(baseline: pd.DataFrame, models=None, tolerance: float = 0.0, base_dir=None) -> pd.DataFrame:
+def compare(baseline: pd.DataFrame, models=None, tolerance: float = 0.0, base_dir=None,
+            trust: Trust = Trust()) -> pd.DataFrame:
     """Rows of drift: model, layer ('(total)' for the model, else a layer that changed,
     when the baseline stores layers), column, baseline, now, delta (empty when all hold)."""
     models = [stored_ref(m, base_dir) for m in models or []]
@@ -224,9 +287,11 @@ def compare(baseline: pd.DataFrame, models=None, tolerance: float = 0.0, base_di
     unknown = sorted(set(models) - set(tops["model"]))
     if unknown:
         raise BaselineError(f"model(s) not in the baseline: {', '.join(unknown)}; add them with --update")
+    for r in rows.itertuples():  # every row vetted before any is run
+        vet(r.model, base_dir, trust)
     drift = []
     for r in rows.itertuples():
-        a = measure_analysis(r.model, r.input_shape, base_dir)
+        a = measure_analysis(r.model, r.input_shape, base_dir, trust=trust)
         now = a.row
         found = []
         if now["params"] != r.params:

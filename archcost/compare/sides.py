@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -10,7 +11,7 @@ from typing import Optional
 import pandas as pd
 
 from archcost.analysis.analyze import analyze
-from archcost.compare.check import BaselineError, layer_rows, model_rows, read_baseline
+from archcost.compare.check import BaselineError, layer_rows, model_rows, read_baseline, stored_ref
 
 
 @dataclass
@@ -37,6 +38,9 @@ def baseline_side(ref: str) -> Side:
     frame = read_baseline(path)
     tops = model_rows(frame)
     row = tops[tops["model"] == model]
+    if not len(row):  # a model file named from here: the baseline stores it relative to its folder
+        model = stored_ref(model, os.path.dirname(os.path.abspath(path)))
+        row = tops[tops["model"] == model]
     if not len(row):
         known = ", ".join(tops["model"].head(8))
         raise BaselineError(f"baseline {path!r} has no model {model!r}; it holds {known}"

@@ -14,6 +14,7 @@ GIB = 2**30
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,  # bare K/M/G/T: binary, as Slurm's --mem
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
           "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "b": 1}
+MAX_BUDGET = 2**64  # bytes: more than any machine addresses
 _AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*$", re.I)
 
 
@@ -32,7 +33,14 @@ def parse_memory(text: str) -> int:
         raise ValueError(f"memory budget {text!r} is negative; {hint}")
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"memory budget {text!r} is not understood; {hint}")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    from decimal import Decimal
+
+    amount = Decimal(m.group(1))  # exact: a float would turn 400 nines into infinity
+    if amount > MAX_BUDGET:
+        raise ValueError(f"memory budget {text[:40]!r}{'...' if len(text) > 40 else ''} is more than 2^64 bytes; {hint}")
+    value = int(amount * _UNITS[m.group(2).lower()])
+    if value > MAX_BUDGET:
+        raise ValueError(f"memory budget {text[:40]!r}{'...' if len(text) > 40 else ''} is more than 2^64 bytes; {hint}")
     if value <= 0:
         raise ValueError(f"memory budget {text!r} is zero; {hint}")
     return value

@@ -67,8 +67,10 @@ class _Measure:
         inputs = make_inputs(input_shapes(self.input_size, self.default, batch, name=self.name, model=self.model),
                               "meta", self.dtype)
         input_bytes = sum(t.untyped_storage().nbytes() for t in tensors_in(list(inputs)))
+        shape = ",".join("x".join(str(d) for d in t.shape) for t in tensors_in(list(inputs)))  # as table's input_shape
         try:
-            return self._train_row(inputs, input_bytes) if self.train else self._inference_row(inputs, input_bytes)
+            row = self._train_row(inputs, input_bytes) if self.train else self._inference_row(inputs, input_bytes)
+            return {"input_shape": shape, **row}
         except AnalysisError:
             raise
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:

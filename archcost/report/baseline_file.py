@@ -37,8 +37,9 @@ def folder_lock(folder):
 
 def update_locked(path, read, merge):
     """Under the folder lock: ``current = read(path)`` (None when the file does not
-    exist yet), write ``merge(current)`` atomically. Returns the merged frame."""
-    path = pathlib.Path(path)
+    exist yet), write ``merge(current)`` atomically. Returns the merged frame. A symlinked
+    baseline stays a link: the file it points to is rewritten."""
+    path = pathlib.Path(os.path.realpath(path))
     with folder_lock(path.parent if str(path.parent) else "."):
         current = read(path) if path.exists() else None
         frame = merge(current)

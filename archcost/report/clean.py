@@ -8,6 +8,8 @@ import numbers
 
 import pandas as pd
 
+from archcost.files import spreadsheet_safe, unsafe_undone  # noqa: F401  (cells of our CSVs)
+
 # Columns that hold exact counts: written as integers even when a row leaves them empty
 # (pandas would otherwise turn the whole column into floats, ``1792.0``).
 _COUNT_NAMES = {"params", "self_params", "trainable_params", "macs", "self_macs", "flops", "activations",
@@ -83,7 +85,12 @@ def to_json(frame: pd.DataFrame) -> str:
 
 
 def to_csv(frame: pd.DataFrame, path_or_buf=None):
-    return plain_frame(frame).to_csv(path_or_buf, index=False)
+    """CSV of plain values; text cells are spreadsheet-safe (:func:`spreadsheet_safe`)."""
+    clean = plain_frame(frame)
+    for col in clean.columns:
+        if clean[col].dtype == object:
+            clean[col] = clean[col].map(spreadsheet_safe)
+    return clean.to_csv(path_or_buf, index=False)
 
 
 def strict_json(obj) -> str:

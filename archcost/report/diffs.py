@@ -9,6 +9,7 @@ import json
 
 import pandas as pd
 
+from .tables import markdown_cell, printable
 from .units import si
 
 MARKS = {"added": "+", "removed": "-", "changed": "~", "same": " ", "": " "}
@@ -66,8 +67,9 @@ def nbytes(v, sign=False) -> str:
 def _table(header, rows, fmt) -> str:
     if fmt == "markdown":
         out = ["| " + " | ".join(header) + " |", "|" + "|".join(":---" if i < 2 else "---:" for i in range(len(header))) + "|"]
-        out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+        out += ["| " + " | ".join(markdown_cell(c) for c in r) + " |" for r in rows]
         return "\n".join(out)
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     just = lambda i, x: str(x).ljust(widths[i]) if i < 2 else str(x).rjust(widths[i])  # noqa: E731
     return "\n".join("  ".join(just(i, x) for i, x in enumerate(r)).rstrip() for r in [header] + rows)
@@ -84,8 +86,8 @@ def drift_lines(drift: pd.DataFrame) -> list:
                                                                             sort=False):
         parts = [f"{exact(r.delta, sign=True)} {'params' if r.column == 'params' else 'MACs'}"
                  for r in g.itertuples()]
-        out.append(f"  {model}  {layer}" + (f" ({st})" if st != "changed" else "") + ": " + ", ".join(parts)
-                   + (f"  ({kind})" if kind else ""))
+        out.append(printable(f"  {model}  {layer}" + (f" ({st})" if st != "changed" else "") + ": " + ", ".join(parts)
+                             + (f"  ({kind})" if kind else "")))
     return out
 
 
@@ -103,7 +105,8 @@ def drift_report(drift: pd.DataFrame, fmt: str) -> str:
     lines = drift_lines(drift)
     if lines:
         head = "layers that changed (baseline's layer rows against now):"
-        text += ("\n\n**" + head + "**\n\n" + "\n".join("- " + ln.strip() for ln in lines)) if fmt == "markdown" \
+        text += ("\n\n**" + head + "**\n\n" + "\n".join("- " + markdown_cell(ln.strip()) for ln in lines)) \
+            if fmt == "markdown" \
             else "\n\n" + head + "\n" + "\n".join(lines)
     elif fmt == "text":
         text += ("\n\n(the baseline stores no layer rows; `archcost check --update --layers` adds them, "
@@ -135,7 +138,8 @@ def diff_report(frame: pd.DataFrame, fmt: str, name_a: str, name_b: str, show_al
                     + [nbytes(r[f"{q}_delta"], True) for q in mem])
     if len(rows) > 1 and fmt == "text":  # a rule above the totals
         rows.insert(len(rows) - 1, ["-" * 5] + [""] * (len(header) - 1))
-    text = f"A = {name_a}, B = {name_b}\n\n" if fmt == "text" else f"**A = `{name_a}`, B = `{name_b}`**\n\n"
+    text = (f"A = {printable(name_a)}, B = {printable(name_b)}\n\n" if fmt == "text"
+            else f"**A = {markdown_cell(name_a)}, B = {markdown_cell(name_b)}**\n\n")
     text += _table(header, rows, fmt)
     layer_rows = frame[frame["layer"] != "(total)"]
     counts = layer_rows["status"].value_counts()

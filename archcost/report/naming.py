@@ -8,6 +8,8 @@ A name is ``<kind>_<conditions>[_<what>]``:
   with ``--seq-len``, the
   optimizer when it is not sgd (``_adam``), ``_latency`` when timed (a sweep without
   timing: ``_nolatency``), ``_nomem`` without the memory passes, ``_d<N>`` for ``--depth``;
+- a model file's reference (``path/net.py:build``) becomes ``net_py_build-<hash>``: the hash
+  of the file's absolute path tells apart ``d1/net.py`` and ``d2/net.py``;
 - what: ``--name NAME`` when given, else for a model set other than the command's
   default a suffix derived from it: the names joined by ``-`` (``table_cpu_float32_b1_alexnet``),
   or, past 48 characters, the count and a hash of the sorted names (``_15models-3f2a9c1e``).
@@ -21,9 +23,18 @@ MAX_SUBSET = 48
 
 
 def stem(text: str) -> str:
-    """A file-name-safe form of a model name or reference (``./nets/my.py:build`` -> ``my_py_build``)."""
-    text = str(text).replace("\\", "/").split("/")[-1]
-    return "".join(ch if ch.isalnum() or ch in "-_+" else "_" for ch in text).strip("_") or "model"
+    """A file-name-safe form of a model name or reference. A model file's reference adds a
+    short hash of the file's absolute path, so two files of one name in different folders
+    get different reports (``./nets/my.py:build`` -> ``my_py_build-1a2b3c``)."""
+    text = str(text).replace("\\", "/")
+    target, sep, _ = text.rpartition(":")
+    tag = ""
+    if sep and (target.endswith(".py") or "/" in target):
+        import os
+
+        tag = "-" + hashlib.sha1(os.path.abspath(target).encode()).hexdigest()[:6]
+    text = text.split("/")[-1]
+    return ("".join(ch if ch.isalnum() or ch in "-_+" else "_" for ch in text).strip("_") or "model") + tag
 
 
 def size_token(input_size) -> str:

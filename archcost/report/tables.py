@@ -113,8 +113,24 @@ def _fmt(col, v):
 
 def human_frame(frame: pd.DataFrame, columns):
     cols = [c for c in columns if c in frame.columns]
-    out = pd.DataFrame({COLUMNS.get(c, (c,))[0]: [_fmt(c, v) for v in frame[c]] for c in cols})
+    out = pd.DataFrame({COLUMNS.get(c, (c,))[0]: [printable(_fmt(c, v)) for v in frame[c]] for c in cols})
     return out, cols
+
+
+def printable(text) -> str:
+    """A cell for a terminal: line breaks and tabs become spaces, other control characters
+    (escape sequences, bells, carriage returns) are dropped."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(" " if ch in "\n\t\v\f" else ch for ch in text if ch.isprintable() or ch in "\n\t\v\f")
+
+
+def markdown_cell(text) -> str:
+    """A cell for a markdown table: ``|`` escaped, HTML shown as text, one line."""
+    import html
+
+    return html.escape(printable(text), quote=False).replace("|", "\\|")
 
 
 def legend(cols) -> str:
@@ -130,16 +146,16 @@ def render(frame: pd.DataFrame, fmt: str, columns=None, title: str = "", notes=(
         return to_json(frame)
     human, cols = human_frame(frame, columns or list(frame.columns))
     if fmt == "markdown":
-        header = "| " + " | ".join(human.columns) + " |"
+        header = "| " + " | ".join(markdown_cell(c) for c in human.columns) + " |"
         sep = "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(human.columns))) + "|"
-        rows = ["| " + " | ".join(str(v) for v in r) + " |" for r in human.itertuples(index=False)]
-        text = "\n".join(([f"**{title}**", ""] if title else []) + [header, sep] + rows)
+        rows = ["| " + " | ".join(markdown_cell(v) for v in r) + " |" for r in human.itertuples(index=False)]
+        text = "\n".join(([f"**{markdown_cell(title)}**", ""] if title else []) + [header, sep] + rows)
         leg = legend(cols)
         return text + ("\n\n" + leg.replace("  ", "- ", 1).replace("\n  ", "\n- ") if leg else "") + "\n"
     width = terminal_width()
     text = text_table(human, width)
-    notes = [_fill(n, width) for n in notes if n]
-    parts = ([title] if title else []) + [text, "", "columns:", _fill(legend(cols), width, "    ")] + notes
+    notes = [_fill(printable(n), width) for n in notes if n]
+    parts = ([printable(title)] if title else []) + [text, "", "columns:", _fill(legend(cols), width, "    ")] + notes
     return "\n".join(parts) + "\n"
 
 

@@ -1,5 +1,6 @@
 """Models from outside the zoo: ``path/to/file.py:builder`` or ``package.module:builder``."""
 
+import copy
 import importlib
 import importlib.util
 import pathlib
@@ -28,18 +29,7 @@ def resolve_builder(ref: str):
             if path.suffix != ".py":
                 raise BuilderError(f"model file {target!r} is not a Python file (.py): name one, "
                                    "like path/to/file.py:builder")
-            spec = importlib.util.spec_from_file_location(f"archcost_user_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            # the file may import modules beside it (``from blocks import block``), as
-            # ``python file.py`` would let it: its folder is searched first while it loads
-            folder = str(path.resolve().parent)
-            sys.path.insert(0, folder)
-            try:
-                spec.loader.exec_module(module)
-            finally:
-                if folder in sys.path:
-                    sys.path.remove(folder)
+            module = _load_file(path)
         else:
             module = importlib.import_module(target)
     except BuilderError:
@@ -60,13 +50,65 @@ def resolve_builder(ref: str):
     if not callable(builder):
         raise BuilderError(f"{ref!r} is not callable; it must be a function returning an nn.Module")
 
+    source = getattr(module, "__archcost_key__", target)
+
     def build(**kwargs):
+        """The builder's model: the builder runs once per device it is built on (its side
+        effects once in a run); later calls get a deep copy of that first model."""
+        key = (source, attr, repr(sorted(kwargs.items())), str(_default_device()))
+        if key in _BUILT:
+            try:
+                return copy.deepcopy(_BUILT[key])
+            except Exception:  # a module that cannot be copied: build it again
+                pass
         try:
-            return builder(**kwargs)
+            model = builder(**kwargs)
         except Exception as exc:
             raise BuilderError(f"builder {ref!r} raised {type(exc).__name__}: {exc}") from None
+        if isinstance(model, nn.Module):
+            try:
+                _BUILT[key] = copy.deepcopy(model)
+            except Exception:
+                pass
+            while len(_BUILT) > KEEP_BUILT:
+                _BUILT.pop(next(iter(_BUILT)))
+        return model
 
     return build
+
+
+def _default_device():
+    import torch
+
+    get = getattr(torch, "get_default_device", None)
+    return get() if get else "cpu"
+
+
+KEEP_BUILT = 4
+_BUILT = {}  # (source, builder, keywords, device) -> a pristine copy of the builder's model (the last few)
+_FILES = {}  # (path, mtime, size) -> the module: a model file is executed once per version
+
+
+def _load_file(path: pathlib.Path):
+    path = path.resolve()
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _FILES:
+        spec = importlib.util.spec_from_file_location(f"archcost_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        # the file may import modules beside it (``from blocks import block``), as
+        # ``python file.py`` would let it: its folder is searched first while it loads
+        folder = str(path.parent)
+        sys.path.insert(0, folder)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            if folder in sys.path:
+                sys.path.remove(folder)
+        module.__archcost_key__ = key
+        _FILES[key] = module
+    return _FILES[key]
 
 
 def _folder(target) -> str:

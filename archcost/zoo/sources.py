@@ -462,6 +462,13 @@ def hf_source(config, ref: Optional[str] = None, auto_class: str = "AutoModel") 
 
 # --- any model reference ---------------------------------------------------------------------
 
+_RUNNING = [None]  # the model last resolved: the one whose code runs now (named in errors)
+
+
+def running_model():
+    """The name of the model whose builder or forward runs now (None before any)."""
+    return _RUNNING[0]
+
 
 def resolve_model(model_or_name, builder_kwargs):
     """A zoo name, a library model (``timm:``, ``torchvision:``/``tv:``, ``hf:``), a
@@ -473,11 +480,13 @@ def resolve_model(model_or_name, builder_kwargs):
     from archcost.errors import AnalysisError
 
     if isinstance(model_or_name, nn.Module):
+        _RUNNING[0] = type(model_or_name).__name__
         return type(model_or_name).__name__, None, None, model_or_name
     from archcost.zoo.custom import resolve_builder
     from archcost.zoo.registry import get_spec
 
     name = str(model_or_name)
+    _RUNNING[0] = name
     if is_source(name):
         source = resolve(name)
         return name, source, lambda: source.builder(**builder_kwargs), None
