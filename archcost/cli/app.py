@@ -2,7 +2,7 @@
 
 import click
 
-from archcost.cli.common import Group
+from archcost.cli.group import Group
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="archcost")
