@@ -6,7 +6,7 @@ are bytes. Heavy imports (torch) happen on first use, so ``archcost --help`` sta
 
 __version__ = "0.1.0"
 
-__all__ = ["analyze", "fit", "roofline", "diff", "check", "get_model", "list_models", "register_model", "get_spec",
+__all__ = ["analyze", "fit", "roofline_of", "diff", "check", "get_model", "list_models", "register_model", "get_spec",
            "ModelSpec"]
 
 
@@ -14,9 +14,10 @@ def __getattr__(name):
     if name == "analyze":
         from .analysis import analyze
         return analyze
-    if name in ("fit", "roofline", "diff", "check"):
-        from . import api
-        return getattr(api, name)
+    if name in ("fit", "roofline_of", "diff", "check"):
+        from . import api  # roofline_of: ``archcost.roofline`` is the package of the roofline's passes
+
+        return getattr(api, "roofline" if name == "roofline_of" else name)
     if name in ("get_model", "list_models", "register_model", "get_spec", "ModelSpec"):
         from .zoo import registry
         return getattr(registry, name)

@@ -47,7 +47,7 @@ def test_fit_from_the_api():
 
 
 def test_roofline_from_the_api():
-    layers, summary = archcost.roofline("lenet5", target="a100-80gb")
+    layers, summary = archcost.roofline_of("lenet5", target="a100-80gb")
     assert int(summary["macs"].iloc[0]) == int(archcost.analyze("lenet5", memory=False).row["macs"])
     assert len(layers) and "time_bound_ms" in layers
 

@@ -271,7 +271,7 @@ def test_fit_cli_writes_csv_curve_and_plot(tmp_path):
     assert (tmp_path / f"fit_{tag}.png").stat().st_size > 10000
     for row in frame.itertuples():
         assert row.needed_bytes == row.weight_bytes + row.optimizer_state_bytes + row.gradients_at_peak \
-            + row.activations_at_peak + row.transient_at_peak + row.input_bytes
+            + row.activations_at_peak + row.transient_at_peak + row.scratch_at_peak + row.input_bytes
         c = curve[curve.model == row.model].set_index("batch_size")["needed_bytes"]
         assert c[row.batch] <= 16 * GIB < c[row.batch + 1]
 

@@ -31,7 +31,7 @@ from archcost.cli.common import (dtype_option, emit, fail, file_stem, format_opt
 @out_option
 @nosave_option
 @click.pass_context
-def plan(ctx, model, budget, train, batch_size, max_batch, optimizer, input_size, dtype, freeze, seconds, fmt, out,
+def plan(ctx, model, budget, train, batch_size, max_batch, optimizer, input_size, seq_len, dtype, freeze, seconds, fmt, out,
          no_save):
     """Which modules of MODEL to checkpoint (torch.utils.checkpoint around each) so that a
     training step at -b B fits in --memory, with the least recompute MACs; or, with
@@ -51,7 +51,7 @@ def plan(ctx, model, budget, train, batch_size, max_batch, optimizer, input_size
     if max_batch and ctx.get_parameter_source("batch_size") == click.core.ParameterSource.COMMANDLINE:
         fail("give -b B (plan at that batch) or --max-batch (the largest batch with a plan), not both")
     name = one_model(model)
-    sizes = parse_sizes(input_size)
+    sizes = parse_sizes(input_size, seq_len)
     folder = out_dir(out, no_save)
     if max_batch:
         step(f"plan: searching the largest batch of {name} that fits {budget.strip()} with checkpointing")

@@ -139,7 +139,8 @@ class _Running:
     row: dict
     finished: bool = False
     failure: Optional[Tuple[str, str]] = None
-    max_rss: int = 0
+    max_rss: int = 0  # beyond ``base``: what the worker allocated itself
+    base: int = 0  # the parent's resident memory at the fork, which the child shares (copy-on-write)
 
 
 class Progress:
@@ -192,7 +193,8 @@ def run(items: Iterable[str], task: Callable, *, jobs: int = 1, limits: Limits =
                 proc = ctx.Process(target=_child, args=(child, task, item, limits), daemon=True)
                 proc.start()
                 child.close()
-                running[proc.pid] = _Running(item, proc, parent, time.monotonic(), {})
+                running[proc.pid] = _Running(item, proc, parent, time.monotonic(), {},
+                                             base=rss_bytes(os.getpid()) or 0)
             _poll(running, limits)
             for pid in [p for p, r in running.items() if r.finished]:
                 r = running.pop(pid)
@@ -230,11 +232,12 @@ def _poll(running: Dict[int, _Running], limits: Limits) -> None:
             continue
         rss = rss_bytes(r.proc.pid)
         if rss is not None:
+            rss = max(0, rss - r.base)  # the pages shared with the parent at the fork are not the model's
             r.max_rss = max(r.max_rss, rss)
         if limits.memory_bytes and rss is not None and rss > limits.memory_bytes:
             _kill(r.proc)
-            r.failure = ("memory", f"resident memory {rss} bytes passed the worker's limit of "
-                                   f"{limits.memory_bytes} bytes")
+            r.failure = ("memory", f"resident memory {rss} bytes (beyond what the worker shares with archcost's "
+                                   f"own process) passed the worker's limit of {limits.memory_bytes} bytes")
             r.finished = True
         elif limits.timeout_s and now - r.start > limits.timeout_s:
             _kill(r.proc)
@@ -252,7 +255,7 @@ def _drain(r: _Running) -> None:
             elif kind == "done":
                 pass
             elif kind == "maxrss":
-                r.max_rss = max(r.max_rss, int(value))
+                r.max_rss = max(r.max_rss, int(value) - r.base)
                 r.finished = True
             else:  # "error" or "memory" raised inside the task
                 r.failure = (kind, value)
