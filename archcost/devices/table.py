@@ -107,12 +107,12 @@ DEVICES: List[DevicePeak] = [
                "NVIDIA Tesla V100 GPU datasheet (2020), PCIe column (FP16 = tensor performance; no TF32 or "
                "bfloat16 on Volta)",
                "v100-pcie", 900.0, "NVIDIA V100 datasheet (2020): 900 GB/s (HBM2)", ("V100", "PCIE"),
-               memory_gib=32, memory_source='NVIDIA Tesla V100 GPU datasheet (2020): 32/16GB HBM2 (the 32GB model; v100-16gb for the other)'),
+               memory_gib=32, memory_source='NVIDIA Tesla V100 GPU datasheet (2020): 32/16GB HBM2 (the 32GB model; the 16GB SXM2 card is v100-16gb)'),
     DevicePeak("NVIDIA V100 SXM2", {"float32": 15.7, "float16": 125.0},
                "NVIDIA Tesla V100 GPU datasheet (2020), SXM2 column (FP16 = tensor performance; no TF32 or "
                "bfloat16 on Volta)",
                "v100-sxm2", 900.0, "NVIDIA V100 datasheet (2020): 900 GB/s (HBM2)", ("V100",),
-               memory_gib=32, memory_source='NVIDIA Tesla V100 GPU datasheet (2020): 32/16GB HBM2 (the 32GB model; v100-16gb for the other)'),
+               memory_gib=32, memory_source='NVIDIA Tesla V100 GPU datasheet (2020): 32/16GB HBM2 (the 32GB model; the 16GB SXM2 card is v100-16gb)'),
     DevicePeak("NVIDIA T4", {"float32": 8.1, "float16": 65.0},
                "NVIDIA T4 Tensor Core GPU datasheet (2019): single precision 8.1, mixed precision "
                "(FP16/FP32) 65 TFLOPS; no TF32 or bfloat16 on Turing",
