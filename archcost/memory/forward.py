@@ -87,6 +87,18 @@ def _eval_bn_statistics(func, args, kwargs) -> bool:
     return not training
 
 
+def allocating_call(mode, func, args, kwargs):
+    """Run ``func`` under a live-bytes mode: -> (its output, the output tensors that
+    allocate as the CPU kernel does, the kernel's scratch bytes). Scratch is asked before
+    the call runs (an in-place call changes its operands)."""
+    scratch = mode.scratch.bytes(func, args, kwargs) if mode.scratch is not None else 0
+    out = mode.call(func, args, kwargs)
+    outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
+        outs = outs[:1]  # count what the CPU kernel allocates
+    return out, outs, scratch
+
+
 class LiveBytes(MetaShortcuts):
     """Live bytes of the storages created under it; ``peak`` is their maximum. Storages
     in ``exclude`` (weights, buffers, inputs) are not counted."""
@@ -102,11 +114,7 @@ class LiveBytes(MetaShortcuts):
         self.frames: List[list] = []  # [name, highest live total while it ran]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        scratch = self.scratch.bytes(func, args, kwargs) if self.scratch is not None else 0
-        out = self.call(func, args, kwargs)
-        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
-            outs = outs[:1]  # count what the CPU kernel allocates
+        out, outs, scratch = allocating_call(self, func, args, kwargs)
         for t in outs:
             if StorageTracker.key(t) not in self.exclude and self.tracker.add(t):
                 self.current += t.untyped_storage().nbytes()

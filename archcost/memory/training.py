@@ -33,11 +33,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import _disable_current_modes
-from torch.utils._pytree import tree_flatten
 
 from archcost.count.engine import _tensors
 from archcost.errors import AnalysisError
-from archcost.memory.forward import (TRAIN_FORWARD_ERRORS, MetaShortcuts, _eval_bn_statistics, no_train_note,
+from archcost.memory.forward import (TRAIN_FORWARD_ERRORS, MetaShortcuts, allocating_call, no_train_note,
                                      running_as)
 from archcost.count.storage import StorageTracker
 
@@ -132,12 +131,7 @@ class StepLive(MetaShortcuts):
         self.phase_peak = {p: 0 for p in PHASES}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        # asked before the call runs (an in-place call changes its operands)
-        scratch = self.scratch.bytes(func, args, kwargs) if self.scratch is not None else 0
-        out = self.call(func, args, kwargs)
-        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
-            outs = outs[:1]  # count what the CPU kernel allocates
+        out, outs, scratch = allocating_call(self, func, args, kwargs)
         grew = False
         for t in outs:
             k = StorageTracker.key(t)
