@@ -150,3 +150,64 @@ def test_a_baseline_model_column_runs_no_code_it_should_not(tmp_path_factory, mo
     stripped = model.strip()
     if ":" in stripped and not stripped.split(":")[0].endswith(".py") and "/" not in stripped.rpartition(":")[0]:
         assert r.exit_code == 2, (model, r.output)  # package.module:callable: never imported
+
+
+# Nested inputs: a builder may return (model, example inputs) with the inputs a tensor, a
+# dict, a list or a tuple of them, nested, or junk. Every command that runs a model either
+# counts it (the MACs of the Linear on the first tensor leaf, by its rule) or refuses it in
+# one line, exit 2.
+_leaf = st.sampled_from(["torch.ones(2, 4)", "torch.ones(3, 4)", "torch.randint(0, 9, (2, 4)).float()",
+                         "None", "1", "'s'", "torch.ones(0, 4)", "torch.ones(2, 5)"])
+nested = st.recursive(_leaf, lambda kids: st.one_of(
+    st.lists(kids, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
+    st.lists(kids, max_size=3).map(lambda xs: "(" + "".join(x + ", " for x in xs) + ")"),
+    st.dictionaries(st.sampled_from(["ids", "mask", "x", "k y", "0"]), kids, max_size=3).map(
+        lambda d: "{" + ", ".join(f"{k!r}: {v}" for k, v in d.items()) + "}")), max_leaves=6)
+NESTED_NET = ("import torch, torch.nn as nn\n"
+              "class Net(nn.Module):\n"
+              "    def __init__(self):\n"
+              "        super().__init__()\n"
+              "        self.fc = nn.Linear(4, 2)\n"
+              "    def forward(self, *args, **kw):\n"
+              "        ts = [t for t in torch.utils._pytree.tree_leaves((args, kw)) if isinstance(t, torch.Tensor)]\n"
+              "        return self.fc(ts[0])\n"
+              "def build():\n"
+              "    return Net(), {examples}\n")
+
+
+def _first_tensor_rows(examples):
+    """The rows of the first tensor leaf in pytree order (dicts by sorted key), or None."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    leaves = [t for t in tree_leaves(eval(examples, {"torch": torch})) if isinstance(t, torch.Tensor)]
+    return None if not leaves else leaves[0]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(examples=nested, cmd=st.sampled_from([["table", "--no-save"], ["layer-breakdown", "--no-save"], ["ops"],
+                                             ["table", "--no-save", "--train"]]),
+       fmt=st.sampled_from(["json", "csv"]))
+def test_nested_example_inputs_count_or_one_line(tmp_path_factory, examples, cmd, fmt):
+    import io
+
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("n")
+    (folder / "net.py").write_text(NESTED_NET.format(examples=examples))
+    args = [cmd[0], f"{folder}/net.py:build", *cmd[1:], "--format", fmt]
+    r = CliRunner().invoke(main, args)
+    assert r.exception is None or isinstance(r.exception, SystemExit), (args, examples, repr(r.exception))
+    assert "Traceback" not in r.output and "internal error" not in r.output, (examples, r.output[-800:])
+    event(f"exit {r.exit_code}")
+    assert r.exit_code in (0, 2), (examples, r.exit_code, r.output[-800:])
+    if r.exit_code == 2:
+        assert len([ln for ln in r.stderr.strip().splitlines() if not ln.startswith("archcost: [")]) == 1, \
+            (examples, r.stderr)
+        return
+    first = _first_tensor_rows(examples)
+    assert first is not None and first.dim() >= 1 and first.shape[-1] == 4, (examples, r.output[-400:])
+    if cmd[0] == "table":  # the model's MACs: one Linear(4, 2) over every row of the first tensor
+        rows = first.numel() // 4
+        frame = (pd.DataFrame(json.loads(r.stdout)) if fmt == "json" else pd.read_csv(io.StringIO(r.stdout)))
+        assert int(frame["macs"].iloc[0]) == rows * 4 * 2, (examples, frame.to_dict())
