@@ -279,3 +279,35 @@ def test_list_takes_library_wildcards():
     assert r.exit_code == 0, r.output
     listed = [line.split(",")[0] for line in r.output.strip().splitlines()[1:]]
     assert listed == [f"timm:{n}" for n in timm.list_models("*test_vit*")]
+
+
+# --- the worker server: no child forked from a process that ran OpenMP kernels ----------------------
+
+def _where_and_parallel(item):
+    import torch
+
+    x = torch.ones(2048, 2048)
+    total = float((x @ x).sum())  # a parallel kernel in the child (2 threads): hangs in a libgomp-unsafe fork
+    return {"ppid": os.getppid(), "total": total, "stub": "archcost_test_stub" in __import__("sys").modules}
+
+
+def test_workers_are_not_forked_from_the_caller_and_run_parallel_kernels():
+    import sys
+    import types
+
+    import torch
+
+    torch.set_num_threads(2)
+    x = torch.ones(1024, 1024)
+    (x @ x).sum()  # this process has run OpenMP kernels: a child forked from it could hang
+    sys.modules["archcost_test_stub"] = types.ModuleType("archcost_test_stub")
+    try:
+        rows = workers.run(["a", "b"], _where_and_parallel, jobs=2,
+                           limits=workers.Limits(timeout_s=120, memory_bytes=1024 * MiB, threads=2))
+    finally:
+        del sys.modules["archcost_test_stub"]
+    for r in rows:
+        assert r["status"] == "ok", r
+        assert r["ppid"] != os.getpid()  # forked by the worker server, not by this process
+        assert r["total"] == 2048.0 ** 3  # every entry of x @ x is 2048; 2048^2 entries
+        assert r["stub"] is True  # the caller's stub module is there in the worker too
