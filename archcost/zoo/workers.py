@@ -104,15 +104,23 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def stubbed_modules() -> List[str]:
-    """Names in ``sys.modules`` that hold an empty module with no file or spec: stubs the
-    caller put there in place of a module that must not be imported (e.g. a torchvision
-    built for another torch: its ``_meta_registrations``), which each child gets too."""
+    """Names in ``sys.modules`` that hold an empty module with no file or spec, not made
+    by a C extension: stubs the caller put there in place of a module that must not be
+    imported (e.g. a torchvision built for another torch: its ``_meta_registrations``),
+    which each child gets too."""
     import types
+    from importlib.machinery import EXTENSION_SUFFIXES
 
     plain = set(vars(types.ModuleType("_")))
+
+    def native_child(name):  # a C extension's own submodule (torch._C._jit), made when it loads
+        parent = sys.modules.get(name.rpartition(".")[0])
+        return str(getattr(parent, "__file__", "") or "").endswith(tuple(EXTENSION_SUFFIXES))
+
     return sorted(name for name, m in list(sys.modules.items())
                   if isinstance(m, types.ModuleType) and getattr(m, "__spec__", None) is None
-                  and getattr(m, "__file__", None) is None and set(vars(m)) <= plain)
+                  and getattr(m, "__file__", None) is None and set(vars(m)) <= plain
+                  and not native_child(name))
 
 
 def _child(conn, task: Callable, item: str, limits: Limits, stubs: Tuple[str, ...] = ()) -> None:
