@@ -10,7 +10,9 @@ is never forked from the calling process, which may have run OpenMP kernels alre
 (libgomp is not fork-safe: a child forked after its thread pool exists can hang in its first
 parallel kernel). Empty modules the caller put in ``sys.modules`` in place of real ones (a
 stub for a broken optional import) are put there in each child too, so a child imports as
-its parent does. What the parent turns into a row:
+its parent does. As with any multiprocessing start but fork, a child imports the caller's
+main script again (as ``__mp_main__``): a script that runs a zoo keeps its work under
+``if __name__ == "__main__":``. What the parent turns into a row:
 
 - ``ok``: the task returned;
 - ``error``: the task raised (the model's own failure: a shape it refuses, an operator
