@@ -124,10 +124,11 @@ def write_summary(wall, load_before, load_after, args):
         parts = fv["fvcore_difference_by_operator"].fillna("").str.split("; ").explode()
         parts = parts[parts != ""]
         ops = parts.str.extract(r"^(.*?) [+-]\d+", expand=False).value_counts()
-        lines += [f"- fvcore ran on {len(fv)} models (on meta tensors; "
-                  f"{int(fv['fvcore_reason'].fillna('').str.contains('real CPU').sum())} on real CPU tensors where "
-                  f"the trace needs values): equal on {int(same.sum())}; where they differ, by operator "
-                  "(models): " + ", ".join(f"{op} {n}" for op, n in ops.items())]
+        zeroed = int(fv["fvcore_reason"].fillna("").str.contains("not initialised").sum())
+        lines += [f"- fvcore ran on {len(fv)} models, traced on real CPU tensors ({zeroed} with zeroed weights, not "
+                  f"initialised; {len(fv) - zeroed} with the builder's initialisation, seed 0, where archcost counted on "
+                  f"real tensors): equal on {int(same.sum())}; where they differ, by operator (models): "
+                  + ", ".join(f"{op} {n}" for op, n in ops.items())]
         missing = parts.str.extract(r"no rule for (.*)\)$", expand=False).dropna().str.split(", ").explode()
         missing = missing.str.replace(r" x\d+$", "", regex=True).value_counts()
         if len(missing):
