@@ -24,6 +24,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 
+MEMORY_ON = ("auto", "meta")  # RunConditions.memory_on
+
 
 @dataclass(frozen=True)
 class RunConditions:
@@ -51,6 +53,11 @@ class RunConditions:
     train: bool = False
     freeze: Tuple[str, ...] = ()
     checkpoint: Tuple[str, ...] = ()
+    # Where the memory passes run on CPU: "auto" (meta tensors, with each kernel's scratch
+    # measured on this CPU; real CPU tensors for ops whose fused kernel differs on meta:
+    # attention, recurrent layers) or "meta" (meta tensors only, no kernel scratch: fast,
+    # for a zoo; attention and recurrent layers then hold what meta's math decomposition holds).
+    memory_on: str = "auto"
 
     @property
     def weight_dtype(self) -> torch.dtype:
@@ -97,6 +104,12 @@ class RunConditions:
             raise AnalysisError(f"unknown engine {self.engine!r}: use one of {', '.join(ENGINES)}")
         if self.optimizer not in OPTIMIZERS:
             raise AnalysisError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
+        if self.memory_on not in MEMORY_ON:
+            raise AnalysisError(f"unknown memory_on {self.memory_on!r}: use one of {', '.join(MEMORY_ON)}")
+        if self.memory_on == "meta" and (self.amp or self.latency or self.layer_latency
+                                         or resolve_device(self.device) != "cpu"):
+            raise AnalysisError("memory_on='meta' measures memory on meta tensors standing for the CPU: not with "
+                                "latency, amp or a GPU device (use memory_on='auto')")
         if self.amp and dtype == torch.float32:
             raise AnalysisError("amp needs a lower precision: add --dtype float16 or --dtype bfloat16")
         return dataclasses.replace(self, dtype=dtype, inputs=inputs, device=resolve_device(self.device),

@@ -302,3 +302,65 @@ def test_a_baseline_holds_library_models(tmp_path, gpt2_config):
     result = CliRunner().invoke(main, ["check", "--baseline", str(base)])
     assert result.exit_code == 0, result.output
     assert "2 model(s) match" in result.output
+
+
+def test_a_baseline_stores_an_hf_config_path_relative_to_its_folder(tmp_path, gpt2_config, monkeypatch):
+    """As a file.py:builder row: named from one directory, stored relative to the baseline's
+    folder, checked from another directory."""
+    import os
+    import shutil
+
+    import pandas as pd
+
+    from archcost.cli import main
+
+    config, path = gpt2_config
+    (tmp_path / "configs").mkdir()
+    shutil.copy(path, tmp_path / "configs" / "config.json")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["check", "--update", "--baseline", "base/baseline.csv",
+                                       "hf:configs/config.json"])
+    assert result.exit_code == 0, result.output
+    stored = pd.read_csv(tmp_path / "base" / "baseline.csv")["model"].tolist()
+    assert stored == [f"hf:{os.path.relpath(tmp_path / 'configs' / 'config.json', tmp_path / 'base')}"]
+    assert stored == ["hf:../configs/config.json"]
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = CliRunner().invoke(main, ["check", "--baseline", "../base/baseline.csv"])
+    assert result.exit_code == 0, result.output
+    assert "1 model(s) match" in result.output
+    # the row names the same model however the path was written from here
+    result = CliRunner().invoke(main, ["check", "--update", "--baseline", "../base/baseline.csv",
+                                       f"hf:{tmp_path / 'configs' / 'config.json'}"])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "base" / "baseline.csv")["model"].tolist() == stored
+    # a diff against the stored row finds it from here too
+    result = CliRunner().invoke(main, ["diff", "../base/baseline.csv:hf:../configs/config.json",
+                                       "hf:../configs/config.json", "--no-save", "--no-memory"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def t5_config(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-t5")
+    config = transformers.AutoConfig.for_model("t5", d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+                                               num_heads=4, vocab_size=100, decoder_start_token_id=0)
+    config.save_pretrained(folder)
+    return config, folder / "config.json"
+
+
+@pytest.mark.parametrize("memory", ["64MiB", "t4"])
+@pytest.mark.parametrize("mode", ["--train", "--inference"])
+def test_fit_takes_an_encoder_decoder_whose_inputs_hold_none(t5_config, memory, mode):
+    """T5's forward takes (input_ids, attention_mask=None, decoder_input_ids, ...): its
+    example inputs hold None between the two id tensors; fit measures on the tensors only."""
+    config, path = t5_config
+    frame = _csv(_cli("fit", f"hf:{path}", "--memory", memory, mode, "--max-batch", "4", "--no-save",
+                      "--format", "csv"))
+    row = frame.iloc[0]
+    assert row["batch"] == 4  # a 2-layer, width-32 T5 fits 4 sequences in 64 MiB or on a T4
+    if memory == "64MiB":
+        model = transformers.AutoModel.from_config(config)
+        assert row["weight_bytes"] == 4 * sum(p.numel() for p in model.parameters())  # float32, tied embeddings once
+        assert row["input_bytes"] == 2 * 4 * DEFAULT_SEQ_LEN * 8  # encoder and decoder ids, int64, batch 4

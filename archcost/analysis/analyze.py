@@ -33,7 +33,7 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
             layer_latency: bool = False, repeats: int = 20, warmup: int = 5, time_budget_s: Optional[float] = None,
             inputs: Optional[Sequence] = None, input_kwargs: Optional[dict] = None, record_ops: bool = False,
             train: bool = False, freeze: Sequence[str] = (), checkpoint: Sequence[str] = (),
-            conditions: Optional[RunConditions] = None, **builder_kwargs) -> Analysis:
+            memory_on: str = "auto", conditions: Optional[RunConditions] = None, **builder_kwargs) -> Analysis:
     """Count parameters, MACs (one fused multiply-add = 1; flops = 2 x macs) and
     activations of a zoo model (by name), a ``file.py:builder`` / ``module:builder``
     reference, or an ``nn.Module`` (handed back bit for bit: mode, hooks, weights, buffers,
@@ -54,7 +54,10 @@ def analyze(model_or_name, input_size: InputSize = None, batch_size: int = 1,
     and its phase and breakdown) and its backward MACs (``backward.py``). ``freeze``:
     fnmatch patterns of parameter names to freeze (requires_grad off) for every pass; a
     user's module gets its flags back. ``checkpoint``: with ``train``, segments run under
-    activation checkpointing (``checkpointing.py``).
+    activation checkpointing (``checkpointing.py``). ``memory_on="meta"``: the memory passes
+    on meta tensors only, without kernel scratch (``peak_scratch_bytes`` empty) and with
+    attention and recurrent layers as meta's decomposition, said in ``memory_note`` (a zoo's
+    fast path); "auto" (the default) as described above.
 
     ``inputs``: example positional inputs instead of ``input_size`` (tensors, whose shapes
     and integer dtypes are kept — on real tensors their values too —, or other values passed
@@ -171,7 +174,8 @@ def _add_passes(analysis, cond, name, builder, module, model, used, shapes, devi
     math decomposition on meta, and allocate differently: their memory is measured on real
     tensors of the device (values uninitialised: memory does not depend on them)."""
     device, dtype, weight_dtype = cond.device, cond.dtype, cond.weight_dtype
-    real = cond.real or bool(device_paths)
+    meta_only = cond.memory_on == "meta"
+    real = (cond.real or bool(device_paths)) and not meta_only
     reuse = model if (used == "meta" and not real) or (used in ("cpu", "fvcore") and device == "cpu") else None
     if reuse is None and used in ("cpu", "fvcore") and module is None:
         reuse = model.to(device)  # real weights: a data-dependent forward takes the counted branch
@@ -182,8 +186,14 @@ def _add_passes(analysis, cond, name, builder, module, model, used, shapes, devi
         with keyword_inputs(runner, cond.input_kwargs):
             if cond.memory:
                 with amp_ctx():
-                    add_memory(analysis, runner, run_inputs, cond.optimizer, device)
-                if device_paths and device == "cpu":
+                    add_memory(analysis, runner, run_inputs, cond.optimizer, device, scratch=not meta_only)
+                if device_paths and device == "cpu" and meta_only and device_of(runner) == "meta":
+                    before = analysis.summary["memory_note"].iloc[0]
+                    analysis.summary["memory_note"] = (
+                        f"measured on meta tensors: {', '.join(device_paths)} as meta's math decomposition, which "
+                        "holds what CPU's fused kernels do not (attention's score matrices)"
+                        + ("; " + before if before else ""))
+                elif device_paths and device == "cpu":
                     before = analysis.summary["memory_note"].iloc[0]
                     analysis.summary["memory_note"] = (
                         f"measured on real CPU tensors: {', '.join(device_paths)} run fused kernels on "

@@ -24,6 +24,10 @@ _SHAPE_ERRORS = re.compile(r"too small|can't be greater|cannot be multiplied|siz
 _NEEDS_VALUES = re.compile(r"meta tensor|no data|cannot be converted to Scalar|data-independent|"
                            r"data-dependent|item\(\)", re.I)
 
+def needs_values(exc: BaseException) -> bool:
+    """Whether an error says the code read tensor values, which meta tensors have not."""
+    return bool(_NEEDS_VALUES.search(str(exc)))
+
 def _is_shape_error(exc) -> bool:
     return isinstance(exc, (RuntimeError, ValueError, IndexError, TypeError)) and bool(
         _SHAPE_ERRORS.search(str(exc)))
@@ -65,7 +69,7 @@ def smallest_working_size(builder, channels, dtype, hi, lo=1) -> Optional[str]:
 def _fallback_note(failure: LayerFailure, shapes, weights: str = f"the builder's initialisation, seed {SEED}",
                    where: str = "CPU") -> str:
     msg = (str(failure.exc).strip().splitlines() or [type(failure.exc).__name__])[0]
-    why = ("the forward reads tensor values, so the count depends on them" if _NEEDS_VALUES.search(msg)
+    why = ("the forward reads tensor values, so the count depends on them" if needs_values(msg)
            else "the meta pass failed")
     return (f"counted on real {where} tensors: {why} (at {failure.name}: {msg}); weights: {weights}; "
             f"input: {describe_inputs(shapes)}")

@@ -9,7 +9,7 @@ import torch.nn as nn
 from archcost.memory.training import TrainingStep
 from archcost.count.build import device_of
 
-def add_memory(analysis, model, inputs, optimizer, device):
+def add_memory(analysis, model, inputs, optimizer, device, scratch=True):
     from archcost.memory import forward as mem
     from archcost.memory.scratch import notes_for
 
@@ -17,10 +17,12 @@ def add_memory(analysis, model, inputs, optimizer, device):
     modules = {}
     s["memory_note"] = ""  # columns in this order: note, saved, peak, optimizer, train, where
     s["saved_bytes"] = pd.NA
-    peak, scratch = mem.peak_detail(model, inputs, modules)
+    peak, at_peak = mem.peak_detail(model, inputs, modules, scratch)
     s["peak_bytes"] = peak
-    s["peak_scratch_bytes"] = scratch  # kernel scratch in it, measured on this CPU (memory/scratch.py)
-    s["memory_note"] = notes_for(model)
+    # kernel scratch in it, measured on this CPU (memory/scratch.py); empty when not measured
+    s["peak_scratch_bytes"] = at_peak if scratch else pd.NA
+    s["memory_note"] = notes_for(model) if scratch else (
+        "peak_bytes without kernel scratch (what kernels allocate and free inside themselves: not measured)")
     s["optimizer"] = optimizer
     s["train_bytes"] = pd.NA
     s["memory_measured_on"] = used = device_of(model)

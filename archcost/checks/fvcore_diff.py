@@ -6,7 +6,11 @@ its handles; archcost counts ATen operators at dispatch. Both sides are grouped 
 (convolutions; matrix products, whichever of linear/matmul/bmm/einsum ran them; attention;
 the normalisations, pooling and upsampling fvcore also counts), so each difference is an
 operator that one side counts and the other does not — attention's two products, which
-fvcore has no rule for, are the usual one — or counts by another rule.
+fvcore has no rule for, are the usual one — or counts by another rule. fvcore's operators
+without a rule (its ``unsupported_ops``) are named beside the group they belong to: a
+convolution with ``padding="same"`` traces as ``aten::_convolution_mode``, which fvcore has
+no handle for (its handle is ``aten::_convolution``), so fvcore counts such a convolution 0
+(ConvMixer's depthwise convolutions).
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from __future__ import annotations
 import re
 import warnings
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
-CONVOLUTION = {"convolution", "_convolution", "convolution_overrideable", "cudnn_convolution",
-               "_slow_conv2d_forward", "conv"}
+CONVOLUTION = {"convolution", "_convolution", "_convolution_mode", "convolution_overrideable", "cudnn_convolution",
+               "_slow_conv2d_forward", "conv", "conv1d", "conv2d", "conv3d"}
 MATRIX = {"mm", "addmm", "_addmm_activation", "bmm", "baddbmm", "addbmm", "mv", "addmv", "dot", "vdot",
           "_int_mm", "_scaled_mm", "einsum", "linear", "matmul"}
 
@@ -36,10 +40,12 @@ def group(op: str) -> str:
     return op
 
 
-def fvcore_count(model, inputs: Tuple) -> Tuple[int, Dict[str, int]]:
-    """fvcore's total MACs and MACs per operator, run as a user runs it:
-    ``FlopCountAnalysis(model, inputs).total()`` in grad mode (attention then takes the
-    unfused path a training step takes, as in ``--engine fvcore``)."""
+def fvcore_count(model, inputs: Tuple) -> Tuple[int, Dict[str, int], Dict[str, int]]:
+    """fvcore's total MACs, MACs per operator and its operators without a rule (name ->
+    calls), run as a user runs it: ``FlopCountAnalysis(model, inputs).total()`` in grad mode
+    (attention then takes the unfused path a training step takes, as in ``--engine fvcore``).
+    Real tensors: fvcore's ``torch.jit.trace`` makes a tensor's sizes traced values, which
+    PyTorch's Python meta kernels cannot compare, so meta tensors do not trace."""
     from fvcore.nn import FlopCountAnalysis
 
     fca = FlopCountAnalysis(model, inputs if len(inputs) != 1 else inputs[0])
@@ -49,7 +55,8 @@ def fvcore_count(model, inputs: Tuple) -> Tuple[int, Dict[str, int]]:
         warnings.simplefilter("ignore")
         total = int(fca.total())
         by_op = {str(k): int(v) for k, v in fca.by_operator().items()}
-    return total, by_op
+        missed = {str(k): int(v) for k, v in fca.unsupported_ops().items()}
+    return total, by_op, missed
 
 
 def difference_by_operator(ours: Dict[str, int], theirs: Dict[str, int]) -> List[Tuple[str, int, int]]:
@@ -64,6 +71,12 @@ def difference_by_operator(ours: Dict[str, int], theirs: Dict[str, int]) -> List
     return sorted(rows, key=lambda r: (-abs(r[1] - r[2]), r[0]))
 
 
-def describe(rows: List[Tuple[str, int, int]]) -> str:
-    """'attention +178831872; upsample_bicubic2d +1024': archcost minus fvcore per operator."""
-    return "; ".join(f"{g} {a - b:+d}" for g, a, b in rows)
+def describe(rows: List[Tuple[str, int, int]], missed: Optional[Dict[str, int]] = None) -> str:
+    """'attention +178831872; upsample_bicubic2d +1024': archcost minus fvcore per operator;
+    with ``missed`` (fvcore's operators without a rule, name -> calls), those of a group are
+    named after it: 'convolution +1233125376 (fvcore: no rule for aten::_convolution_mode x32)'."""
+    out = []
+    for g, a, b in rows:
+        why = [f"{op} x{n}" for op, n in sorted((missed or {}).items()) if group(op) == g]
+        out.append(f"{g} {a - b:+d}" + (f" (fvcore: no rule for {', '.join(why)})" if why else ""))
+    return "; ".join(out)

@@ -19,8 +19,9 @@ zoo_options = (
     click.option("--memory-limit", default="3GiB", show_default=True, metavar="SIZE",
                  help="With --jobs: resident memory a worker may hold before it is killed (status memory)."),
     click.option("--retry-failed", is_flag=True, help="With --jobs: run again the models whose row is not ok."),
-    click.option("--fvcore", is_flag=True, help="With --jobs: also fvcore's count on real CPU tensors, and the "
-                 "difference named by operator (skipped where the model would take over half the memory limit)."),
+    click.option("--fvcore", is_flag=True, help="With --jobs: also fvcore's count (traced on real CPU tensors, weights "
+                 "zeroed, not initialised), and the difference named by operator with the operators fvcore has no "
+                 "rule for (skipped where the model would take over half the memory limit)."),
 )
 
 _REFUSED = {"latency": "--latency", "train": "--train", "target": "--target", "freeze": "--freeze",

@@ -9,7 +9,8 @@ own row), its ``type``, ``params``, ``macs`` and ``activation_bytes``: the rows 
 layers that changed are named (``diff`` of the stored rows against now).
 
 A ``file.py:builder`` model in a baseline is relative to the baseline's folder, so a
-check gives the same answer from any working directory.
+check gives the same answer from any working directory; so is the config of an
+``hf:path/config.json`` model (a config is data: it may lie outside the folder).
 
 A baseline is data, and data must not name code to run: its rows hold zoo names and
 ``file.py:builder`` paths inside the baseline's folder. A file outside it needs
@@ -29,6 +30,7 @@ from archcost.analysis.analyze import analyze
 from archcost.compare.diff import diff_layers
 from archcost.errors import AnalysisError
 from archcost.files import unsafe_undone
+from archcost.zoo.sources import is_source
 
 REQUIRED = ["model", "input_shape", "params", "macs"]
 LAYER_FIELDS = ["layer", "type", "activation_bytes"]
@@ -57,10 +59,30 @@ def _file_ref(model: str):
     return None
 
 
+def _hf_path(model: str, folder=".") -> str | None:
+    """The config path of an ``hf:path/config.json`` (or ``hf:folder/``) reference, as the
+    ``hf:`` source reads it (a name ending .json, holding a '/', or naming a path that exists
+    from ``folder``); None for ``hf:TYPE`` and other references."""
+    model = str(model)
+    if not model.startswith("hf:"):
+        return None
+    spec = model[3:]
+    if spec.endswith(".json") or "/" in spec or os.sep in spec or os.path.exists(os.path.join(folder, spec)):
+        return spec
+    return None
+
+
 def stored_ref(model: str, base_dir) -> str:
     """The name a model gets in a baseline in ``base_dir``: a file path, relative (from the
     current directory) or absolute, is rewritten relative to the baseline's folder, so one
-    model is one row however it was named, and the baseline works on another machine."""
+    model is one row however it was named, and the baseline works on another machine
+    (``file.py:builder`` and ``hf:path/config.json`` alike)."""
+    config = _hf_path(model)
+    if config is not None:
+        rel = pathlib.PurePath(os.path.relpath(os.path.abspath(config), os.path.abspath(base_dir or "."))).as_posix()
+        if not (rel.endswith(".json") or "/" in rel):
+            rel += "/"  # a folder holding config.json: the '/' keeps it a path, not a model type
+        return f"hf:{rel}"
     ref = _file_ref(model)
     if ref is None:
         return model
@@ -72,6 +94,8 @@ def vet(model: str, base_dir, trust: Trust = Trust()) -> None:
     """Refuse a baseline row that names code the baseline may not run (module docstring)."""
     if ":" not in str(model):
         return  # a zoo name
+    if is_source(model):
+        return  # a library's model (a config is data, not code)
     ref = _file_ref(model)
     if ref is None:
         if not trust.allow_modules:
@@ -89,6 +113,9 @@ def vet(model: str, base_dir, trust: Trust = Trust()) -> None:
 def runnable_ref(model: str, base_dir) -> str:
     """The reference to build a baseline row's model: file paths resolved against the
     baseline's folder, not the current directory."""
+    config = _hf_path(model, base_dir or ".")
+    if config is not None:
+        return model if os.path.isabs(config) else f"hf:{os.path.normpath(os.path.join(base_dir or '.', config))}"
     ref = _file_ref(model)
     if ref is None or os.path.isabs(ref[0]):
         return model

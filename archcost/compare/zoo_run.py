@@ -3,10 +3,23 @@ streamed to the file as it finishes, resumable, shardable.
 
 A row is the model's ``archcost table`` row (params, MACs, attention MACs, activations,
 saved and peak bytes) with its status, and, where fvcore runs, fvcore's count and the
-difference named by operator (``checks/fvcore_diff.py``). fvcore needs the model on real
-tensors: it is skipped, and says so, when the weights and the inference peak archcost
-measured would take more than half the worker's memory limit, and it runs as a second
-stage, so a model whose fvcore trace times out or crashes keeps its counts.
+difference named by operator (``checks/fvcore_diff.py``).
+
+A zoo row is made for speed (a whole registry in minutes), all of it on meta tensors when
+the model allows: built without weights or initialisation, counted, and its memory passes
+run with ``memory_on="meta"``: ``peak_bytes`` leaves out kernel scratch (what kernels
+allocate and free inside themselves, which ``archcost table`` measures on this CPU), and
+attention and recurrent layers hold what meta's math decomposition holds, not CPU's fused
+kernels (the row's ``notes`` say so). ``memory_measured_on`` says where they ran.
+
+fvcore's trace (``torch.jit.trace``) cannot run on meta tensors (it makes sizes traced
+values, which PyTorch's Python meta kernels cannot compare), so fvcore runs on real CPU
+tensors: the model built on meta and given zeroed CPU storage, no initialisation
+(``fvcore_reason`` says so; fvcore's rules read shapes only), or, where archcost counted
+on real tensors because the forward reads values, the builder's own initialisation, seed
+0, as archcost did. It is skipped, saying so, when the weights and the inference peak would
+take more than half the worker's memory limit. fvcore runs as a second
+stage, so a model whose trace times out or crashes keeps its counts.
 
 Resuming: the CSV is read first; a model with a row under the same ``conditions`` (the
 report's condition tag, the input and token length) and ``versions`` (torch and the
@@ -27,7 +40,7 @@ from typing import Callable, List, Optional, Sequence
 ZOO_COLUMNS = ["model", "library", "family", "status", "reason", "input_shape", "params", "macs",
                "attention_macs", "activations", "activation_bytes", "param_bytes", "saved_bytes", "peak_bytes",
                "memory_measured_on", "fvcore_macs", "fvcore_difference", "fvcore_difference_by_operator",
-               "fvcore_status", "fvcore_reason", "seconds", "fvcore_seconds", "worker_max_rss_bytes",
+               "fvcore_status", "fvcore_reason", "seconds", "cpu_seconds", "fvcore_seconds", "worker_max_rss_bytes",
                "uncounted_ops", "notes", "conditions", "versions"]
 SPREAD = 8  # the run order's stride (see run_zoo)
 FVCORE_MEMORY_SHARE = 0.5  # fvcore runs when weights + inference peak < this share of the worker's limit
@@ -71,25 +84,29 @@ def zoo_task(ref: str, options: ZooOptions):
 
     start = time.monotonic()
     a = analyze(ref, input_size=options.input_size, batch_size=options.batch_size, dtype=options.dtype,
-                memory=options.memory)
+                memory=options.memory, memory_on="meta")
     s = a.row
     row = {k: s.get(k) for k in ZOO_COLUMNS if k in s}
-    row.update(model=ref, library=library_of(ref), family=_family(ref, s),
+    notes = [n for n in (s.get("notes"), s.get("memory_note") if options.memory else "") if _text(n)]
+    row.update(model=ref, library=library_of(ref), family=_family(ref, s), notes="; ".join(notes),
                attention_macs=sum(int(m) for op, m in a.macs_by_aten.items() if "attention" in op),
                conditions=options.conditions, versions=versions(ref))
     row["seconds_counts"] = time.monotonic() - start
     if not options.fvcore:
         yield row
         return
-    need = int(s.get("param_bytes") or 0) + int(s.get("peak_bytes") or s.get("activation_bytes") or 0)
-    if need > FVCORE_MEMORY_SHARE * options.memory_limit_bytes:
-        row.update(fvcore_status="skipped", fvcore_reason=(
-            f"weights + inference peak take {need} bytes on real tensors, over {FVCORE_MEMORY_SHARE:g} of the "
-            f"worker's limit ({options.memory_limit_bytes} bytes)"))
-        yield row
-        return
+    need = int(s.get("param_bytes") or 0) + int(_number(s.get("peak_bytes")) or s.get("activation_bytes") or 0)
     yield {**row, "pending": "fvcore"}
-    yield {"pending": None, **fvcore_columns(ref, a.macs_by_aten, s["macs"], options)}
+    yield {"pending": None, **fvcore_columns(ref, a.macs_by_aten, s["macs"], options, need,
+                                             values=s.get("engine") != "meta")}
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _number(v):
+    return v if isinstance(v, (int, float)) and v == v else None
 
 
 def _family(ref, summary) -> str:
@@ -98,35 +115,57 @@ def _family(ref, summary) -> str:
     return family(ref) if is_source(ref) else summary.get("family", "")
 
 
-def fvcore_columns(ref, ours_by_aten, ours_macs, options: ZooOptions) -> dict:
-    """fvcore's count on real CPU tensors (the builder's own initialisation, seed 0)."""
+def fvcore_columns(ref, ours_by_aten, ours_macs, options: ZooOptions, real_bytes: int = 0,
+                   values: bool = False) -> dict:
+    """fvcore's count, traced on real CPU tensors (fvcore's trace cannot run on meta:
+    ``checks/fvcore_diff.py``), skipped when ``real_bytes`` (weights + inference peak) would
+    take over ``FVCORE_MEMORY_SHARE`` of the worker's limit. The weights are not initialised
+    (built on meta, storage allocated, zeroed: fvcore's rules read shapes only), unless
+    ``values`` (archcost counted on real tensors because the forward reads values): then
+    the builder's own initialisation, seed 0, as archcost's count."""
     from archcost.checks.fvcore_diff import describe, difference_by_operator, fvcore_count
 
     start = time.monotonic()
+    if real_bytes > FVCORE_MEMORY_SHARE * options.memory_limit_bytes:
+        return {"fvcore_status": "skipped", "fvcore_seconds": 0.0, "fvcore_reason": (
+            f"weights + inference peak take {real_bytes} bytes on real tensors, over {FVCORE_MEMORY_SHARE:g} of "
+            f"the worker's limit ({options.memory_limit_bytes} bytes)")}
     try:
-        model, inputs = real_model_and_inputs(ref, options.input_size, options.batch_size, options.dtype)
-        total, by_op = fvcore_count(model, inputs)
+        total, by_op, missed = fvcore_count(*model_and_inputs(ref, options, initialised=values))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return {"fvcore_status": "error", "fvcore_reason": f"{type(exc).__name__}: {first}",
                 "fvcore_seconds": round(time.monotonic() - start, 3)}
     return {"fvcore_macs": total, "fvcore_difference": int(ours_macs) - total,
-            "fvcore_difference_by_operator": describe(difference_by_operator(ours_by_aten, by_op)),
-            "fvcore_status": "ok", "fvcore_reason": "", "fvcore_seconds": round(time.monotonic() - start, 3)}
+            "fvcore_difference_by_operator": describe(difference_by_operator(ours_by_aten, by_op), missed),
+            "fvcore_status": "ok", "fvcore_reason": "" if values else "weights not initialised (zeros)",
+            "fvcore_seconds": round(time.monotonic() - start, 3)}
 
 
-def real_model_and_inputs(ref, input_size=None, batch_size=1, dtype="float32"):
-    """The model built on CPU (its own initialisation, seed 0), eval mode, and its example
-    inputs (token ids for a text model), as the input-size rule gives them."""
+def model_and_inputs(ref, options: ZooOptions, initialised: bool = True):
+    """The model on CPU in eval mode and its example inputs (token ids for a text model), as
+    the input-size rule gives them. ``initialised``: the builder's own initialisation, seed
+    0; else built on meta (no initialisation) and given zeroed CPU storage (buffers: 1.0,
+    integer ones 0, as ``runner_model`` does)."""
+    import torch
+
     from archcost.conditions import DTYPES
-    from archcost.count.build import build
+    from archcost.count.build import build, runner_model
     from archcost.count.inputs import input_shapes, make_inputs
     from archcost.zoo.sources import resolve_model
 
+    dtype = DTYPES[options.dtype]
     name, spec, builder, _ = resolve_model(ref, {})
-    model = build(builder, "cpu", DTYPES[dtype])
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name, model=model)
-    return model, make_inputs(shapes, "cpu", DTYPES[dtype])
+    if initialised:
+        model = build(builder, "cpu", dtype)
+    else:
+        model = runner_model(builder, None, None, "cpu", dtype, False)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+    shapes = input_shapes(options.input_size, spec.input_size if spec else None, options.batch_size, name=name,
+                          model=model)
+    return model, make_inputs(shapes, "cpu", dtype)
 
 
 # --- the streamed CSV ------------------------------------------------------------------------
@@ -191,7 +230,6 @@ def run_zoo(refs: Sequence[str], path, options: ZooOptions, *, jobs: int = 1, ti
     """Every model of ``refs`` not already in the CSV at ``path``, ``jobs`` workers at a time."""
     from archcost.zoo import workers
 
-    _preload(refs, options)
     log = RowLog(path)
     if retry_failed:
         log.drop_failed()
@@ -221,28 +259,29 @@ def run_zoo(refs: Sequence[str], path, options: ZooOptions, *, jobs: int = 1, ti
         log.append(row)
         out.added.append(row)
 
-    workers.run(todo, _Task(options), jobs=jobs, limits=limits, on_row=finished, progress=progress)
+    workers.run(todo, _Task(options), jobs=jobs, limits=limits, on_row=finished, progress=progress,
+                preload=_preload(refs, options))
     out.seconds = time.monotonic() - start
     return out
 
 
-def _preload(refs, options: ZooOptions) -> None:
-    """Import, before the workers fork, what every worker would otherwise import again:
-    each model's library, the analysis and fvcore (a forked worker starts with them)."""
-    import archcost.analysis.analyze  # noqa: F401
-    import archcost.memory.forward  # noqa: F401
-    from archcost.zoo.sources import load_library
+def _preload(refs, options: ZooOptions) -> list:
+    """What the worker server imports once, so that no worker imports it again: each
+    model's library, the analysis and its passes, fvcore, and torch's Python meta kernels
+    and decompositions (their first use imports sympy: about a second per process)."""
+    from archcost.zoo.sources import PACKAGES
 
-    for lib in sorted({library_of(r) for r in refs} & {"timm", "torchvision", "hf"}):
-        load_library(lib)
+    mods = ["torch", "torch._meta_registrations", "torch._decomp", "torch._refs", "sympy",
+            "archcost.analysis.analyze", "archcost.memory.forward", "archcost.memory.training",
+            "archcost.compare.zoo_run", "archcost.zoo.sources"]
+    mods += [PACKAGES[lib] for lib in sorted({library_of(r) for r in refs} & set(PACKAGES))]
     if options.fvcore:
-        import fvcore.nn  # noqa: F401
-
-        import archcost.checks.fvcore_diff  # noqa: F401
+        mods += ["fvcore.nn", "archcost.checks.fvcore_diff"]
+    return mods
 
 
 class _Task:
-    """``zoo_task`` with the run's options (a callable the forked worker calls)."""
+    """``zoo_task`` with the run's options (a callable the worker calls; pickled to it)."""
 
     def __init__(self, options: ZooOptions):
         self.options = options

@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from archcost.count.inputs import tensors_in
 from archcost.count.storage import StorageTracker
 from archcost.memory.forward import LiveBytes, existing_storages, running_as
 from archcost.memory.training import StepLive, TrainingStep, _state_tensors
@@ -257,7 +258,7 @@ def forward_recording(model: nn.Module, inputs: Tuple[torch.Tensor, ...], cc: Tu
                       blas_workspace_bytes: int = 0, cudnn_workspace_bytes: int = 0) -> Recording:
     """The events of an eval, no-grad forward on a device of compute capability ``cc``."""
     rec = Recording()
-    rec.setup = _allocs(to_device_order(model) + list(inputs))
+    rec.setup = _allocs(to_device_order(model) + tensors_in(list(inputs)))  # an encoder-decoder's inputs hold None
     markers = _Markers(rec.events, cudnn_workspace_bytes, blas_workspace_bytes)
     mode = ForwardRecorder(existing_storages(model, inputs), rec.events, markers)
     kernels = DeviceKernels(cc)
@@ -279,12 +280,12 @@ def step_recording(model: nn.Module, inputs: Tuple[torch.Tensor, ...], cc: Tuple
         step = TrainingStep(model, optimizer, checkpoint=checkpoint)
         state = _state_tensors(step.opt, step.device)
         rec = Recording()
-        rec.setup = _allocs(to_device_order(model) + state + list(inputs))
+        rec.setup = _allocs(to_device_order(model) + state + tensors_in(list(inputs)))
         if _labels(inputs):
             rec.setup.append(("alloc", ("setup", "labels"), _labels(inputs), "tensor"))
         buffers = list(model.buffers())
         markers = _Markers(rec.events, cudnn_workspace_bytes, blas_workspace_bytes)
-        mode = StepRecorder((StorageTracker.key(t) for t in [*step.params, *buffers, *state, *inputs]),
+        mode = StepRecorder((StorageTracker.key(t) for t in [*step.params, *buffers, *state, *tensors_in(list(inputs))]),
                             rec.events, markers)
         kernels = DeviceKernels(cc)
         with kernels:

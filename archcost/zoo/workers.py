@@ -1,9 +1,18 @@
 """Run one task per model, each in its own worker process with a time and a memory limit.
 
 A zoo is thousands of foreign models: one of them segfaults in a C++ kernel, allocates 40 GB
-or never returns. Each model therefore runs in a child process forked from this one (the
-libraries are imported once, before the fork: a child starts in milliseconds), and the
-parent turns whatever happens to it into a row:
+or never returns. Each model therefore runs in a child process, and the parent turns
+whatever happens to it into a row. The children are forked by a server process
+(multiprocessing's ``forkserver``) that imported the libraries once (``preload``: torch,
+timm, fvcore ...; ``worker_start.py``) and never ran a kernel, with one torch thread: a child
+starts in milliseconds with the libraries imported, and its OpenMP runtime is fresh. A child
+is never forked from the calling process, which may have run OpenMP kernels already
+(libgomp is not fork-safe: a child forked after its thread pool exists can hang in its first
+parallel kernel). Empty modules the caller put in ``sys.modules`` in place of real ones (a
+stub for a broken optional import) are put there in each child too, so a child imports as
+its parent does. As with any multiprocessing start but fork, a child imports the caller's
+main script again (as ``__mp_main__``): a script that runs a zoo keeps its work under
+``if __name__ == "__main__":``. What the parent turns into a row:
 
 - ``ok``: the task returned;
 - ``error``: the task raised (the model's own failure: a shape it refuses, an operator
@@ -11,7 +20,8 @@ parent turns whatever happens to it into a row:
 - ``memory``: the child went over ``Limits.memory_bytes`` — its resident memory, read from
   ``/proc`` every ``POLL_S`` seconds, or an allocation refused by the address-space limit
   set in the child (``RLIMIT_AS``: the size it was forked with plus the limit), which
-  catches one huge allocation before it lands;
+  catches one huge allocation before it lands. Resident memory is counted beyond what the
+  child held when it started (the server's pages it shares, the imported libraries);
 - ``timeout``: still running after ``Limits.timeout_s`` (killed);
 - ``crashed``: the child died without answering (a signal, ``os._exit``).
 
@@ -31,7 +41,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 POLL_S = 0.1  # how often the parent reads each child's resident memory and clock
 STATUSES = ("ok", "error", "memory", "timeout", "crashed")
@@ -95,9 +105,34 @@ def _is_oom(exc: BaseException) -> bool:
                                                or "not enough memory" in text)
 
 
-def _child(conn, task: Callable, item: str, limits: Limits) -> None:
+def stubbed_modules() -> List[str]:
+    """Names in ``sys.modules`` that hold an empty module with no file or spec, not made
+    by a C extension: stubs the caller put there in place of a module that must not be
+    imported (e.g. a torchvision built for another torch: its ``_meta_registrations``),
+    which each child gets too."""
+    import types
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    plain = set(vars(types.ModuleType("_")))
+
+    def native_child(name):  # a C extension's own submodule (torch._C._jit), made when it loads
+        parent = sys.modules.get(name.rpartition(".")[0])
+        return str(getattr(parent, "__file__", "") or "").endswith(tuple(EXTENSION_SUFFIXES))
+
+    return sorted(name for name, m in list(sys.modules.items())
+                  if isinstance(m, types.ModuleType) and getattr(m, "__spec__", None) is None
+                  and getattr(m, "__file__", None) is None and set(vars(m)) <= plain
+                  and not native_child(name))
+
+
+def _child(conn, task: Callable, item: str, limits: Limits, stubs: Tuple[str, ...] = ()) -> None:
     """The worker: limits, the task, each part sent as it is ready, then its peak memory."""
     try:
+        conn.send(("base", rss_bytes(os.getpid()) or 0))  # what it holds before the task: shared, not the model's
+        import types
+
+        for name in stubs:
+            sys.modules.setdefault(name, types.ModuleType(name))
         import faulthandler
 
         faulthandler.disable()  # a crash is this worker's status row, not a dump among the progress lines
@@ -124,7 +159,9 @@ def _child(conn, task: Callable, item: str, limits: Limits) -> None:
             pass
     finally:
         try:
-            conn.send(("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+            use = resource.getrusage(resource.RUSAGE_SELF)
+            conn.send(("cpu", use.ru_utime + use.ru_stime))
+            conn.send(("maxrss", use.ru_maxrss * 1024))
             conn.close()
         except Exception:
             pass
@@ -140,7 +177,8 @@ class _Running:
     finished: bool = False
     failure: Optional[Tuple[str, str]] = None
     max_rss: int = 0  # beyond ``base``: what the worker allocated itself
-    base: int = 0  # the parent's resident memory at the fork, which the child shares (copy-on-write)
+    base: Optional[int] = None  # the child's resident memory when it started (pages shared with the server)
+    cpu_s: Optional[float] = None  # CPU seconds the child used (user + system), when it said so
 
 
 class Progress:
@@ -171,16 +209,19 @@ def _duration(seconds: float) -> str:
 
 
 def run(items: Iterable[str], task: Callable, *, jobs: int = 1, limits: Limits = Limits(),
-        on_row: Optional[Callable[[dict], None]] = None, progress: Optional[Progress] = None) -> List[dict]:
-    """Run ``task(item)`` for each item in its own forked worker, ``jobs`` at a time.
+        on_row: Optional[Callable[[dict], None]] = None, progress: Optional[Progress] = None,
+        preload: Sequence[str] = ()) -> List[dict]:
+    """Run ``task(item)`` for each item in its own worker process, ``jobs`` at a time.
 
     ``task`` returns a dict (or yields dicts, merged in order); every item gives one row,
-    ``{"model": item, "status": ..., "reason": ..., "seconds": ..., "worker_max_rss_bytes": ...,
+    ``{"model": item, "status": ..., "reason": ..., "seconds": ..., "cpu_seconds": ..., "worker_max_rss_bytes": ...,
     **what the task returned}``, handed to ``on_row`` when it finishes. Rows come back in
-    the order they finish."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
+    the order they finish. ``preload``: modules the worker server imports once (the
+    task's libraries; the task's own module too), so a child starts with them; ``task``
+    must be picklable (a module-level function or an instance of a module-level class)."""
+    module = getattr(task, "__module__", None) or type(task).__module__
+    ctx = _context(tuple(preload) + ((module,) if module and module != "__main__" else ()))
+    stubs = tuple(stubbed_modules())
     queue = list(items)
     running: Dict[int, _Running] = {}
     rows: List[dict] = []
@@ -190,11 +231,10 @@ def run(items: Iterable[str], task: Callable, *, jobs: int = 1, limits: Limits =
             while queue and len(running) < jobs:
                 item = queue.pop(0)
                 parent, child = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(child, task, item, limits), daemon=True)
+                proc = ctx.Process(target=_child, args=(child, task, item, limits, stubs), daemon=True)
                 proc.start()
                 child.close()
-                running[proc.pid] = _Running(item, proc, parent, time.monotonic(), {},
-                                             base=rss_bytes(os.getpid()) or 0)
+                running[proc.pid] = _Running(item, proc, parent, time.monotonic(), {})
             _poll(running, limits)
             for pid in [p for p, r in running.items() if r.finished]:
                 r = running.pop(pid)
@@ -208,6 +248,36 @@ def run(items: Iterable[str], task: Callable, *, jobs: int = 1, limits: Limits =
         for r in running.values():  # interrupted: no orphan keeps running
             _kill(r.proc)
     return rows
+
+
+_SERVER = {"preload": None}  # what the running worker server imported at its start
+
+
+def _context(preload: Tuple[str, ...]):
+    """multiprocessing's forkserver context, its server started with ``preload`` imported
+    (restarted when it runs with another list; no worker of ours runs between two runs)."""
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    ctx = mp.get_context("forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    if _SERVER["preload"] is not None and _SERVER["preload"] != preload and hasattr(server, "_stop"):
+        server._stop()
+    env = {"ARCHCOST_WORKER_IMPORTS": ",".join(preload), "ARCHCOST_WORKER_STUBS": ",".join(stubbed_modules()),
+           "ARCHCOST_WORKER_PATH": os.pathsep.join(p for p in sys.path if p)}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the server reads them when it starts (worker_start.py)
+    try:
+        ctx.set_forkserver_preload(["archcost.zoo.worker_start"])
+        forkserver.ensure_running()
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    _SERVER["preload"] = preload
+    return ctx
 
 
 def _poll(running: Dict[int, _Running], limits: Limits) -> None:
@@ -230,9 +300,9 @@ def _poll(running: Dict[int, _Running], limits: Limits) -> None:
                 r.failure = ("crashed", why)
             r.finished = True
             continue
-        rss = rss_bytes(r.proc.pid)
+        rss = rss_bytes(r.proc.pid) if r.base is not None else None  # none before the child says its base
         if rss is not None:
-            rss = max(0, rss - r.base)  # the pages shared with the parent at the fork are not the model's
+            rss = max(0, rss - r.base)  # the pages it started with (shared with the server) are not the model's
             r.max_rss = max(r.max_rss, rss)
         if limits.memory_bytes and rss is not None and rss > limits.memory_bytes:
             _kill(r.proc)
@@ -250,12 +320,16 @@ def _drain(r: _Running) -> None:
     try:
         while r.conn.poll():
             kind, value = r.conn.recv()
-            if kind == "part":
+            if kind == "base":
+                r.base = int(value)
+            elif kind == "part":
                 r.row.update(value)
             elif kind == "done":
                 pass
+            elif kind == "cpu":
+                r.cpu_s = float(value)
             elif kind == "maxrss":
-                r.max_rss = max(r.max_rss, int(value) - r.base)
+                r.max_rss = max(r.max_rss, int(value) - (r.base or 0))
                 r.finished = True
             else:  # "error" or "memory" raised inside the task
                 r.failure = (kind, value)
@@ -282,5 +356,6 @@ def _row(r: _Running) -> dict:
     else:
         row.update(status=r.failure[0], reason=r.failure[1])
     row["seconds"] = round(time.monotonic() - r.start, 3)
+    row["cpu_seconds"] = round(r.cpu_s, 3) if r.cpu_s is not None else None  # None: killed before it said
     row["worker_max_rss_bytes"] = r.max_rss
     return row
