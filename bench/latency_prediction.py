@@ -4,10 +4,13 @@
                                         [--models NAME ...] [--out reports] [--quick]
 
 For each network and batch: ``predicted_ms`` from archcost's counts on meta tensors (per
-operator: roofline bound / efficiency of its class + overhead; archcost/roofline/latency.py)
+operator: its compute and memory times over its class's efficiencies, the larger, + the
+class's overhead and Python's time per kernel; archcost/roofline/latency.py)
 and the forward measured on this machine with archcost's timer (warm-up, then repeats:
 p20, median, p80, and the fastest). Per model the error is predicted / measured median - 1;
-the summary gives the median and p90 of |error| over all rows, and, since the machine may be
+the summary gives the median and p90 of |error| over the rows of networks outside the CPU
+fit's calibration set (``roofline/latency_nets.py``; those measured here are listed, with a
+``calibration`` column, but not counted), and, since the machine may be
 shared, the same against the fastest run (other jobs only ever slow a run down). The load
 average is recorded before and after and beside every model.
 
@@ -316,7 +319,7 @@ def main(argv=None):
         "## Per model", "",
         render(display(frame), "markdown", ["model", "family", "batch_size", "macs", "bound_ms", "predicted_ms", "latency_ms",
                                    "latency_p20_ms", "latency_p80_ms", "latency_min_ms", "error", "error_vs_fastest"]
-               + (["cpu_ms", "error_vs_cpu"] if "cpu_ms" in frame else []) + ["load_1min"]), ""]
+               + (["cpu_ms", "error_vs_cpu"] if "cpu_ms" in frame else []) + ["calibration", "load_1min"]), ""]
     paths.append(write_text(out / f"latency_prediction_{tag}.md", "\n".join(lines)))
     print("wrote " + ", ".join(str(x) for x in paths), file=sys.stderr)
     print(f"median |error| {med:.1%}, p90 {p90:.1%}; against the fastest run {med_f:.1%}, {p90_f:.1%}", file=sys.stderr)

@@ -381,8 +381,9 @@ def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], kwargs: Optiona
              record_ops: bool = False, counter_cls=None) -> PassResult:
     """Run ``model(*inputs, **kwargs)`` once under counting (eval statistics as the model is
     set, no grad); the model's mode is left as it was. ``record_ops``: keep one ``OpRecord``
-    per ATen operator in ``PassResult.ops``. ``counter_cls``: a ``CountingMode`` subclass
-    to count with (the latency calibration's times each operator)."""
+    per ATen operator in ``PassResult.ops``. ``counter_cls``: makes the counting mode from
+    (stack, records, record_ops); ``CountingMode`` when None (the latency calibration's
+    subclass also times each operator)."""
     records, stack, tracker, totals = _pass_state(model, _tensors(list(inputs)) + _tensors(kwargs or {}))
     if isinstance(model, torch.jit.ScriptModule):  # no hooks: the whole forward is the model's own
         stack.append("")

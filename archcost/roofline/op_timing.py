@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -98,7 +98,7 @@ def harness_seconds(calls: int = 200) -> float:
     return max(0.0, min(timed() for _ in range(5)) - min(direct() for _ in range(5)))
 
 
-def timed_ops(model, inputs, repeats: int = 3, harness_s: float = None) -> TimedPass:
+def timed_ops(model, inputs, repeats: int = 3, harness_s: Optional[float] = None) -> TimedPass:
     """Time every operator of ``model(*inputs)`` (real tensors, eval, no grad) and the plain
     forward; ``harness_s`` (measured when None) is taken off each operator's time."""
     model.eval()
