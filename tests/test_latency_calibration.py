@@ -3,6 +3,8 @@ fixed set of calibration networks it runs."""
 
 from collections import Counter
 
+import pytest
+
 import torch
 import torch.nn as nn
 
@@ -42,3 +44,30 @@ def test_calibration_networks_hold_every_class():
         ops, _ = fuse(res.ops, cap.calls)
         seen.update(op_class(o.op, o.module, kinds, o.macs) for o in ops)
     assert {c: seen[c] * len(BATCHES) for c in CLASSES if seen[c] * len(BATCHES) < MIN_SAMPLES} == {}
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda d: {**d, "memory_efficiency": {c: 2.0 for c in CLASSES}},  # above 1: a prediction below its bound
+    lambda d: {k: v for k, v in d.items() if k != "memory_efficiency"},  # the previous format (power law)
+    lambda d: {**d, "python_s": -1.0},
+    lambda d: [d],
+])
+def test_the_fit_is_cached_and_a_bad_cache_is_fitted_again(monkeypatch, tmp_path, corrupt):
+    import json
+
+    from archcost.roofline import calibrate as cc, latency_calibrate as lc
+    from archcost.roofline.latency import Efficiencies, Rates
+
+    monkeypatch.setenv("ARCHCOST_CACHE_DIR", str(tmp_path))
+    fits = []
+    known = Efficiencies({c: 0.5 for c in CLASSES}, {c: 1e-6 for c in CLASSES}, "known",
+                         memory_efficiency={c: 0.25 for c in CLASSES}, python_s=2e-6)
+    monkeypatch.setattr(lc, "calibrate", lambda rates, log=None: fits.append(1) or known)
+    rates = Rates("cpu", {"float32": 1e11}, 1e10, "float32")
+    assert lc.cpu_efficiencies(rates) is known and len(fits) == 1
+    again = lc.cpu_efficiencies(rates)
+    assert len(fits) == 1 and (again.efficiency, again.memory_efficiency, again.overhead_s, again.python_s) == \
+        (known.efficiency, known.memory_efficiency, known.overhead_s, known.python_s)
+    path = cc.cache_path("cpu-latency")
+    path.write_text(json.dumps(corrupt(json.loads(path.read_text()))))
+    assert lc.cpu_efficiencies(rates) is known and len(fits) == 2
