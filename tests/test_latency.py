@@ -5,8 +5,8 @@ import torch.nn as nn
 
 from archcost.devices import by_key
 from archcost.count.engine import OpRecord
-from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, Efficiencies, Rates, by_layer, conv_kind, op_class,
-                                       op_times_s, predict_ops, totals)
+from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, Efficiencies, Rates, by_layer, conv_kind, conv_kinds,
+                                       op_class, op_times_s, pool_kind, predict_ops, totals)
 from archcost.roofline.latency_calibrate import EFFICIENCY_GRID, OVERHEAD_US, fit, fit_class
 
 A100 = by_key("a100-80gb")
@@ -60,6 +60,19 @@ def test_gpu_defaults_cover_every_class_and_cite_sources():
 ])
 def test_conv_kinds(layer, kind):
     assert conv_kind(layer) == kind
+
+
+@pytest.mark.parametrize("layer, kind", [
+    (nn.MaxPool2d(2), "pool_max"), (nn.MaxPool2d(3, 2, 1), "pool_max_overlap"), (nn.MaxPool2d(3, 1, 1), "pool_max_overlap"),
+    (nn.AvgPool2d(2), "pool_avg"), (nn.AvgPool2d(3, 1, 1), "pool_avg_overlap"), (nn.AvgPool2d((2, 3), (2, 2)), "pool_avg_overlap"),
+    (nn.MaxPool1d(4), "pool_max"), (nn.AdaptiveAvgPool2d(1), None), (nn.ReLU(), None),
+])
+def test_pool_kinds_by_window_overlap(layer, kind):
+    """A window wider than its stride reads an element more than once: its own class."""
+    assert pool_kind(layer) == kind
+    if kind:
+        model = nn.Sequential(layer)
+        assert op_class("max_pool2d" if "max" in kind else "avg_pool2d", "0", conv_kinds(model)) == kind
 
 
 def test_operator_classes():

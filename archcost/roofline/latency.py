@@ -9,8 +9,8 @@ summed over a model's operators (kernels run one after another in an eager forwa
 ``rate(op)`` is the arithmetic rate the device runs the operator at (``precision.py``: FP32,
 TF32 or the tensor rate; on a CPU its modelled hardware peak, ``devices/cpu_facts.py``).
 The classes: convolutions by kind (stem: at most 4 input channels; 1x1; k x k; grouped;
-depthwise), matmul, attention, norms (batch; layer and group), pools (windowed max;
-windowed average; global average), element-wise operators by what bounds them on a CPU
+depthwise), matmul, attention, norms (batch; layer and group), pools (windowed max and
+windowed average, each with disjoint or overlapping windows; global average), element-wise operators by what bounds them on a CPU
 core (activations that evaluate a transcendental; copies and layout changes, including a
 product's copy of a transposed operand; the rest). A class has two efficiencies, one for each
 side of the roof (a 1x1 convolution of ResNet-50 is compute-bound and runs near its rate,
@@ -49,11 +49,13 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 from . import precision
 
 CLASSES = ("conv_stem", "conv_1x1", "conv_kxk", "conv_grouped", "conv_depthwise", "matmul", "attention",
-           "norm_batch", "norm_layer", "pool_max", "pool_avg", "pool_global", "activation", "layout", "elementwise")
+           "norm_batch", "norm_layer", "pool_max", "pool_max_overlap", "pool_avg", "pool_avg_overlap", "pool_global",
+           "activation", "layout", "elementwise")
 # Norms and pools by kind: on a CPU an eval batch norm is a per-channel scale and shift while
 # a layer norm reduces over each row first; windowed pooling reads each input element once
-# per window holding it (max pooling also compares; 18-100x from its bound at one thread),
-# adaptive (global) average pooling reads it once.
+# per window holding it, so overlapping windows (ResNet's 3x3/2, Inception's 3x3/1: up to 9
+# reads per element) are their own classes beside disjoint ones (VGG's 2x2/2); adaptive
+# (global) average pooling reads it once.
 BATCH_NORM_OPS = frozenset({"batch_norm", "native_batch_norm", "_native_batch_norm_legit_no_training"})
 NORM_OPS = frozenset({"layer_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm",
                       "native_layer_norm", "native_group_norm"})
@@ -119,7 +121,8 @@ _LAUNCH = "a CUDA kernel launch costs 3-5 us from eager PyTorch (PyTorch blog, '
 GPU_DEFAULTS = Efficiencies(
     efficiency={"conv_stem": 0.3, "conv_1x1": 0.6, "conv_kxk": 0.6, "conv_grouped": 0.3, "conv_depthwise": 0.5,
                 "matmul": 0.7, "attention": 0.5, "norm_batch": 0.8, "norm_layer": 0.8, "pool_max": 0.8,
-                "pool_avg": 0.8, "pool_global": 0.8, "activation": 0.85, "layout": 0.85, "elementwise": 0.85},
+                "pool_avg": 0.8, "pool_max_overlap": 0.8, "pool_avg_overlap": 0.8, "pool_global": 0.8,
+                "activation": 0.85, "layout": 0.85, "elementwise": 0.85},
     overhead_s={c: 4e-6 for c in CLASSES},
     source=f"stated defaults, not measured on this GPU: compute efficiencies after {_CUBLAS} (convolutions, "
            f"grouped and depthwise lower, a guess; memory-bound classes as their memory efficiency); memory "
@@ -143,12 +146,29 @@ def conv_kind(module) -> str:
     return "conv_kxk"
 
 
+def pool_kind(module) -> Optional[str]:
+    """The class of a windowed pooling module (``nn.MaxPoolNd``/``AvgPoolNd``-like: kernel_size,
+    stride): '_overlap' when a window is wider than its stride; None for other modules."""
+    kind = type(module).__name__.lower()
+    kernel = getattr(module, "kernel_size", None)
+    if "pool" not in kind or "adaptive" in kind or kernel is None or ("max" not in kind and "avg" not in kind):
+        return None
+    n = 3 if "3d" in kind else 1 if "1d" in kind else 2
+    kernel = tuple(kernel) if isinstance(kernel, (tuple, list)) else (kernel,) * n
+    stride = getattr(module, "stride", None) or kernel
+    stride = tuple(stride) if isinstance(stride, (tuple, list)) else (stride,) * n
+    base = "pool_max" if "max" in kind else "pool_avg"
+    return base + "_overlap" if any(int(k) > int(s) for k, s in zip(kernel, stride)) else base
+
+
 def conv_kinds(model) -> Dict[str, str]:
-    """module name -> conv class, for every convolution module of ``model``."""
+    """module name -> class, for every convolution and windowed pooling module of ``model``."""
     out = {}
     for name, mod in model.named_modules():
         if hasattr(mod, "in_channels") and hasattr(mod, "kernel_size") and hasattr(mod, "groups"):
             out[name] = conv_kind(mod)
+        elif pool_kind(mod):
+            out[name] = pool_kind(mod)
     return out
 
 
@@ -171,7 +191,8 @@ def op_class(op: str, module: str = "", kinds: Optional[Mapping[str, str]] = Non
     if op in GLOBAL_POOL_OPS:
         return "pool_global"
     if "pool" in op:
-        return "pool_max" if "max" in op else "pool_avg"
+        kind = (kinds or {}).get(module, "")
+        return kind if kind.startswith("pool_") else "pool_max" if "max" in op else "pool_avg"
     base = op.rstrip("_") if op.endswith("_") and not op.startswith("_") else op
     if base in ACTIVATION_OPS:
         return "activation"

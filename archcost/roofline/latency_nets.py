@@ -9,7 +9,8 @@ and two small synthetic ones that hold the operator classes the zoo lacks.
 - ``MixedBlocks``: what mobile and hybrid networks add: 5x5 depthwise convolutions,
   squeeze-excitation (pooling, 1x1 convolutions with bias, SiLU, sigmoid, a product),
   hardswish, grouped convolutions, a channel shuffle (a copy), a concatenation, a
-  PoolFormer-style block (group norm, 3x3 average pooling, GELU), 2x2 max and average pooling;
+  PoolFormer-style block (group norm, 3x3 average pooling, GELU), max and average pooling
+  with disjoint (2x2/2) and overlapping (3x3/1, 3x3/2) windows;
 - ``TinyViT``: a patch embedding, layer norm, the attention's products and the fused
   attention kernel, GELU, a token-mixing product on transposed activations.
 
@@ -56,8 +57,9 @@ class MixedBlocks(nn.Module):
         self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
         self.mlp = nn.Sequential(nn.Conv2d(192, 384, 1), nn.GELU(), nn.Conv2d(384, 192, 1))
         self.down = nn.Sequential(nn.MaxPool2d(2), *_cbn(192, 256, 3), nn.ReLU6())
-        self.avgdown = nn.AvgPool2d(2)
-        self.head = nn.Linear(256, 1000)
+        self.pools = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.AvgPool2d(3, 2, 1))
+        self.avgdown, self.maxdown, self.avglast = nn.AvgPool2d(2), nn.MaxPool2d(2), nn.AvgPool2d(7)
+        self.head = nn.Linear(768, 1000)
 
     def forward(self, x):
         x = self.stem(x)
@@ -70,8 +72,9 @@ class MixedBlocks(nn.Module):
         x = x + self.pool(y) - y
         x = x + self.mlp(self.norm2(x))
         x = self.down(x)
-        x = self.avgdown(x * F.hardsigmoid(x))
-        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        x = x * F.hardsigmoid(x)
+        x = torch.cat([self.avgdown(x), self.maxdown(x), self.pools(x)], 1)
+        return self.head(torch.flatten(self.avglast(x), 1))
 
 
 class _Block(nn.Module):
