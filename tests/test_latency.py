@@ -5,9 +5,9 @@ import torch.nn as nn
 
 from archcost.devices import by_key
 from archcost.count.engine import OpRecord
-from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, REFERENCE_S, Efficiencies, Rates, by_layer, conv_kind,
-                                       op_class, predict_ops, totals)
-from archcost.roofline.latency_calibrate import fit_power
+from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, Efficiencies, Rates, by_layer, conv_kind, conv_kinds,
+                                       op_class, op_times_s, pool_kind, predict_ops, totals)
+from archcost.roofline.latency_calibrate import EFFICIENCY_GRID, OVERHEAD_US, fit, fit_class
 
 A100 = by_key("a100-80gb")
 
@@ -29,24 +29,28 @@ def test_fc_and_conv_bounds_at_their_own_rates():
                                                  fc.bytes_written / 2039e9) * 1e3)
 
 
-def test_prediction_is_bound_over_efficiency_plus_overhead_never_below_the_bound():
-    ops = [OpRecord("a", "relu", 0, 4000, 4000, False), OpRecord("b", "linear", 10**6, 10**4, 10**3, False)]
-    eff = Efficiencies({"elementwise": 0.5, "matmul": 0.25}, {"elementwise": 2e-6, "matmul": 1e-6}, "test")
-    p = predict_ops(ops, a100(), eff)
-    for row, e, c in zip(p, (0.5, 0.25), (2e-6, 1e-6)):
-        assert row["predicted_ms"] == pytest.approx(row["bound_ms"] / e + c * 1e3)
-        assert row["predicted_ms"] >= row["bound_ms"]
+def test_prediction_is_each_side_over_its_efficiency_plus_overhead_never_below_the_bound():
+    relu = OpRecord("a", "relu", 0, 4000, 4000, False)  # memory-bound: no FLOPs
+    fc = OpRecord("b", "linear", 10**6, 10**4, 10**3, False)  # compute-bound on an A100 at FP32
+    eff = Efficiencies({"elementwise": 0.9, "matmul": 0.25}, {"elementwise": 2e-6, "matmul": 1e-6}, "test",
+                       memory_efficiency={"elementwise": 0.5, "matmul": 0.8})
+    p = predict_ops([relu, fc], a100(), eff)
+    assert p[0]["predicted_ms"] == pytest.approx((8000 / (A100.bandwidth_gbs * 1e9) / 0.5 + 2e-6) * 1e3)
+    assert p[1]["predicted_ms"] == pytest.approx((max(2 * 10**6 / 19.5e12 / 0.25, 11000 / (A100.bandwidth_gbs * 1e9) / 0.8)
+                                                  + 1e-6) * 1e3)
+    assert all(row["predicted_ms"] >= row["bound_ms"] for row in p)
     t = totals(p)
     assert t["predicted_ms"] == pytest.approx(sum(r["predicted_ms"] for r in p)) and t["kernels"] == 2
     layers = by_layer(p)
     assert set(layers) == {"a", "b"} and layers["b"]["rate"] == "float32"
-    # an efficiency above 1 never makes a prediction beat its bound
-    over = Efficiencies({"elementwise": 3.0}, {"elementwise": 0.0}, "bad")
-    assert predict_ops(ops[:1], a100(), over)[0]["predicted_ms"] == pytest.approx(p[0]["bound_ms"])
+    # an efficiency above 1 is taken as 1: a prediction never beats its bound
+    over = Efficiencies({"elementwise": 3.0}, {"elementwise": 0.0}, "bad", memory_efficiency={"elementwise": 3.0})
+    assert predict_ops([relu], a100(), over)[0]["predicted_ms"] == pytest.approx(p[0]["bound_ms"])
 
 
 def test_gpu_defaults_cover_every_class_and_cite_sources():
-    assert set(GPU_DEFAULTS.efficiency) == set(CLASSES) and all(0 < e <= 1 for e in GPU_DEFAULTS.efficiency.values())
+    for side in (GPU_DEFAULTS.efficiency, GPU_DEFAULTS.memory_efficiency):
+        assert set(side) == set(CLASSES) and all(0 < e <= 1 for e in side.values())
     assert "NVIDIA" in GPU_DEFAULTS.source and "not measured" in GPU_DEFAULTS.source
 
 
@@ -58,27 +62,87 @@ def test_conv_kinds(layer, kind):
     assert conv_kind(layer) == kind
 
 
+@pytest.mark.parametrize("layer, kind", [
+    (nn.MaxPool2d(2), "pool_max"), (nn.MaxPool2d(3, 2, 1), "pool_max_overlap"), (nn.MaxPool2d(3, 1, 1), "pool_max_overlap"),
+    (nn.AvgPool2d(2), "pool_avg"), (nn.AvgPool2d(3, 1, 1), "pool_avg_overlap"), (nn.AvgPool2d((2, 3), (2, 2)), "pool_avg_overlap"),
+    (nn.MaxPool1d(4), "pool_max"), (nn.AdaptiveAvgPool2d(1), None), (nn.ReLU(), None),
+])
+def test_pool_kinds_by_window_overlap(layer, kind):
+    """A window wider than its stride reads an element more than once: its own class."""
+    assert pool_kind(layer) == kind
+    if kind:
+        model = nn.Sequential(layer)
+        assert op_class("max_pool2d" if "max" in kind else "avg_pool2d", "0", conv_kinds(model)) == kind
+
+
 def test_operator_classes():
     assert [op_class(o) for o in ("linear", "bmm", "scaled_dot_product_attention", "batch_norm", "layer_norm",
-                                  "max_pool2d", "adaptive_avg_pool2d", "relu", "add")] == \
-        ["matmul", "matmul", "attention", "norm_batch", "norm_layer", "pool_max", "pool_avg", "elementwise",
-         "elementwise"]
+                                  "group_norm", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu", "add_",
+                                  "hardtanh", "gelu", "silu", "sigmoid", "hardswish", "softmax", "cat", "clone",
+                                  "unsafe_view")] == \
+        ["matmul", "matmul", "attention", "norm_batch", "norm_layer", "norm_layer", "pool_max", "pool_avg",
+         "pool_global", "elementwise", "elementwise", "elementwise", "activation", "activation", "activation",
+         "activation", "activation", "layout", "layout", "layout"]
+    # a product's or a convolution's record without MACs is its copy of an operand
+    assert op_class("linear", macs=0) == "layout" and op_class("linear", macs=10) == "matmul"
+    assert op_class("conv2d", "c", {"c": "conv_1x1"}, 0) == "layout"
+    assert op_class("scaled_dot_product_attention", macs=0) == "attention"
 
 
-def test_fit_recovers_a_power_law():
-    # t = 3 us + 1 ms x (b / 1 ms) ** 0.8 / 0.5, exactly
-    samples = [(b, 1, 3e-6 + REFERENCE_S * (b / REFERENCE_S) ** 0.8 / 0.5) for b in (1e-4, 5e-4, 2e-3, 1e-2)]
-    e, x, rms = fit_power(samples, 3e-6)
-    assert e == pytest.approx(0.5) and x == pytest.approx(0.8) and rms == pytest.approx(0, abs=1e-9)
+def test_alias_views_move_nothing():
+    """unsafe_view returns an alias on a device: bound 0, so its prediction is its overhead + Python's time."""
+    view = OpRecord("m", "unsafe_view", 0, 4 * 10**6, 4 * 10**6, False)
+    eff = Efficiencies({"layout": 0.5}, {"layout": 2e-6}, "test", python_s=3e-6)
+    p = predict_ops([view], a100(), eff)[0]
+    assert p["bound_ms"] == 0 and p["op_class"] == "layout" and p["predicted_ms"] == pytest.approx((2e-6 + 3e-6) * 1e3)
 
 
-def test_size_dependent_efficiency_by_formula_and_never_below_the_bound():
-    eff = Efficiencies({"matmul": 0.5}, {"matmul": 2e-6}, "test", exponent={"matmul": 0.8})
-    for b in (1e-5, 1e-3, 1.0):
-        want = max(b, REFERENCE_S * (b / REFERENCE_S) ** 0.8 / 0.5) + 2e-6
-        assert eff.seconds("matmul", b) == pytest.approx(want) and eff.seconds("matmul", b) >= b
-    assert eff.seconds("matmul", 1.0) == pytest.approx(1.0 + 2e-6)  # a huge operator: at its bound, not below
-    assert eff.seconds("matmul", 0.0) == 2e-6
+def test_python_time_is_added_per_kernel():
+    ops = [OpRecord("a", "relu", 0, 4000, 4000, False)] * 3
+    base = Efficiencies({"elementwise": 0.5}, {"elementwise": 2e-6}, "test")
+    more = Efficiencies({"elementwise": 0.5}, {"elementwise": 2e-6}, "test", python_s=7e-6)
+    t0, t1 = totals(predict_ops(ops, a100(), base)), totals(predict_ops(ops, a100(), more))
+    assert t1["predicted_ms"] - t0["predicted_ms"] == pytest.approx(3 * 7e-6 * 1e3)
+
+
+def test_class_fit_recovers_its_law():
+    """Operators timed exactly by max(compute / e, memory / m) + c, with e, m and c on the
+    search grids: the fit returns them, with no error."""
+    e, m, c = EFFICIENCY_GRID[12], EFFICIENCY_GRID[30], OVERHEAD_US[5] * 1e-6
+    sides = [(1e-3, 1e-4), (1e-4, 1e-3), (2e-5, 1e-6), (1e-6, 3e-5), (5e-3, 5e-3), (0.0, 2e-4)]
+    got = fit_class([(k, w, max(k / e, w / m) + c) for k, w in sides])
+    assert got[:3] == pytest.approx((e, m, c)) and got[3] == pytest.approx(0, abs=1e-9)
+
+
+def test_a_class_without_flops_keeps_compute_efficiency_1():
+    got = fit_class([(0.0, w, w / EFFICIENCY_GRID[20]) for w in (1e-5, 1e-4, 1e-3)])
+    assert got[0] == 1.0 and got[1] == pytest.approx(EFFICIENCY_GRID[20])
+
+
+def test_fit_of_timed_operators_recovers_each_class_and_pythons_time():
+    """Operators timed by a known law per class and forwards at batch 1 that take 6 us per
+    kernel more than their operators: the fit returns the law and 6 us of Python's time."""
+    from archcost.roofline.op_timing import TimedPass
+
+    rates = Rates("cpu", {"float32": 1e11}, 1e10, "float32")
+    law = {"conv_kxk": (EFFICIENCY_GRID[8], EFFICIENCY_GRID[24], OVERHEAD_US[3] * 1e-6),
+           "elementwise": (1.0, EFFICIENCY_GRID[16], OVERHEAD_US[4] * 1e-6)}
+    passes = []
+    for scale in (1, 16):
+        ops = [OpRecord("c", "conv2d", scale * m, scale * n, scale * n, False)
+               for m, n in ((10**6, 10**5), (10**7, 10**5), (10**8, 10**5), (10**5, 10**7))]
+        ops += [OpRecord("r", "relu", 0, scale * n, scale * n, False) for n in (10**4, 10**5, 10**6)]
+        secs = []
+        for o in ops:
+            e, m, c = law[op_class(o.op, o.module, {"c": "conv_kxk"}, o.macs)]
+            k, w = op_times_s(o, rates)
+            secs.append(max(k / e, w / m) + c)
+        passes.append(({"c": "conv_kxk"}, TimedPass(ops, secs, sum(secs) + 6e-6 * len(ops), 0), scale))
+    eff = fit(passes, rates)
+    for cls, (e, m, c) in law.items():
+        assert eff.of(cls) == pytest.approx((e, m, c))
+    assert eff.python_s == pytest.approx(6e-6)
+    assert eff.of("matmul") == eff.of("elementwise")  # no samples: the element-wise fit
 
 
 def test_table_latency_target_cpu_shows_predicted_beside_measured(monkeypatch, tmp_path):

@@ -378,15 +378,17 @@ def _pass_state(model, inputs):
 
 
 def run_pass(model: nn.Module, inputs: Tuple[torch.Tensor, ...], kwargs: Optional[dict] = None,
-             record_ops: bool = False) -> PassResult:
+             record_ops: bool = False, counter_cls=None) -> PassResult:
     """Run ``model(*inputs, **kwargs)`` once under counting (eval statistics as the model is
     set, no grad); the model's mode is left as it was. ``record_ops``: keep one ``OpRecord``
-    per ATen operator in ``PassResult.ops``."""
+    per ATen operator in ``PassResult.ops``. ``counter_cls``: makes the counting mode from
+    (stack, records, record_ops); ``CountingMode`` when None (the latency calibration's
+    subclass also times each operator)."""
     records, stack, tracker, totals = _pass_state(model, _tensors(list(inputs)) + _tensors(kwargs or {}))
     if isinstance(model, torch.jit.ScriptModule):  # no hooks: the whole forward is the model's own
         stack.append("")
         records[""].calls, records[""].order = 1, 0
-    counter = CountingMode(stack, records, record_ops)
+    counter = (counter_cls or CountingMode)(stack, records, record_ops)
     with _hooks(model, records, stack, tracker, totals, [0]), torch.no_grad():
         try:
             with counter, NamingMode(counter):

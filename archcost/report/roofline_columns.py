@@ -27,9 +27,10 @@ ROOFLINE_COLUMNS = {
                       "take at datasheet rates; on --target cpu, the time at the rates a matrix product and a copy "
                       "attain here (a tuned kernel can beat it: the CPU's hardware peak, shown in the notes, is "
                       "the true floor)"),
-    "predicted_ms": ("predicted", _ms, "an estimate: each operator's bound / the efficiency of its class (+ a "
-                     "per-kernel overhead); fitted on this CPU, stated defaults for a GPU "
-                     "(reports/latency_prediction_cpu.md gives its measured error) (ms)"),
+    "predicted_ms": ("predicted", _ms, "an estimate: per operator, its compute and memory times each over the "
+                     "efficiency its class attains, the larger, + a per-kernel overhead of its class and Python's time "
+                     "per kernel; fitted on this CPU on the operators of calibration networks, stated defaults for a "
+                     "GPU (reports/latency_prediction_cpu.md gives its measured error) (ms)"),
     "predicted_over_measured": ("pred/meas", lambda v: f"{v:.2f}x", "predicted / measured median time"),
     "bound": ("limit", str, "which of compute, memory or launch overhead sets the bound"),
     "share_of_bound": ("share", lambda v: f"{v:.1%}", "the layer's share of the model's time bound"),

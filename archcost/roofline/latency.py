@@ -1,29 +1,44 @@
 """Predicted latency: the roofline bound of each operator, divided by the efficiency its
-class reaches on the target, plus a fixed cost per kernel.
+class reaches on the target, plus a fixed cost per kernel and Python's time per kernel.
 
-    predicted_ms(op) = max(flops / rate(op), bytes / bandwidth) / efficiency(class, size)
-                       + overhead(class)
+    predicted_ms(op) = max(compute / efficiency(class), memory / memory_efficiency(class))
+                       + overhead(class) + python
+    compute = flops / rate(op),  memory = bytes / bandwidth,  bound(op) = max(compute, memory)
 
 summed over a model's operators (kernels run one after another in an eager forward).
 ``rate(op)`` is the arithmetic rate the device runs the operator at (``precision.py``: FP32,
 TF32 or the tensor rate; on a CPU its modelled hardware peak, ``devices/cpu_facts.py``).
 The classes: convolutions by kind (stem: at most 4 input channels; 1x1; k x k; grouped;
-depthwise), matmul, attention, norms (batch; layer and group), pools (max; average),
-elementwise (everything else that moves data). The efficiency of a class may depend on the
-operator's size (a power law in its bound, ``Efficiencies``); a prediction is never below
-the bound.
+depthwise), matmul, attention, norms (batch; layer and group), pools (windowed max and
+windowed average, each with disjoint or overlapping windows; global average), element-wise operators by what bounds them on a CPU
+core (activations that evaluate a transcendental; copies and layout changes, including a
+product's copy of a transposed operand; the rest). A class has two efficiencies, one for each
+side of the roof (a 1x1 convolution of ResNet-50 is compute-bound and runs near its rate,
+one of MobileNet's is memory-bound and runs far from its bandwidth), both at most 1, so no
+prediction is below its bound; small operators are slower than their share of the roof
+by the class's fixed overhead.
 
-On a CPU the efficiencies are fitted on this machine (``latency_calibrate``: each class
-timed on a set of layer shapes, a least-squares line through log time against log bound)
-and the per-kernel overhead is the time of a module call on a one-element tensor; both are
-cached like the roof. For GPUs they are the stated defaults of ``GPU_DEFAULTS``, each
-with its source, until a GPU run fits them (``bench/latency_prediction.py --target auto``).
+On a CPU everything is fitted on this machine (``latency_calibrate``): the operators of a
+fixed set of calibration networks (``latency_nets``) are timed one by one inside those
+networks, on real tensors, and each class's curve is fitted to them; ``python`` is what a
+plain forward of those networks takes beyond its fitted operators (module calls, wrappers,
+views), per kernel. All of it is cached like the roof. For GPUs the efficiencies and the
+launch overhead are the stated defaults of ``GPU_DEFAULTS``, each with its source, and
+``python`` is 0 (the CPU queues kernels ahead of the GPU), until a GPU run fits them
+(``bench/latency_prediction.py --target auto``).
 
 This is an estimate. Its error, measured on this CPU over the zoo and other families at
-batch 1 and 16, is in ``reports/latency_prediction_cpu.md``; what it leaves out: caches
-beyond the two tiers of ``Rates`` (an activation still in L3 from the layer before moves
-faster than the calibrated bandwidth: the fitted efficiencies absorb that on average), fusion (oneDNN or cuDNN folding a bias or ReLU into
-the convolution), and Python's own time between modules beyond the per-kernel overhead.
+batch 1 and 16 (networks outside the calibration set), is in
+``reports/latency_prediction_cpu.md``. What it leaves out: an operator's time depends only
+on its class, its FLOPs and its bytes (its shape beyond them, e.g. a 1x1 convolution with
+16 channels over a large image, which oneDNN runs far slower than its bytes suggest, is
+averaged over by the fit); caches beyond the two tiers of
+``Rates`` (an activation still in cache from the layer before moves faster, and the first
+operator after a large one finds its code and data evicted: the fit sees both as they
+happened in the calibration networks); fusion (oneDNN folding a bias or ReLU into a
+convolution); Python's time as a constant per kernel, whatever the modules around it; and
+the machine's state (another job sharing the core's caches or the memory bus slows every
+operator: a calibration on a busy machine predicts a busy machine).
 """
 
 from __future__ import annotations
@@ -34,49 +49,66 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 from . import precision
 
 CLASSES = ("conv_stem", "conv_1x1", "conv_kxk", "conv_grouped", "conv_depthwise", "matmul", "attention",
-           "norm_batch", "norm_layer", "pool_max", "pool_avg", "elementwise")
+           "norm_batch", "norm_layer", "pool_max", "pool_max_overlap", "pool_avg", "pool_avg_overlap", "pool_global",
+           "activation", "layout", "elementwise")
 # Norms and pools by kind: on a CPU an eval batch norm is a per-channel scale and shift while
-# a layer norm reduces over each row first; max pooling writes int64 indices and runs far
-# from its bound (18x for ResNet's 3x3/2 at one thread), average pooling does not.
+# a layer norm reduces over each row first; windowed pooling reads each input element once
+# per window holding it, so overlapping windows (ResNet's 3x3/2, Inception's 3x3/1: up to 9
+# reads per element) are their own classes beside disjoint ones (VGG's 2x2/2); adaptive
+# (global) average pooling reads it once.
 BATCH_NORM_OPS = frozenset({"batch_norm", "native_batch_norm", "_native_batch_norm_legit_no_training"})
 NORM_OPS = frozenset({"layer_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm",
                       "native_layer_norm", "native_group_norm"})
 ATTENTION_OPS = frozenset({"scaled_dot_product_attention"})
+GLOBAL_POOL_OPS = frozenset({"adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d"})
+# Views whose schema declares no alias, so a counting pass records their output as written;
+# on a device they return an alias of their input and move nothing.
+ALIAS_OPS = frozenset({"unsafe_view", "_unsafe_view", "_reshape_alias"})
+# Element-wise operators by what bounds them on a CPU core: activations that evaluate a
+# transcendental or a piecewise polynomial per element (exp, erf, tanh, division: the vector
+# unit's time, not memory's), copies and layout changes (strided reads), and the rest
+# (ReLU, clamps, additions and products: a pass over memory).
+ACTIVATION_OPS = frozenset("""
+gelu silu sigmoid tanh hardswish hardsigmoid softmax _softmax log_softmax _log_softmax mish elu selu celu
+softplus exp erf sin cos pow rsqrt sqrt log normalize logsigmoid
+""".split())
+LAYOUT_OPS = frozenset("""
+cat stack clone copy copy_ _to_copy to contiguous unsafe_view _unsafe_view index index_select gather
+constant_pad_nd pad roll flip repeat tile expand_copy permute_copy transpose_copy channel_shuffle
+pixel_shuffle pixel_unshuffle
+""".split())
 
 
 @dataclass
 class Efficiencies:
-    """Per operator class: the efficiency ``e`` (fraction of the bound's rate attained) of an
-    operator whose bound is ``REFERENCE_S``, how it changes with size (``exponent`` b: 1 =
-    the same at every size; below 1, small operators are less efficient than large ones), and
-    a fixed time per kernel (seconds):
+    """Per operator class: the fraction of the compute rate (``efficiency``) and of the
+    bandwidth (``memory_efficiency``; absent: ``efficiency``) its operators attain, and a
+    fixed time per kernel (seconds); ``python_s`` is added to every kernel of every class:
 
-        time(bound) = max(bound, REFERENCE_S x (bound / REFERENCE_S) ** b / e) + overhead
+        time = max(compute / efficiency, memory / memory_efficiency) + overhead + python_s
 
-    The max keeps every prediction at or above its bound. ``source`` says how they were
-    obtained."""
+    Efficiencies are taken in (0, 1], so a time is never below its bound. ``source`` says how
+    they were obtained."""
 
     efficiency: Dict[str, float]
     overhead_s: Dict[str, float]
     source: str
     fit: Dict[str, dict] = field(default_factory=dict)  # class -> samples, rms relative error
-    exponent: Dict[str, float] = field(default_factory=dict)  # class -> b (1 when absent)
+    memory_efficiency: Dict[str, float] = field(default_factory=dict)
+    python_s: float = 0.0  # per kernel: the forward's time outside the kernels (module calls, views), spread evenly
 
     def of(self, cls: str):
-        e = self.efficiency.get(cls, self.efficiency.get("elementwise", 1.0))
-        b = self.exponent.get(cls, 1.0)
-        c = self.overhead_s.get(cls, self.overhead_s.get("elementwise", 0.0))
-        return max(e, 1e-6), b, max(0.0, c)
+        """(compute efficiency, memory efficiency, overhead) of ``cls`` (the element-wise class's when absent)."""
+        key = cls if cls in self.efficiency else "elementwise"
+        e = self.efficiency.get(key, 1.0)
+        m = self.memory_efficiency.get(key, e)
+        c = self.overhead_s.get(key, 0.0)
+        return min(1.0, max(e, 1e-6)), min(1.0, max(m, 1e-6)), max(0.0, c)
 
-    def seconds(self, cls: str, bound_s: float) -> float:
-        """The predicted time of one kernel of ``cls`` whose roofline bound is ``bound_s``."""
-        e, b, c = self.of(cls)
-        if bound_s <= 0:
-            return c
-        return max(bound_s, REFERENCE_S * (bound_s / REFERENCE_S) ** b / e) + c
-
-
-REFERENCE_S = 1e-3  # the bound at which an efficiency is stated (1 ms)
+    def seconds(self, cls: str, compute_s: float, memory_s: float) -> float:
+        """The predicted time of one kernel of ``cls`` (Python's time excluded)."""
+        e, m, c = self.of(cls)
+        return max(compute_s / e, memory_s / m) + c
 
 
 # GPU defaults: stated, not fitted here (no GPU has been lent to this project). Each figure
@@ -89,10 +121,13 @@ _LAUNCH = "a CUDA kernel launch costs 3-5 us from eager PyTorch (PyTorch blog, '
 GPU_DEFAULTS = Efficiencies(
     efficiency={"conv_stem": 0.3, "conv_1x1": 0.6, "conv_kxk": 0.6, "conv_grouped": 0.3, "conv_depthwise": 0.5,
                 "matmul": 0.7, "attention": 0.5, "norm_batch": 0.8, "norm_layer": 0.8, "pool_max": 0.8,
-                "pool_avg": 0.8, "elementwise": 0.85},
+                "pool_avg": 0.8, "pool_max_overlap": 0.8, "pool_avg_overlap": 0.8, "pool_global": 0.8,
+                "activation": 0.85, "layout": 0.85, "elementwise": 0.85},
     overhead_s={c: 4e-6 for c in CLASSES},
-    source=f"stated defaults, not measured on this GPU: compute-bound classes after {_CUBLAS} (convolutions, "
-           f"grouped and depthwise lower, a guess); memory-bound classes after {_MEMBOUND}; overhead: {_LAUNCH}")
+    source=f"stated defaults, not measured on this GPU: compute efficiencies after {_CUBLAS} (convolutions, "
+           f"grouped and depthwise lower, a guess; memory-bound classes as their memory efficiency); memory "
+           f"efficiencies 0.85 after {_MEMBOUND}; overhead: {_LAUNCH}",
+    memory_efficiency={c: 0.85 for c in CLASSES})
 
 
 def conv_kind(module) -> str:
@@ -111,17 +146,38 @@ def conv_kind(module) -> str:
     return "conv_kxk"
 
 
+def pool_kind(module) -> Optional[str]:
+    """The class of a windowed pooling module (``nn.MaxPoolNd``/``AvgPoolNd``-like: kernel_size,
+    stride): '_overlap' when a window is wider than its stride; None for other modules."""
+    kind = type(module).__name__.lower()
+    kernel = getattr(module, "kernel_size", None)
+    if "pool" not in kind or "adaptive" in kind or kernel is None or ("max" not in kind and "avg" not in kind):
+        return None
+    n = 3 if "3d" in kind else 1 if "1d" in kind else 2
+    kernel = tuple(kernel) if isinstance(kernel, (tuple, list)) else (kernel,) * n
+    stride = getattr(module, "stride", None) or kernel
+    stride = tuple(stride) if isinstance(stride, (tuple, list)) else (stride,) * n
+    base = "pool_max" if "max" in kind else "pool_avg"
+    return base + "_overlap" if any(int(k) > int(s) for k, s in zip(kernel, stride)) else base
+
+
 def conv_kinds(model) -> Dict[str, str]:
-    """module name -> conv class, for every convolution module of ``model``."""
+    """module name -> class, for every convolution and windowed pooling module of ``model``."""
     out = {}
     for name, mod in model.named_modules():
         if hasattr(mod, "in_channels") and hasattr(mod, "kernel_size") and hasattr(mod, "groups"):
             out[name] = conv_kind(mod)
+        elif pool_kind(mod):
+            out[name] = pool_kind(mod)
     return out
 
 
-def op_class(op: str, module: str = "", kinds: Optional[Mapping[str, str]] = None) -> str:
+def op_class(op: str, module: str = "", kinds: Optional[Mapping[str, str]] = None, macs: Optional[int] = None) -> str:
+    """The class of one operator record; ``macs`` = 0 inside a convolution or a product is its
+    copy of an operand (a transposed input made contiguous): a layout operator."""
     engine = precision.engine_of(op)
+    if engine in ("conv", "matmul") and macs == 0 and op not in ATTENTION_OPS:
+        return "layout"
     if engine == "conv":
         return (kinds or {}).get(module, "conv_kxk")
     if op in ATTENTION_OPS:
@@ -132,8 +188,16 @@ def op_class(op: str, module: str = "", kinds: Optional[Mapping[str, str]] = Non
         return "norm_batch"
     if op in NORM_OPS:
         return "norm_layer"
+    if op in GLOBAL_POOL_OPS:
+        return "pool_global"
     if "pool" in op:
-        return "pool_max" if "max" in op else "pool_avg"
+        kind = (kinds or {}).get(module, "")
+        return kind if kind.startswith("pool_") else "pool_max" if "max" in op else "pool_avg"
+    base = op.rstrip("_") if op.endswith("_") and not op.startswith("_") else op
+    if base in ACTIVATION_OPS:
+        return "activation"
+    if base in LAYOUT_OPS:
+        return "layout"
     return "elementwise"
 
 
@@ -163,23 +227,32 @@ class Rates:
         return self.columns[col]
 
 
-def op_bound_s(o, rates: Rates) -> float:
-    """max(FLOPs / the operator's rate, bytes / bandwidth of the tier they fit in), seconds."""
+def op_times_s(o, rates: Rates):
+    """(FLOPs / the operator's rate, bytes / bandwidth of the tier they fit in), seconds
+    ((0, 0) for an ``ALIAS_OPS`` view)."""
+    if o.op in ALIAS_OPS:
+        return 0.0, 0.0
     flops = 2 * int(o.macs)
     t_c = flops / rates.flops_per_s(o.op) if flops else 0.0
     moved = int(o.bytes_read) + int(o.bytes_written)
-    return max(t_c, moved / rates.bandwidth_for(moved))
+    return t_c, moved / rates.bandwidth_for(moved)
+
+
+def op_bound_s(o, rates: Rates) -> float:
+    """The operator's roofline bound: the larger of its compute and memory times, seconds."""
+    return max(op_times_s(o, rates))
 
 
 def predict_ops(ops: Iterable, rates: Rates, eff: Efficiencies, kinds: Optional[Mapping[str, str]] = None) -> List[dict]:
     """One dict per operator: module, op, class, rate column, bound_ms, predicted_ms."""
     out = []
     for o in ops:
-        cls = op_class(o.op, o.module, kinds)
-        bound = op_bound_s(o, rates)
+        cls = op_class(o.op, o.module, kinds, o.macs)
+        t_c, t_m = op_times_s(o, rates)
+        bound = max(t_c, t_m)
         out.append({"module": o.module, "op": o.op, "op_class": cls, "rate": rates.column(o.op) if o.macs else "",
                     "macs": int(o.macs), "bytes": int(o.bytes_read) + int(o.bytes_written),
-                    "bound_ms": bound * 1e3, "predicted_ms": eff.seconds(cls, bound) * 1e3})
+                    "bound_ms": bound * 1e3, "predicted_ms": (eff.seconds(cls, t_c, t_m) + eff.python_s) * 1e3})
     return out
 
 

@@ -1,186 +1,131 @@
-"""Fit this CPU's efficiency and per-kernel overhead per operator class.
+"""Fit this CPU's efficiencies and per-kernel overhead per operator class, on real operators.
 
-Each class is timed on layers of the shapes real networks have (the ``SHAPES`` below: VGG
-and ResNet convolutions, MobileNet depthwise ones, ViT's products and attention, norms,
-pooling, element-wise operators), at batch 1 and 4, as ``nn.Module`` calls (what a model's
-forward runs, module-call cost included). Each layer's bound comes from the same records and
-rates as a prediction (``latency.op_bound_s``); per class a least-squares line through log time against log bound gives
+The calibration networks (``latency_nets.CALIBRATION_NETWORKS``: two zoo networks and two
+synthetic ones, built from torch alone) run on real tensors at batch 1 and 16 with every
+operator timed inside the network (``op_timing.timed_ops``: the same records a prediction is
+made from, each operator's fastest call over the repeats). Each operator's compute and
+memory times come from the same rates as a prediction (``latency.op_times_s``); per class
+the compute efficiency, memory efficiency (each on ``EFFICIENCY_GRID``, at most 1) and
+overhead (on ``OVERHEAD_US``) of
 
-    time = kernels x overhead + 1 ms x (bound / 1 ms) ** exponent / efficiency
+    time = max(compute / efficiency, memory / memory_efficiency) + overhead
 
-(an efficiency stated at a 1 ms bound, and how it changes with size: small layers reach a
-smaller share of the roof than large ones), never below the bound. The overhead per kernel
-is a multiple (1 to 64) of the dispatch cost measured once (a module call on a one-element
-tensor), the one whose fit has the least error: some kernels cost more than dispatch before
-any work (a oneDNN primitive's set-up).
-Time per layer: the fastest of ``REPEATS`` calls after a warm-up. The fastest, not the
-median: on a shared machine other jobs preempt calls (a 2-core machine at load 5 makes
-most calls last a whole scheduler slice, ~28 ms), and only ever slow them down; the fastest
-call is the layer's time on a quiet machine, which is what the prediction is for. With one
-torch thread the clock is the process's CPU time, which preemption does not inflate. The
-fit, its samples and their RMS relative error are stored with the result, which is cached
-beside the roof (``calibrate``: keyed by machine and torch, validated on read, not
-cached when the roof itself did not settle).
+are the ones with the least mean squared log error over its operators (relative error:
+a 10 us operator counts as much as a 10 ms one). A class with fewer than ``MIN_SAMPLES``
+operators in the calibration takes the element-wise fit. What a plain forward takes beyond
+its fitted operators (module calls, functional wrappers, views: Python's time) is spread
+over its kernels: ``python_s``, the median over the batch-1 passes, per kernel.
+
+Clock: with one torch thread the calling thread's CPU time (other jobs preempting it do not
+count), else wall time; the fastest of the repeats (other jobs only ever slow a call down,
+though on a busy machine they also evict the caches, which the CPU-time clock cannot undo).
+The fit, its samples and their RMS relative error are stored with the result, which is
+cached beside the roof (``calibrate``: keyed by machine and torch, validated on read, not
+cached when the roof itself did not settle). About 20 s on a quiet 2-core machine.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from typing import Callable, Dict, List, Tuple
+import statistics
+from collections import defaultdict
+from typing import Dict, List, Sequence, Tuple
 
 from . import calibrate as cc
-from .latency import CLASSES, REFERENCE_S, Efficiencies, Rates, op_bound_s
+from .latency import CLASSES, Efficiencies, Rates, op_class, op_times_s
 
-REPEATS = 9
-OVERHEAD_STEPS = (1, 2, 4, 8, 16, 32, 64)  # multiples of the measured dispatch cost tried per class
-
-
-def _shapes():
-    """class -> [(builder of a module, input shape(s))]. Built lazily (imports torch)."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class Attn(nn.Module):
-        def forward(self, q, k, v):
-            return F.scaled_dot_product_attention(q, k, v)
-
-    class Add(nn.Module):
-        def forward(self, a, b):
-            return a + b
-
-    def conv(cin, cout, k, s=1, g=1):
-        return lambda: nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False)
-
-    out: Dict[str, list] = {
-        "conv_stem": [(conv(3, 64, 7, 2), (3, 224, 224)), (conv(3, 32, 3, 2), (3, 224, 224)),
-                      (conv(3, 64, 3), (3, 112, 112))],
-        "conv_kxk": [(conv(64, 64, 3), (64, 56, 56)), (conv(128, 128, 3), (128, 28, 28)),
-                     (conv(256, 256, 3), (256, 14, 14)), (conv(512, 512, 3), (512, 7, 7)),
-                     (conv(64, 192, 5), (64, 28, 28)), (conv(32, 64, 3), (32, 112, 112))],
-        "conv_1x1": [(conv(64, 256, 1), (64, 56, 56)), (conv(256, 64, 1), (256, 56, 56)),
-                     (conv(512, 128, 1), (512, 28, 28)), (conv(1024, 256, 1), (1024, 14, 14)),
-                     (conv(512, 2048, 1), (512, 7, 7)), (conv(16, 96, 1), (16, 112, 112))],
-        "conv_grouped": [(conv(128, 128, 3, 1, 32), (128, 56, 56)), (conv(256, 256, 3, 1, 32), (256, 28, 28)),
-                         (conv(512, 512, 3, 1, 32), (512, 14, 14)), (conv(240, 240, 3, 1, 4), (240, 28, 28))],
-        "conv_depthwise": [(conv(32, 32, 3, 1, 32), (32, 112, 112)), (conv(96, 96, 3, 2, 96), (96, 112, 112)),
-                           (conv(144, 144, 3, 1, 144), (144, 56, 56)), (conv(384, 384, 3, 1, 384), (384, 14, 14)),
-                           (conv(960, 960, 3, 1, 960), (960, 7, 7)), (conv(240, 240, 5, 1, 240), (240, 14, 14))],
-        "matmul": [(lambda: nn.Linear(2048, 1000), (2048,)), (lambda: nn.Linear(4096, 4096), (4096,)),
-                   (lambda: nn.Linear(768, 3072), (197, 768)), (lambda: nn.Linear(384, 1152), (49, 384)),
-                   (lambda: nn.Linear(192, 192), (197, 192)), (lambda: nn.Linear(25088, 4096), (25088,))],
-        "attention": [(Attn, [(12, 197, 64)] * 3), (Attn, [(3, 197, 64)] * 3), (Attn, [(8, 64, 32)] * 3),
-                      (Attn, [(4, 256, 64)] * 3)],
-        "norm_batch": [(lambda: nn.BatchNorm2d(64), (64, 112, 112)), (lambda: nn.BatchNorm2d(256), (256, 56, 56)),
-                       (lambda: nn.BatchNorm2d(1024), (1024, 14, 14)), (lambda: nn.BatchNorm2d(32), (32, 28, 28)),
-                       (lambda: nn.BatchNorm2d(96), (96, 56, 56))],
-        "norm_layer": [(lambda: nn.LayerNorm(768), (197, 768)), (lambda: nn.LayerNorm(384), (49, 384)),
-                       (lambda: nn.LayerNorm(256), (128, 256)), (lambda: nn.GroupNorm(1, 64), (64, 56, 56))],
-        "pool_max": [(lambda: nn.MaxPool2d(3, 2, 1), (64, 112, 112)), (lambda: nn.MaxPool2d(2), (128, 56, 56)),
-                     (lambda: nn.MaxPool2d(3, 1, 1), (192, 28, 28)), (lambda: nn.MaxPool2d(2), (512, 14, 14))],
-        "pool_avg": [(lambda: nn.AdaptiveAvgPool2d(1), (2048, 7, 7)), (lambda: nn.AvgPool2d(2), (256, 28, 28)),
-                     (lambda: nn.AdaptiveAvgPool2d(1), (576, 7, 7)), (lambda: nn.AvgPool2d(3, 1, 1), (256, 14, 14))],
-        "elementwise": [(lambda: nn.ReLU(), (64, 112, 112)), (lambda: nn.ReLU(inplace=True), (256, 56, 56)),
-                        (lambda: nn.ReLU(), (512, 7, 7)), (lambda: nn.GELU(), (197, 3072)),
-                        (lambda: nn.Hardswish(), (96, 56, 56)), (lambda: nn.SiLU(), (240, 28, 28)),
-                        (Add, [(256, 56, 56)] * 2), (Add, [(512, 14, 14)] * 2)],
-    }
-    return out
+OVERHEAD_US = (0, 0.5, 1, 2, 3, 5, 8, 12, 20, 30, 50, 80)  # per-kernel overheads tried per class
+EFFICIENCY_GRID = tuple(10 ** (-2.5 * i / 60) for i in range(61))  # 1 down to 0.0032, 61 steps: largest first
+BATCHES = (1, 16)
+REPEATS = {1: 5, 16: 2}
+MIN_SAMPLES = 3  # a class with fewer operators in the calibration takes the element-wise fit
 
 
-def _time_ms(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    """The fastest call: the process's CPU time with one torch thread (which preemption by
-    other jobs does not inflate), else wall time."""
+def fit_class(points: Sequence[Tuple[float, float, float]]) -> Tuple[float, float, float, float]:
+    """points: (compute s, memory s, measured s) of one class's operators. -> (efficiency,
+    memory efficiency, overhead s, RMS relative error) with the least mean squared log error;
+    among equal fits the largest efficiencies (an operator without FLOPs says nothing of the
+    compute side) and the smallest overhead."""
+    import numpy as np
+
+    pts = np.asarray(points, dtype=float)
+    comp, mem, t = pts[:, 0], pts[:, 1], np.maximum(pts[:, 2], 1e-9)
+    grid = np.asarray(EFFICIENCY_GRID)
+    base = np.maximum(comp[:, None, None] / grid[None, :, None], mem[:, None, None] / grid[None, None, :])
+    best = None
+    for c in OVERHEAD_US:
+        pred = np.maximum(base + c * 1e-6, 1e-9)
+        loss = (np.log(pred / t[:, None, None]) ** 2).mean(axis=0)
+        i, j = np.unravel_index(np.argmin(loss), loss.shape)  # the first minimum: the largest efficiencies
+        if best is None or loss[i, j] < best[0] - 1e-12:
+            best = (loss[i, j], grid[i], grid[j], c * 1e-6)
+    _, e, m, c = best
+    pred = np.maximum(comp / e, mem / m) + c
+    return float(e), float(m), float(c), float(np.sqrt(np.mean((pred / t - 1) ** 2)))
+
+
+def timed_passes(batches=BATCHES, log=None) -> list:
+    """[(conv kinds, TimedPass, batch)] for every calibration network at ``batches``."""
     import torch
 
-    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
-    fn()
-    fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        samples.append((clock() - t0) * 1e3)
-    return min(samples)
+    from . import latency_nets
+    from .latency import conv_kinds
+    from .op_timing import harness_seconds, timed_ops
+
+    passes, harness = [], harness_seconds()
+    for name in latency_nets.CALIBRATION_NETWORKS:
+        model = latency_nets.build(name)
+        for b in batches:
+            tp = timed_ops(model, (torch.randn(b, 3, 224, 224),), REPEATS.get(b, 2), harness)
+            passes.append((conv_kinds(model), tp, b))
+            if log:
+                log(f"{name} batch {b}: forward {tp.forward_s * 1e3:.1f} ms, {len(tp.ops)} kernels "
+                    f"{sum(tp.seconds) * 1e3:.1f} ms")
+    return passes
 
 
-def sample(build, shapes, batch: int, rates: Rates, repeats: int = REPEATS) -> Tuple[float, int, float]:
-    """(bound seconds, kernels, measured seconds) of one layer at ``batch``."""
-    import torch
-
-    from archcost.count.engine import run_pass
-
-    from .attention_bytes import AttentionCalls, fuse
-
-    shapes = shapes if isinstance(shapes, list) else [shapes]
-    mod = build().eval()
-    meta_in = tuple(torch.empty((batch,) + tuple(s), device="meta") for s in shapes)
-    with AttentionCalls() as cap:
-        res = run_pass(mod.to("meta"), meta_in, record_ops=True)
-    ops, _ = fuse(res.ops, cap.calls)
-    bound = sum(op_bound_s(o, rates) for o in ops)
-    mod = build().eval()
-    real_in = tuple(torch.randn((batch,) + tuple(s)) for s in shapes)
-    with torch.inference_mode():
-        ms = _time_ms(lambda: mod(*real_in), repeats)
-    return bound, len(ops), ms / 1e3
-
-
-def fit_power(samples: List[Tuple[float, int, float]], overhead_s: float) -> Tuple[float, float, float]:
-    """Least squares of log(time - kernels x overhead) against log(bound) (relative error):
-    time = kernels x overhead + REFERENCE_S x (bound / REFERENCE_S) ** b / e, with the
-    exponent b kept in [0.5, 1.2]. -> (e, b, RMS relative error of the fitted times)."""
-    pts = [(math.log(bd / REFERENCE_S), math.log(max(t - k * overhead_s, 0.05 * t) / REFERENCE_S))
-           for bd, k, t in samples if bd > 0]
-    n = len(pts)
-    mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx > 0 else 1.0
-    slope = min(1.2, max(0.5, slope))
-    e = math.exp(-(my - slope * mx))
-    pred = [k * overhead_s + max(bd, REFERENCE_S * (bd / REFERENCE_S) ** slope / e) for bd, k, t in samples]
-    rms = math.sqrt(sum((p / t - 1) ** 2 for p, (_, _, t) in zip(pred, samples)) / len(samples))
-    return e, slope, rms
-
-
-def kernel_overhead_s() -> float:
-    """The fastest call of a module on a one-element tensor: what dispatching one kernel
-    costs from Python, module call included."""
-    import torch
-    import torch.nn as nn
-
-    relu, x = nn.ReLU(), torch.ones(1)
-    with torch.inference_mode():
-        return _time_ms(lambda: relu(x), 200) / 1e3
-
-
-def calibrate(rates: Rates, batches=(1, 4, 16), classes=CLASSES, log=None) -> Efficiencies:
-    """Time every class's layers at ``batches`` and fit it (about a minute on 2 cores)."""
-    shapes = _shapes()
-    overhead = kernel_overhead_s()
-    eff, expo, over, fit = {}, {}, {}, {}
-    for cls in classes:
-        samples = []
-        for build, shp in shapes[cls]:
-            for b in batches:
-                samples.append(sample(build, shp, b, rates, REPEATS if b < 16 else 3))
-        # the overhead per kernel of this class: the measured dispatch cost or more (a oneDNN
-        # primitive's set-up, a reduction's pass over its output), whichever fits best
-        c = min((overhead * m for m in OVERHEAD_STEPS), key=lambda c: fit_power(samples, c)[2])
-        e, x, rms = fit_power(samples, c)
-        eff[cls], expo[cls], over[cls] = e, x, c
-        fit[cls] = {"samples": len(samples), "rms_relative_error": rms,
-                    "points": [[b, k, t] for b, k, t in samples]}
+def fit(passes: Sequence, rates: Rates, log=None) -> Efficiencies:
+    """Per class: the efficiencies and overhead that fit the timed operators best
+    (``fit_class``); then ``python_s`` from the passes at the smallest batch (where it is a
+    visible share). ``passes``: [(conv kinds, TimedPass, batch)]."""
+    samples: Dict[str, List[Tuple[float, float, float]]] = defaultdict(list)
+    for kinds, tp, _ in passes:
+        for o, sec in zip(tp.ops, tp.seconds):
+            samples[op_class(o.op, o.module, kinds, o.macs)].append((*op_times_s(o, rates), sec))
+    eff, mem, over, fits = {}, {}, {}, {}
+    for cls in sorted(CLASSES, key=lambda c: c != "elementwise"):  # the fallback first
+        pts = samples.get(cls, [])
+        if len(pts) < MIN_SAMPLES:
+            eff[cls], mem[cls], over[cls] = eff["elementwise"], mem["elementwise"], over["elementwise"]
+            fits[cls] = {"samples": len(pts), "rms_relative_error": None, "from": "elementwise"}
+            continue
+        eff[cls], mem[cls], over[cls], rms = fit_class(pts)
+        fits[cls] = {"samples": len(pts), "rms_relative_error": rms, "points": [list(p) for p in pts]}
         if log:
-            log(f"{cls}: efficiency {e:.2f} at a 1 ms bound, exponent {x:.2f}, overhead {c * 1e6:.0f} us, rms error "
-                f"{rms:.0%} over {len(samples)} layers")
-    return Efficiencies(eff, over, f"fitted on this CPU (archcost/roofline/latency_calibrate.py); per-kernel "
-                        f"overhead {overhead * 1e6:.1f} us", fit, expo)
+            log(f"{cls}: efficiency {eff[cls]:.3f} (compute), {mem[cls]:.3f} (memory), overhead {over[cls] * 1e6:.1f} "
+                f"us, rms error {rms:.0%} over {len(pts)} operators")
+    kernel = Efficiencies(eff, over, "", fits, mem)
+    smallest = min(b for _, _, b in passes)
+    rest = [(tp.forward_s - sum(kernel.seconds(op_class(o.op, o.module, kinds, o.macs), *op_times_s(o, rates))
+                                for o in tp.ops)) / max(1, len(tp.ops))
+            for kinds, tp, b in passes if b == smallest]
+    python_s = max(0.0, statistics.median(rest))
+    if log:
+        log(f"Python's time outside the kernels: {python_s * 1e6:.1f} us per kernel")
+    return Efficiencies(eff, over, f"fitted on this CPU on the operators of {len(passes)} calibration passes "
+                        f"(archcost/roofline/latency_calibrate.py); Python's time {python_s * 1e6:.1f} us per kernel",
+                        fits, mem, python_s)
+
+
+def calibrate(rates: Rates, batches=BATCHES, log=None) -> Efficiencies:
+    """Time the calibration networks' operators and fit every class (about 20 s on 2 cores)."""
+    return fit(timed_passes(batches, log), rates, log)
 
 
 def _valid(d: dict) -> bool:
-    return (set(d["efficiency"]) == set(CLASSES) and all(0 < v < 1e3 for v in d["efficiency"].values())
-            and set(d["exponent"]) == set(CLASSES) and all(0.5 <= v <= 1.2 for v in d["exponent"].values())
+    return (all(set(d[k]) == set(CLASSES) and all(isinstance(v, (int, float)) and 0 < v <= 1 for v in d[k].values())
+                for k in ("efficiency", "memory_efficiency"))
+            and isinstance(d.get("python_s"), (int, float)) and 0 <= d["python_s"] < 1
             and all(isinstance(v, (int, float)) and v >= 0 and math.isfinite(v) for v in d["overhead_s"].values()))
 
 
@@ -191,7 +136,7 @@ def cached_efficiencies() -> "Efficiencies | None":
     if d is None:
         return None
     return Efficiencies(d["efficiency"], d["overhead_s"], d["source"] + f"; cached in {path}", d.get("fit", {}),
-                        d["exponent"])
+                        d["memory_efficiency"], d["python_s"])
 
 
 def cpu_efficiencies(rates: Rates, refresh: bool = False, stable: bool = True, log=None) -> Efficiencies:
@@ -205,7 +150,7 @@ def cpu_efficiencies(rates: Rates, refresh: bool = False, stable: bool = True, l
     eff = calibrate(rates, log=log)
     if stable:
         data = {**cc.machine(), "version": cc.VERSION, "efficiency": eff.efficiency, "overhead_s": eff.overhead_s,
-                "exponent": eff.exponent, "source": eff.source, "fit": eff.fit}
+                "memory_efficiency": eff.memory_efficiency, "python_s": eff.python_s, "source": eff.source, "fit": eff.fit}
         cc.write_cache(data, path)
     return eff
 
