@@ -1,22 +1,27 @@
 """The checkpoint planner, measured: how long ``plan`` takes on the zoo, and whether its
 plans fit by the CPU allocator, not only by archcost's own pass.
 
-1. Speed: for each zoo model at batch 32 (float32, Adam), the budget halfway between the
-   memory of Chen et al.'s sqrt(n) segments and of no checkpointing (a batch that does not
-   fit without checkpointing); the seconds of ``plan_batch`` (search and measured plan) and
-   of the three references, on meta tensors.
+1. Speed: every zoo model (float32, Adam, meta tensors), at batch 32 or, where no
+   reference set needs less than no checkpointing at 32 (AlexNet, VGG: their peak is the
+   optimizer's, not the feature maps'), the first of 64, 128, 256 where one does; the
+   budget halfway between the least memory of the references (every block, Chen et al.'s
+   sqrt(n) segments) and of no checkpointing, so the step does not fit without
+   checkpointing. Timed: ``plan_batch`` with its three references, what ``archcost plan``
+   does after building the model: CPU seconds of this process (``time.process_time``:
+   other jobs sharing the cores do not count) and wall seconds (they do).
 2. The allocator: ResNet-50 and a ViT-B/16-shaped network on real CPU tensors, at a small
    batch and the same kind of budget: the plan's modules run under ``--checkpoint`` through
    a real training step under the CPU profiler (``traincheck.allocator_step``); the
    allocator's live bytes (sampled as each top-level operator returns, and every
    allocation) + weights, buffers, optimizer state + the input, against the budget.
 
-    python bench/plan_bench.py [--all] [--out reports/plan_bench_cpu.md]
+    nice -n 19 python bench/plan_bench.py [--models a,b] [--no-allocator] [--out reports/plan_bench_cpu.md]
 
-Timings depend on the machine's load; the report states ``uptime`` beside them.
+The report states ``uptime`` before and after the run beside the times.
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -45,34 +50,56 @@ def _inputs(model_name, spec, batch, device):
 
 
 def halfway_budget(model, x):
+    """(budget or None, the probe): halfway between the least needed bytes of the
+    references with checkpointing and of no checkpointing (None: none needs less)."""
     probe = plan_batch(model, x, 1 << 62)
-    none, sqrt_n = probe.references["none"], probe.references["sqrt-n"] or probe.references["blocks"]
-    if sqrt_n is None or sqrt_n.needed_bytes >= none.needed_bytes:
+    none = probe.references["none"]
+    least = min((e for e in (probe.references["sqrt-n"], probe.references["blocks"]) if e is not None),
+                key=lambda e: e.needed_bytes, default=None)
+    if least is None or least.needed_bytes >= none.needed_bytes:
         return None, probe
-    return (sqrt_n.needed_bytes + none.needed_bytes) // 2, probe
+    return (least.needed_bytes + none.needed_bytes) // 2, probe
 
 
-def speed(names, batch):
+def timed(fn, *args, **kwargs):
+    """(result, CPU seconds of this process, wall seconds)."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    r = fn(*args, **kwargs)
+    return r, time.process_time() - cpu, time.perf_counter() - wall
+
+
+SPEED_HEAD = ["| model | batch | budget | plan CPU s | plan wall s | sets measured | plan | estimate - measured "
+              "| sqrt(n) recompute |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+
+
+def speed(names, batches, budgets):
+    """Rows of the speed table; ``budgets``: {model: [batch, budget]} found earlier (a
+    budget depends only on the references' measurements), filled for the others."""
     rows = []
     for name in names:
         spec = get_spec(name)
         model = build_model(spec.builder, "meta", torch.float32)[0]
+        if name in budgets:
+            batch, budget = budgets[name]
+        for batch in ([] if name in budgets else batches):
+            budget, _ = halfway_budget(model, _inputs(name, spec, batch, "meta"))
+            budgets[name] = [batch, budget]
+            if budget is not None:
+                break
         x = _inputs(name, spec, batch, "meta")
-        t = time.perf_counter()
-        budget, probe = halfway_budget(model, x)
-        t_refs = time.perf_counter() - t
         if budget is None:
-            rows.append(f"| {name} | - | - | - | - | - | no sqrt(n) set below the plain step |")
+            rows.append(f"| {name} | {'-'.join(map(str, (batches[0], batches[-1])))} | - | - | - | - | "
+                        "no reference set needs less than no checkpointing | | |")
             print(rows[-1], flush=True)
             continue
-        t = time.perf_counter()
-        r = plan_batch(model, x, budget, references=False)
-        t_plan = time.perf_counter() - t
-        sq = probe.references["sqrt-n"] or probe.references["blocks"]
+        r, cpu, wall = timed(plan_batch, model, x, budget)
+        sq = r.references["sqrt-n"] or r.references["blocks"]
         p = r.plan
-        rows.append(f"| {name} | {human_bytes(budget)} | {t_plan:.1f} s | {t_refs:.1f} s | {r.measured_sets} | "
+        err = "" if p is None or p.estimated_bytes is None else f"{human_bytes(p.estimated_bytes - p.needed_bytes)}"
+        rows.append(f"| {name} | {batch} | {human_bytes(budget)} | {cpu:.1f} | {wall:.1f} | {r.measured_sets} | "
                     + (f"{len(p.segments)} modules, {human_bytes(p.needed_bytes)}, +{si(p.recompute_macs)} MACs | "
-                       f"+{si(sq.recompute_macs)} MACs |" if p else "no plan | |"))
+                       f"{err} | +{si(sq.recompute_macs)} MACs |" if p else "no plan | | |"))
         print(rows[-1], flush=True)
     return rows
 
@@ -112,36 +139,51 @@ def allocator(batch_resnet, batch_vit, only=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--all", action="store_true", help="speed on the whole zoo (default: eight models)")
     ap.add_argument("--out", default=os.path.join(ROOT, "reports", "plan_bench_cpu.md"))
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--models", default="", help="comma-separated zoo names (default: the whole zoo)")
+    ap.add_argument("--batches", default="32,64,128,256", help="batches tried in turn for a budget")
     ap.add_argument("--no-speed", action="store_true", help="only the allocator check")
+    ap.add_argument("--no-allocator", action="store_true", help="only the speed on the zoo")
     ap.add_argument("--only", default=None, help="the allocator check of one network (resnet50, ViT-B/16-shaped)")
     ap.add_argument("--vit-batch", type=int, default=8)
+    ap.add_argument("--budgets", default=None,
+                    help="JSON {model: [batch, budget]}: read if it exists (the budgets of an earlier run, so "
+                         "another version of the code is timed on the same problems), else written")
     args = ap.parse_args()
-    names = list_models() if args.all else ["alexnet", "vgg16", "googlenet", "resnet50", "resnet152", "densenet121",
-                                            "densenet201", "mobilenet_v2"]
+    names = args.models.split(",") if args.models else list_models()
+    batches = [int(b) for b in args.batches.split(",")]
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    budgets = {}
+    if args.budgets and os.path.exists(args.budgets):
+        with open(args.budgets) as f:
+            budgets = json.load(f)
+    speed_rows = [] if args.no_speed else speed(names, batches, budgets)
+    if args.budgets and not os.path.exists(args.budgets):
+        with open(args.budgets, "w") as f:
+            json.dump(budgets, f, indent=1)
+    after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     out = ["# `archcost plan`, measured", "",
-           f"Machine: `{load}` ({os.cpu_count()} CPUs, torch {torch.__version__}). "
-           "Generated by `python bench/plan_bench.py`.", "",
-           f"## Speed on the zoo (batch {args.batch}, float32, Adam, meta tensors)", "",
-           "Budget: halfway between the memory of Chen et al.'s sqrt(n) segments (every block where the blocks "
-           "are not a chain) and of no checkpointing. `plan`: the profile, the search, the plan's measured "
-           "step and recompute (what `archcost plan` does besides the references); `references`: the three "
-           "references measured (steps and recomputes).", "",
-           "| model | budget | plan | references | sets measured | plan | sqrt(n) recompute |",
-           "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
-    out += [] if args.no_speed else speed(names, args.batch)
-    out += ["", "## The CPU allocator (real tensors, Adam)", "",
-            "archcost's needed bytes (its pass on meta tensors) against the CPU allocator's over the same step "
-            "with the plan's `--checkpoint` modules: weights, buffers, optimizer state and input + the most "
-            "bytes the allocator held, sampled as each top-level operator returns / at any allocation (which "
-            "adds kernels' scratch: im2col, oneDNN buffers, that no tensor holds).", "",
-            "| network | batch | budget | checkpointing | archcost (bytes) | allocator, op boundaries | "
-            "allocator, every allocation | fits (boundaries / every) |",
-            "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
-    out += allocator(8, args.vit_batch, args.only)
+           f"Generated by `nice -n 19 python bench/plan_bench.py` ({os.cpu_count()} CPUs shared with other jobs, "
+           f"torch {torch.__version__}). Load before: `{load}`; after the speed run: `{after}`.", "",
+           "## Speed on the zoo (float32, Adam, meta tensors)", "",
+           "Budget: halfway between the least memory of the references (every block; Chen et al.'s sqrt(n) "
+           "segments) and of no checkpointing, at batch 32 or the first larger batch where a reference needs "
+           "less than no checkpointing. Timed: `plan_batch` with its references (the profile, the search, "
+           "the plan's measured step, the references' measured steps: what `archcost plan` does once the "
+           "model is built). CPU s: this process's CPU time (`time.process_time`), what the plan costs; "
+           "wall s: elapsed, which on these shared cores includes waiting for other jobs. `estimate - "
+           "measured`: the search's estimate of the plan's needed bytes less its measured needed bytes.", ""]
+    out += SPEED_HEAD + speed_rows
+    if not args.no_allocator:
+        out += ["", "## The CPU allocator (real tensors, Adam)", "",
+                "archcost's needed bytes (its pass on meta tensors) against the CPU allocator's over the same "
+                "step with the plan's `--checkpoint` modules: weights, buffers, optimizer state and input + the "
+                "most bytes the allocator held, sampled as each top-level operator returns / at any allocation "
+                "(which adds kernels' scratch: im2col, oneDNN buffers, that no tensor holds).", "",
+                "| network | batch | budget | checkpointing | archcost (bytes) | allocator, op boundaries | "
+                "allocator, every allocation | fits (boundaries / every) |",
+                "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |"]
+        out += allocator(8, args.vit_batch, args.only)
     with open(args.out, "w") as f:
         f.write("\n".join(out) + "\n")
     print("wrote", args.out)
