@@ -3,7 +3,7 @@ plans fit by the CPU allocator, not only by archcost's own pass.
 
 1. Speed: every zoo model (float32, Adam, meta tensors), at batch 32 or, where no
    reference set needs less than no checkpointing at 32 (AlexNet, VGG: their peak is the
-   optimizer's, not the feature maps'), the first of 64, 128, 256 where one does; the
+   optimizer's, not the feature maps'), the first of 64, 128, ... 1024 where one does; the
    budget halfway between the least memory of the references (every block, Chen et al.'s
    sqrt(n) segments) and of no checkpointing, so the step does not fit without
    checkpointing. Timed: ``plan_batch`` with its three references, what ``archcost plan``
@@ -82,17 +82,18 @@ def speed(names, batches, budgets):
         model = build_model(spec.builder, "meta", torch.float32)[0]
         if name in budgets:
             batch, budget = budgets[name]
+        first = None
         for batch in ([] if name in budgets else batches):
-            budget, _ = halfway_budget(model, _inputs(name, spec, batch, "meta"))
+            budget, probe = halfway_budget(model, _inputs(name, spec, batch, "meta"))
+            first = first or probe
             budgets[name] = [batch, budget]
             if budget is not None:
                 break
+        else:
+            if first is not None:  # no reference below the plain step: a budget 1 byte under it
+                batch, budget = batches[0], first.references["none"].needed_bytes - 1
+                budgets[name] = [batch, budget]
         x = _inputs(name, spec, batch, "meta")
-        if budget is None:
-            rows.append(f"| {name} | {'-'.join(map(str, (batches[0], batches[-1])))} | - | - | - | - | "
-                        "no reference set needs less than no checkpointing | | |")
-            print(rows[-1], flush=True)
-            continue
         r, cpu, wall = timed(plan_batch, model, x, budget)
         sq = r.references["sqrt-n"] or r.references["blocks"]
         p = r.plan
@@ -100,6 +101,38 @@ def speed(names, batches, budgets):
         rows.append(f"| {name} | {batch} | {human_bytes(budget)} | {cpu:.1f} | {wall:.1f} | {r.measured_sets} | "
                     + (f"{len(p.segments)} modules, {human_bytes(p.needed_bytes)}, +{si(p.recompute_macs)} MACs | "
                        f"{err} | +{si(sq.recompute_macs)} MACs |" if p else "no plan | | |"))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def drop_one(names, budgets):
+    """The plan against a stronger reference than its estimate: every set of the plan's
+    modules but one, measured (a step each). One that fits would be a cheaper plan (every
+    module recomputes something): the plan is then not the optimum."""
+    from archcost.memory.plan import Bench
+
+    rows = []
+    for name in names:
+        spec = get_spec(name)
+        model = build_model(spec.builder, "meta", torch.float32)[0]
+        batch, budget = budgets[name]
+        x = _inputs(name, spec, batch, "meta")
+        r = plan_batch(model, x, budget, references=False)
+        if r.plan is None or not r.plan.segments:
+            continue
+        bench = Bench(model, x, "adam", budget)
+        fits = []
+        for i, seg in enumerate(r.plan.segments):
+            e = bench.measure("drop", r.plan.segments[:i] + r.plan.segments[i + 1:])
+            if e.fits:
+                fits.append((seg[0], e.needed_bytes))
+        least = min(bench.measure("drop", r.plan.segments[:i] + r.plan.segments[i + 1:]).needed_bytes
+                    for i in range(len(r.plan.segments)))
+        rows.append(f"| {name} | {batch} | {human_bytes(budget)} | {len(r.plan.segments)} modules, "
+                    f"{human_bytes(r.plan.needed_bytes)}, +{si(r.plan.recompute_macs)} MACs | "
+                    f"{'yes' if r.search_complete else 'no'} | {len(r.plan.segments)} | "
+                    + (", ".join(f"{n} ({human_bytes(b)})" for n, b in fits) or f"none (least {human_bytes(least)})")
+                    + " |")
         print(rows[-1], flush=True)
     return rows
 
@@ -141,11 +174,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "reports", "plan_bench_cpu.md"))
     ap.add_argument("--models", default="", help="comma-separated zoo names (default: the whole zoo)")
-    ap.add_argument("--batches", default="32,64,128,256", help="batches tried in turn for a budget")
+    ap.add_argument("--batches", default="32,64,128,256,512,1024", help="batches tried in turn for a budget")
     ap.add_argument("--no-speed", action="store_true", help="only the allocator check")
     ap.add_argument("--no-allocator", action="store_true", help="only the speed on the zoo")
     ap.add_argument("--only", default=None, help="the allocator check of one network (resnet50, ViT-B/16-shaped)")
     ap.add_argument("--vit-batch", type=int, default=8)
+    ap.add_argument("--drop-one", default="densenet201",
+                    help="comma-separated models whose plan is checked against every subset one module smaller")
     ap.add_argument("--budgets", default=None,
                     help="JSON {model: [batch, budget]}: read if it exists (the budgets of an earlier run, so "
                          "another version of the code is timed on the same problems), else written")
@@ -167,13 +202,24 @@ def main():
            f"torch {torch.__version__}). Load before: `{load}`; after the speed run: `{after}`.", "",
            "## Speed on the zoo (float32, Adam, meta tensors)", "",
            "Budget: halfway between the least memory of the references (every block; Chen et al.'s sqrt(n) "
-           "segments) and of no checkpointing, at batch 32 or the first larger batch where a reference needs "
-           "less than no checkpointing. Timed: `plan_batch` with its references (the profile, the search, "
+           "segments) and of no checkpointing, at batch 32 or the first larger batch (up to 1024) where a "
+           "reference needs less than no checkpointing; where none does, batch 32 and one byte under no "
+           "checkpointing. Timed: `plan_batch` with its references (the profile, the search, "
            "the plan's measured step, the references' measured steps: what `archcost plan` does once the "
            "model is built). CPU s: this process's CPU time (`time.process_time`), what the plan costs; "
            "wall s: elapsed, which on these shared cores includes waiting for other jobs. `estimate - "
            "measured`: the search's estimate of the plan's needed bytes less its measured needed bytes.", ""]
     out += SPEED_HEAD + speed_rows
+    checked = [n for n in args.drop_one.split(",") if n and n in budgets and budgets[n][1] is not None]
+    if checked:
+        out += ["", "## Is the plan the optimum? (a stronger reference than the estimate)", "",
+                "The search is a branch and bound on an estimate (`search complete`: it proved its set the "
+                "cheapest under the estimate); the reference here is measured: every set of the plan's modules "
+                "but one, a whole step each. A subset that fits would recompute less (every module in a plan "
+                "recomputes something), so the plan would not be the optimum.", "",
+                "| model | batch | budget | plan | search complete | subsets measured | subsets that fit |",
+                "| --- | ---: | ---: | --- | --- | ---: | --- |"]
+        out += drop_one(checked, budgets)
     if not args.no_allocator:
         out += ["", "## The CPU allocator (real tensors, Adam)", "",
                 "archcost's needed bytes (its pass on meta tensors) against the CPU allocator's over the same "

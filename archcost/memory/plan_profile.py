@@ -157,7 +157,7 @@ class _Trace(CountingStep):
         out = super().__torch_dispatch__(func, types, args, kwargs)
         if self.phase == "forward":
             owner = self.stack[-1] if self.stack else ""
-            keys = [self.ident(t) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            keys = [self.ident(t) for t in _flat(out) if isinstance(t, torch.Tensor)]
             self.ops.append((_macs(func, args, kwargs, out), owner, keys))
             for k in keys:
                 if k is not None and k[1] > seq:
@@ -168,6 +168,15 @@ class _Trace(CountingStep):
             self.curve.append(self.current)
             self.phases.append(self.phase)
         return out
+
+
+def _flat(out):
+    """The leaves of an operator's output (a tensor or a tuple of them, usually)."""
+    if isinstance(out, torch.Tensor):
+        return (out,)
+    if isinstance(out, (tuple, list)) and all(isinstance(t, torch.Tensor) or t is None for t in out):
+        return out
+    return tree_flatten(out)[0]
 
 
 def forward_macs(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> int:

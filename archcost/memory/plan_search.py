@@ -54,8 +54,19 @@ def set_macs(p: Problem, names) -> float:
     return float(sum(p.macs[index[n]] for n in names))
 
 
-def nested(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+def _conflicts(names: List[str]) -> List[List[int]]:
+    """Per name, the indices of the names nested in or around it (each name's enclosing
+    names looked up: linear in the names and their depth, not quadratic)."""
+    index = {n: i for i, n in enumerate(names)}
+    out: List[List[int]] = [[] for _ in names]
+    for i, n in enumerate(names):
+        parts = n.split(".")
+        for k in range(1, len(parts)):
+            j = index.get(".".join(parts[:k]))
+            if j is not None:
+                out[i].append(j)
+                out[j].append(i)
+    return out
 
 
 def problem(curve: np.ndarray, costs: Sequence, kept_bytes: Optional[Dict] = None,
@@ -64,7 +75,7 @@ def problem(curve: np.ndarray, costs: Sequence, kept_bytes: Optional[Dict] = Non
     ``death`` of the inputs they keep); only modules that free bytes take part."""
     useful = [c for c in costs if c.saving_bytes > 0 and c.end > c.start]
     names = [c.name for c in useful]
-    conflicts = [[j for j, b in enumerate(names) if j != i and nested(a, b)] for i, a in enumerate(names)]
+    conflicts = _conflicts(names)
     kept_bytes, death = kept_bytes or {}, death or {}
     idents = sorted({k for c in useful for k in getattr(c, "kept", ())})
     index = {k: j for j, k in enumerate(idents)}
