@@ -174,6 +174,43 @@ def test_search_counts_a_shared_kept_input_once(before):
     assert complete and names == (["A", "B"] if before + 6 <= 80 else ["C"])
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_search_finds_the_estimates_optimum_by_brute_force(seed):
+    """Random problems (12 modules, some nested, some sharing kept inputs): the branch and
+    bound's set costs the least MACs among all sets whose estimate (``Profile.estimate``,
+    the definition) fits, found by trying every set."""
+    import numpy as np
+
+    from archcost.memory.plan_profile import Profile
+    from archcost.memory.plan_search import cheapest, problem, set_macs
+
+    rng = np.random.default_rng(seed)
+    t = 40
+    curve = rng.integers(50, 100, t)
+    curve[10:30] += 60
+    names = [f"m{i}" if i % 4 else f"g{i}" for i in range(12)]
+    names = [n if n.startswith("g") else f"g{4 * (int(n[1:]) // 4)}.{n}" for n in names]  # g0.m1 in g0 ...
+    kept = [("forward", k) for k in range(3)]
+    rows = []
+    for n in names:
+        start = int(rng.integers(2, 20))
+        rows.append((n, int(rng.integers(1, 50)), int(rng.integers(5, 40)), start, int(rng.integers(start + 1, t)),
+                     tuple(k for k in kept if rng.random() < 0.4)))
+    prof = Profile(curve, ["forward"] * t, 0, {r[0]: c for r, c in zip(rows, _costs(*rows))},
+                   kept_bytes={k: int(rng.integers(5, 30)) for k in kept}, death={k: int(rng.integers(0, 10)) for k in kept})
+    prob = problem(curve, prof.modules.values(), prof.kept_bytes, prof.death)
+    sets = [[n for b, n in enumerate(names) if mask >> b & 1] for mask in range(1 << len(names))]
+    sets = [s for s in sets if not any(a != b and b.startswith(a + ".") for a in s for b in s)]
+    for cap in (150, 140, 130):
+        fitting = [set_macs(prob, [n for n in s if n in prob.names]) for s in sets if prof.estimate(s) <= cap]
+        got, complete = cheapest(prob, cap)
+        assert complete
+        if not fitting:
+            assert got is None
+        else:
+            assert got is not None and prof.estimate(got) <= cap and set_macs(prob, got) == min(fitting)
+
+
 # --- ResNet-50 and ViT-B/16 -------------------------------------------------------------
 
 def _resnet50():
