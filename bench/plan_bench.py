@@ -241,7 +241,10 @@ def main():
            "model is built), in a process that has run a plan before (a first plan in a process also pays "
            "one-time costs: torch.optim imports torch._dynamo at its first step). CPU s: this process's CPU time (`time.process_time`), what the plan costs; "
            "wall s: elapsed, which on these shared cores includes waiting for other jobs. `estimate - "
-           "measured`: the search's estimate of the plan's needed bytes less its measured needed bytes.", ""]
+           "measured`: the search's estimate of the plan's needed bytes less its measured needed bytes. "
+           "`no plan`: no set of single modules fits by the estimate, though a reference (Chen's runs of "
+           "several consecutive modules as one checkpoint, which `--checkpoint` patterns cannot express "
+           "and the search does not consider) may.", ""]
     out += SPEED_HEAD + speed_rows
     checked = [n for n in args.drop_one.split(",") if n and n in budgets and budgets[n][1] is not None]
     if checked:
