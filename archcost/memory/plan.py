@@ -236,7 +236,8 @@ class Bench:
 
 
 def search(bench: Bench, prof: Profile, seconds: float = 20.0, max_sets: int = 40, refine: int = 4):
-    """(plan or None, sets measured, complete, least needed bytes measured): the measured
+    """``seconds``: of this process's CPU time (``time.process_time``), so that a loaded
+    machine does not cut the search short. (plan or None, sets measured, complete, least needed bytes measured): the measured
     sets in increasing estimated recompute, each the cheapest not yet measured whose
     estimate fits; the first that fits is the plan. After three estimates that were too
     low, the cap is lowered by the largest error seen (the search then no longer
@@ -249,7 +250,7 @@ def search(bench: Bench, prof: Profile, seconds: float = 20.0, max_sets: int = 4
     measured: List[FrozenSet[str]] = []
     errors: List[int] = []
     complete, least, found = True, None, None
-    deadline = time.perf_counter() + seconds
+    deadline = time.process_time() + seconds
 
     def try_set(names):
         nonlocal least
@@ -262,9 +263,9 @@ def search(bench: Bench, prof: Profile, seconds: float = 20.0, max_sets: int = 4
         least = e.needed_bytes if least is None else min(least, e.needed_bytes)
         return e
 
-    while len(measured) < max_sets and time.perf_counter() < deadline:
+    while len(measured) < max_sets and time.process_time() < deadline:
         shift = max(errors) if len(errors) >= 3 else 0
-        names, done = cheapest(prob, cap - shift, set(measured), seconds=max(0.1, min(5.0, deadline - time.perf_counter())))
+        names, done = cheapest(prob, cap - shift, set(measured), seconds=max(0.1, min(5.0, deadline - time.process_time())))
         complete = complete and done and shift == 0
         if names is None:
             break
@@ -278,9 +279,9 @@ def search(bench: Bench, prof: Profile, seconds: float = 20.0, max_sets: int = 4
         complete = False
     slack = found.estimated_bytes - found.needed_bytes if found is not None else 0
     for _ in range(refine if slack > 0 else 0):
-        if time.perf_counter() > deadline:
+        if time.process_time() > deadline:
             break
-        names, _ = cheapest(prob, cap + slack, set(measured), seconds=max(0.1, min(5.0, deadline - time.perf_counter())),
+        names, _ = cheapest(prob, cap + slack, set(measured), seconds=max(0.1, min(5.0, deadline - time.process_time())),
                             below=set_macs(prob, [s[0] for s in found.segments]))
         if names is None:
             break

@@ -157,7 +157,7 @@ class _Search:
 
     def run(self, need, until, allowed, chosen: List[int], cost: float):
         self.nodes += 1
-        if self.nodes > self.max_nodes or time.perf_counter() > self.deadline:
+        if self.nodes > self.max_nodes or time.process_time() > self.deadline:
             self.complete = False
             return
         if cost + self.bound(need, allowed) >= self.best_cost:
@@ -200,7 +200,7 @@ def cheapest(p: Problem, cap: int, exclude: Set[FrozenSet[str]] = frozenset(), s
     none of ``exclude``, of fewer MACs than ``below``; names None when the estimate says
     none exists. ``complete`` False: the time or node limit stopped the search (the set is
     the best found)."""
-    s = _Search(p, cap, set(exclude), time.perf_counter() + seconds, max_nodes, below)
+    s = _Search(p, cap, set(exclude), time.process_time() + seconds, max_nodes, below)
     if (s.need <= 0).all() and frozenset() not in s.exclude and below > 0:
         return [], True
     s.run(s.need.copy(), s.dies.copy(), np.ones(len(p.names), dtype=bool), [], 0.0)
