@@ -104,6 +104,37 @@ class TinyRes(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
+class DenseMLPLayer(nn.Module):
+    """DenseNet's dense layer with linear layers: cat(features) -> fc1 -> ReLU -> fc2. Its
+    input is the list of all earlier features, which no operator saves (cat keeps none of
+    its inputs; fc1 saves the concatenation, a new storage)."""
+
+    def __init__(self, cin: int, hidden: int, growth: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(cin, hidden), nn.Linear(hidden, growth)
+
+    def forward(self, features):
+        return self.fc2(torch.relu(self.fc1(torch.cat(features, 1))))
+
+
+class TinyDense(nn.Module):
+    """A stem, then ``n`` dense layers, each on the concatenation of the stem's output and
+    every earlier layer's; the output is the concatenation of them all (DenseNet's dense
+    block). Checkpointed dense layers keep the features they were given alive until
+    their backward, and share them: the cost of keeping a feature is paid once."""
+
+    def __init__(self, d: int = 8, growth: int = 8, hidden: int = 64, n: int = 3):
+        super().__init__()
+        self.stem = nn.Linear(d, growth)
+        self.layers = nn.ModuleList(DenseMLPLayer((i + 1) * growth, hidden, growth) for i in range(n))
+
+    def forward(self, x):
+        features = [self.stem(x)]
+        for layer in self.layers:
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
 def chain16() -> nn.Sequential:
     """A builder for the command line: 16 MLP blocks of width 32, hidden 512 (input: 32 features)."""
     return chain(16, 32, 512)

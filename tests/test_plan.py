@@ -15,7 +15,7 @@ from archcost.memory.plan import Bench, blocks, plan_batch, segmented, snippet, 
 from archcost.memory.plan_profile import profile
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from plan_nets import MLPBlock, TinyRes, ViT, WideBlock, chain  # noqa: E402
+from plan_nets import MLPBlock, TinyDense, TinyRes, ViT, WideBlock, chain  # noqa: E402
 
 F32 = 4
 
@@ -128,6 +128,7 @@ def antichains(model):
 @pytest.mark.parametrize("build,shape", [
     (lambda: TinyRes(8), (32, 3, 16, 16)),
     (lambda: chain(2, 8, 64, groups=2), (64, 8)),
+    (lambda: TinyDense(8, 8, 64, 3), (64, 8)),
 ])
 def test_plan_equals_exhaustive_optimum(build, shape):
     """Every set of modules measured (peak and recompute), for budgets between the least
@@ -148,6 +149,66 @@ def test_plan_equals_exhaustive_optimum(build, shape):
         assert r.plan.recompute_macs == best, (q, budget, r.plan.segments)
     r = plan_batch(model, x, peaks[0] - 1, references=False)
     assert r.plan is None and r.best_needed_bytes >= peaks[0]
+
+
+def _costs(*rows):
+    from archcost.memory.plan_profile import ModuleCost
+
+    return [ModuleCost(n, macs, saving, start, end, kept) for n, macs, saving, start, end, kept in rows]
+
+
+@pytest.mark.parametrize("before", [50, 78])
+def test_search_counts_a_shared_kept_input_once(before):
+    """By hand: the curve is 100 over [2, 6) and ``before`` elsewhere; the cap 80 leaves a
+    deficit of 20 there. A and B each free 15 over [2, 6) for 10 MACs and keep the same
+    6-byte input, which the step without them frees at 1; C frees 25 for 25 MACs. Counted
+    per module, A and B free 2 x (15 - 6) = 18 < 20; the input is one storage, kept once:
+    30 - 6 = 24 >= 20, so {A, B} (20 MACs) beats C (25). Unless the input kept from 1
+    breaks the cap where the curve is at 78 already (78 + 6 > 80): then C."""
+    from archcost.memory.plan_search import cheapest, problem
+
+    curve = [before, before, 100, 100, 100, 100, before, before]
+    k = ("forward", 1)
+    costs = _costs(("A", 10, 15, 2, 6, (k,)), ("B", 10, 15, 2, 6, (k,)), ("C", 25, 25, 2, 6, ()))
+    names, complete = cheapest(problem(curve, costs, {k: 6}, {k: 1}), 80)
+    assert complete and names == (["A", "B"] if before + 6 <= 80 else ["C"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_search_finds_the_estimates_optimum_by_brute_force(seed):
+    """Random problems (12 modules, some nested, some sharing kept inputs): the branch and
+    bound's set costs the least MACs among all sets whose estimate (``Profile.estimate``,
+    the definition) fits, found by trying every set."""
+    import numpy as np
+
+    from archcost.memory.plan_profile import Profile
+    from archcost.memory.plan_search import cheapest, problem, set_macs
+
+    rng = np.random.default_rng(seed)
+    t = 40
+    curve = rng.integers(50, 100, t)
+    curve[10:30] += 60
+    names = [f"m{i}" if i % 4 else f"g{i}" for i in range(12)]
+    names = [n if n.startswith("g") else f"g{4 * (int(n[1:]) // 4)}.{n}" for n in names]  # g0.m1 in g0 ...
+    kept = [("forward", k) for k in range(3)]
+    rows = []
+    for n in names:
+        start = int(rng.integers(2, 20))
+        rows.append((n, int(rng.integers(1, 50)), int(rng.integers(5, 40)), start, int(rng.integers(start + 1, t)),
+                     tuple(k for k in kept if rng.random() < 0.4)))
+    prof = Profile(curve, ["forward"] * t, 0, {r[0]: c for r, c in zip(rows, _costs(*rows))},
+                   kept_bytes={k: int(rng.integers(5, 30)) for k in kept}, death={k: int(rng.integers(0, 10)) for k in kept})
+    prob = problem(curve, prof.modules.values(), prof.kept_bytes, prof.death)
+    sets = [[n for b, n in enumerate(names) if mask >> b & 1] for mask in range(1 << len(names))]
+    sets = [s for s in sets if not any(a != b and b.startswith(a + ".") for a in s for b in s)]
+    for cap in (150, 140, 130):
+        fitting = [set_macs(prob, [n for n in s if n in prob.names]) for s in sets if prof.estimate(s) <= cap]
+        got, complete = cheapest(prob, cap)
+        assert complete
+        if not fitting:
+            assert got is None
+        else:
+            assert got is not None and prof.estimate(got) <= cap and set_macs(prob, got) == min(fitting)
 
 
 # --- ResNet-50 and ViT-B/16 -------------------------------------------------------------
@@ -207,6 +268,30 @@ def test_profile_peak_is_the_step_peak():
     model, x = _resnet50(), x_of(4, 3, 224, 224)
     bench = Bench(model, x, "adam", 1)
     assert profile(bench.step, x).peak_bytes == bench.step.measure(x, scratch=False).train_peak_bytes  # tensors
+
+
+@pytest.mark.parametrize("build,shape", [
+    (_resnet50, (4, 3, 224, 224)),
+    (lambda: meta(ViT(depth=2)), (2, 3, 224, 224)),
+    (lambda: meta(TinyDense(8, 8, 64, 3)), (64, 8)),
+])
+def test_profile_is_the_plain_step_and_recompute_is_backward_pass(build, shape):
+    """The profiled step stands for the no-checkpointing set: its peak, phase and backward
+    MACs are those of a plain measured step (and the backward MACs those of
+    ``backward_pass``); a set's recompute, from its measured step's backward MACs, equals
+    ``backward_pass``'s with it less without."""
+    from archcost.memory.backward import backward_pass
+    from archcost.memory.plan_profile import CountingStep
+
+    model, x = build(), x_of(*shape)
+    bench = Bench(model, x, "adam", 1)
+    prof = profile(bench.step, x)
+    plain = bench.step.measure(x, scratch=False, live=CountingStep)
+    assert prof.step == plain  # every field: peak, phase, its parts, backward MACs
+    assert plain.backward_macs == backward_pass(model, x).macs
+    names = blocks(model)[:2] or [n for n in prof.modules][:2]
+    e = bench.recompute(bench.measure("set", [(n,) for n in names]))
+    assert e.recompute_macs == backward_pass(model, x, names).macs - backward_pass(model, x).macs > 0
 
 
 def test_patterns_select_exactly_the_plan():

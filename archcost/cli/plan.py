@@ -26,7 +26,8 @@ from archcost.cli.common import (dtype_option, emit, fail, file_stem, format_opt
 @click.option("--freeze", multiple=True, metavar="PATTERN",
               help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable.")
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=20.0, show_default=True,
-              help="Time limit of the search (the plan found by then is reported, and said to be unproven).")
+              help="CPU-time limit of the search, in seconds (the plan found by then is reported, and said "
+                   "to be unproven).")
 @format_option
 @out_option
 @nosave_option

@@ -256,6 +256,86 @@ def _aten_inplace(args, kwargs):
     return args[0]
 
 
+def _row_major(t):
+    """Dimensions laid out outermost first, as in a contiguous tensor, gaps allowed (a
+    channel slice of a concatenation, what cat's backward hands each input): an
+    element-wise kernel's output on such operands is contiguous."""
+    if t.device.type != "meta" or t.numel() == 0 or t.dim() == 0 or t.stride()[-1] != 1:
+        return False
+    return all(n > 1 and st >= t.stride()[i + 1] * t.shape[i + 1]
+               for i, (n, st) in enumerate(zip(t.shape[:-1], t.stride()[:-1])))
+
+
+def _aten_binary_strided(args, kwargs):
+    """add / mul / sub of two same-shaped operands: contiguous ones as ``_aten_binary``,
+    row-major strided ones (backward's gradient sums over slices) too."""
+    a, b = args[0], args[1]
+    if isinstance(b, torch.Tensor) and b.dim() > 0 and a.is_floating_point() and b.dtype == a.dtype \
+            and tuple(a.shape) == tuple(b.shape) and not _dense(a, b) and _row_major(a) and _row_major(b):
+        return _new(tuple(a.shape), a)
+    return _aten_binary(args, kwargs)
+
+
+def _aten_threshold_backward(args, kwargs):
+    grad, x = args[0], args[1]
+    ok = grad.is_floating_point() and x.dtype == grad.dtype and tuple(x.shape) == tuple(grad.shape) and _dense(grad, x)
+    return _new(tuple(grad.shape), grad) if ok else None
+
+
+def _aten_native_batch_norm_backward(args, kwargs):
+    # (grad_out, input, weight, running_mean, running_var, save_mean, save_invstd, train, eps,
+    # output_mask) -> grad_input like the input, grad_weight and grad_bias like the weight
+    # (the input's dtype without one), each only if asked
+    grad, x, w = args[0], args[1], args[2]
+    mask = _arg(args, kwargs, 9, "output_mask")
+    if x.dim() < 2 or tuple(grad.shape) != tuple(x.shape) or grad.dtype != x.dtype or not _dense(grad, x) \
+            or x.dtype not in (torch.float32, torch.float16, torch.bfloat16) or mask is None \
+            or (w is not None and (w.device.type != "meta" or tuple(w.shape) != (x.shape[1],))):
+        return None
+    dtype = w.dtype if w is not None else x.dtype
+    per_channel = [torch.empty(x.shape[1], dtype=dtype, device="meta") if m else None for m in mask[1:3]]
+    return (_new(tuple(x.shape), x) if mask[0] else None, *per_channel)
+
+
+VOID = object()  # a shortcut's answer for an op that returns nothing (an in-place foreach op)
+_FOREACH = {"_foreach_add", "_foreach_sub", "_foreach_mul", "_foreach_div", "_foreach_addcmul", "_foreach_addcdiv",
+            "_foreach_lerp", "_foreach_sqrt", "_foreach_neg", "_foreach_maximum", "_foreach_sign", "_foreach_abs"}
+
+
+def _aten_foreach(args, kwargs):
+    """torch.optim's foreach steps on meta parameters: an in-place op changes nothing that
+    has a size; an out-of-place one returns a new tensor like each of the first list's
+    (the meta kernels check that the lists match: so does this)."""
+    first = args[0]
+    if not isinstance(first, (list, tuple)) or not first or not _dense(*first) \
+            or any(not t.is_floating_point() or t.dtype != first[0].dtype for t in first):
+        return None
+    for a in args[1:]:
+        if isinstance(a, (list, tuple)):
+            if len(a) != len(first):
+                return None
+            if any(isinstance(t, torch.Tensor) and (tuple(t.shape) != tuple(f.shape) or t.dtype != f.dtype
+                                                    or t.device.type != "meta") for t, f in zip(a, first)):
+                return None
+        elif isinstance(a, torch.Tensor) and not (a.dim() == 0 and a.device.type == "cpu"):
+            return None
+    return [_new(tuple(t.shape), t) for t in first] if kwargs.get("_out") else VOID
+
+
+def _foreach_shortcuts():
+    out = {}
+    for name in _FOREACH:
+        for inplace in (False, True):
+            packet = getattr(torch.ops.aten, name + "_" * inplace, None)
+            for overload in (packet.overloads() if packet is not None else ()):
+                op = getattr(packet, overload)
+                if inplace:
+                    out[op] = _aten_foreach
+                elif overload in ("default", "Scalar", "List", "ScalarList", "Tensor"):
+                    out[op] = lambda args, kwargs: _aten_foreach(args, {**kwargs, "_out": True})
+    return out
+
+
 ATEN_SHORTCUTS = {
     torch.ops.aten.convolution.default: _aten_convolution,
     torch.ops.aten.native_batch_norm.default: _aten_native_batch_norm,
@@ -285,12 +365,18 @@ ATEN_SHORTCUTS = {
     torch.ops.aten.uniform_.default: _aten_inplace,  # weight init on meta: nothing to fill
     torch.ops.aten.normal_.default: _aten_inplace,
     torch.ops.aten.arange.default: _aten_arange,
+    torch.ops.aten.threshold_backward.default: _aten_threshold_backward,
+    torch.ops.aten.native_batch_norm_backward.default: _aten_native_batch_norm_backward,
+    **_foreach_shortcuts(),
 }
-_TAKES_KWARGS = {torch.ops.aten.arange.default}
+for _op in (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor, torch.ops.aten.sub.Tensor):
+    ATEN_SHORTCUTS[_op] = _aten_binary_strided
+_TAKES_KWARGS = {torch.ops.aten.arange.default, *_foreach_shortcuts()}  # foreach: alpha=, no shape effect
 
 
 def aten_shortcut(func, args, kwargs):
-    """The ATen op's output on dense meta inputs, or None: run the real meta kernel."""
+    """The ATen op's output on dense meta inputs (``VOID``: it returns nothing), or None:
+    run the real meta kernel."""
     fn = ATEN_SHORTCUTS.get(func)
     if fn is None:
         return None
@@ -321,7 +407,9 @@ class MetaShortcuts(TorchDispatchMode):
 
     def call(self, func, args, kwargs):
         out = aten_shortcut(func, args, kwargs)
-        return func(*args, **(kwargs or {})) if out is None else out
+        if out is None:
+            return func(*args, **(kwargs or {}))
+        return None if out is VOID else out
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return self.call(func, args, kwargs)

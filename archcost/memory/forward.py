@@ -93,7 +93,10 @@ def allocating_call(mode, func, args, kwargs):
     the call runs (an in-place call changes its operands)."""
     scratch = mode.scratch.bytes(func, args, kwargs) if mode.scratch is not None else 0
     out = mode.call(func, args, kwargs)
-    outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    if isinstance(out, torch.Tensor):  # most operators: tree_flatten is the slow part of a pass
+        outs = [out]
+    else:
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
     if outs and outs[0].device.type == "meta" and _eval_bn_statistics(func, args, kwargs):
         outs = outs[:1]  # count what the CPU kernel allocates
     return out, outs, scratch

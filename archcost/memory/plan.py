@@ -6,15 +6,19 @@
 budget, with the least recompute MACs. How:
 
 1. one profiled step without checkpointing (``plan_profile``) gives, per module, the bytes
-   checkpointing it frees, over which part of the step, and its recompute MACs;
+   checkpointing it frees, over which part of the step, the inputs it would keep, and its
+   recompute MACs; the profile is itself the measured step without checkpointing;
 2. a branch and bound (``plan_search``) finds the cheapest set whose *estimated* peak is
    under the budget; that set is then measured: a whole step with it checkpointed, the same
    pass as ``table --checkpoint``. A set that does not fit is excluded and the next cheapest
-   is measured, and so on: the first measured set that fits is the plan. The estimate only
-   ranks; nothing reported is estimated. Peak memory is not monotonic in the set (a
+   is measured, and so on: the first measured set that fits is the plan. Where the estimate
+   was above the plan's measured peak, a few cheaper sets, those whose estimate fits the
+   budget plus that error, are measured too, and the cheapest that fits is the plan. The
+   estimate only ranks; nothing reported is estimated. Peak memory is not monotonic in the set (a
    checkpoint moves where the peak falls, and the recomputation brings tensors back), so no
    measured result is extrapolated to another set;
-3. its recompute MACs are measured: the backward's MACs with the plan, less those without.
+3. its recompute MACs are measured by the same pass: the backward's MACs with the plan,
+   less those without (``CountingStep``).
 
 The plan is set beside three references measured the same way: no checkpointing; every
 block (the repeated unit: ResNet's bottlenecks, a transformer's layers, DenseNet's dense
@@ -41,13 +45,12 @@ from torch.utils.checkpoint import checkpoint
 
 from archcost.count.engine import named_modules_unique
 from archcost.errors import AnalysisError
-from archcost.memory.backward import backward_pass
 from archcost.memory.checkpointing import checkpointed, frozen_args
 from archcost.memory.checkpointing import segments as checkpoint_segments
 from archcost.memory.training import StepMemory, TrainingStep
 
-from .plan_profile import Profile, profile
-from .plan_search import cheapest, problem
+from .plan_profile import CountingStep, Profile, profile
+from .plan_search import cheapest, problem, set_macs
 
 Segment = Tuple[str, ...]  # one module, or a run of consecutive children of one nn.Sequential
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -186,14 +189,20 @@ class Unmeasurable(RuntimeError):
 
 
 class Bench:
-    """One model at one input: measured steps of checkpoint sets, cached."""
+    """One model at one input: measured steps of checkpoint sets, cached. Each is a whole
+    step under ``CountingStep``: its peak, and its backward's MACs, whose excess over the
+    step without checkpointing is the set's recompute (the count of ``backward_pass``,
+    from the same pass). ``adopt(profile)``: the profiled step is the set without
+    checkpointing, measured."""
 
     def __init__(self, model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer: str, budget_bytes: int):
         self.model, self.inputs, self.budget = model, inputs, budget_bytes
         self.step = TrainingStep(model, optimizer)
         self.input_bytes = sum(t.untyped_storage().nbytes() for t in {id(t): t for t in inputs}.values())
         self.cache: Dict[FrozenSet[Segment], StepMemory] = {}
-        self._plain_backward: Optional[int] = None
+
+    def adopt(self, prof: Profile) -> None:
+        self.cache[frozenset()] = prof.step
 
     def measure(self, label: str, segments: Sequence[Segment]) -> Evaluation:
         """The set's step, measured; ``Unmeasurable`` when the step fails with it (a module
@@ -202,7 +211,7 @@ class Bench:
         if key not in self.cache:
             try:
                 with segmented(self.model, segments):
-                    self.cache[key] = self.step.measure(self.inputs, scratch=False)  # tensors, as the profile ranks them
+                    self.cache[key] = self.step.measure(self.inputs, scratch=False, live=CountingStep)  # tensors
             except RuntimeError as exc:
                 self.cache[key] = Unmeasurable(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         r = self.cache[key]
@@ -213,53 +222,73 @@ class Bench:
 
     @property
     def plain_backward_macs(self) -> int:
-        if self._plain_backward is None:
-            self._plain_backward = backward_pass(self.model, self.inputs).macs
-        return self._plain_backward
+        """The backward's MACs without checkpointing."""
+        self.measure("none", [])
+        return self.cache[frozenset()].backward_macs
 
     def recompute(self, e: Evaluation) -> Evaluation:
+        """``e`` with its recompute MACs: its step's backward MACs less the plain step's."""
         if e.recompute_macs is None:
-            if e.segments:
-                plain = self.plain_backward_macs  # before checkpointing is applied
-                with segmented(self.model, e.segments):
-                    e.recompute_macs = backward_pass(self.model, self.inputs).macs - plain
-            else:
-                e.recompute_macs = 0
+            self.measure(e.label, e.segments)
+            e.recompute_macs = self.cache[frozenset(e.segments)].backward_macs - self.plain_backward_macs \
+                if e.segments else 0
         return e
 
 
-def search(bench: Bench, prof: Profile, seconds: float = 20.0, max_sets: int = 40):
-    """(plan or None, sets measured, complete, least needed bytes measured): the measured
+def search(bench: Bench, prof: Profile, seconds: float = 20.0, max_sets: int = 40, refine: int = 4):
+    """``seconds``: of this process's CPU time (``time.process_time``), so that a loaded
+    machine does not cut the search short. (plan or None, sets measured, complete, least needed bytes measured): the measured
     sets in increasing estimated recompute, each the cheapest not yet measured whose
     estimate fits; the first that fits is the plan. After three estimates that were too
     low, the cap is lowered by the largest error seen (the search then no longer
-    guarantees the least recompute under the estimate: ``complete`` False)."""
+    guarantees the least recompute under the estimate: ``complete`` False). Then, if the
+    plan's estimate was above its measurement (the estimate is pessimistic there), up to
+    ``refine`` cheaper sets are measured, each the cheapest whose estimate fits the cap
+    raised by that error: one that fits with less measured recompute is the plan."""
     cap = bench.budget - bench.input_bytes - prof.base_bytes
-    prob = problem(prof.curve, prof.modules.values())
+    prob = problem(prof.curve, prof.modules.values(), prof.kept_bytes, prof.death)
     measured: List[FrozenSet[str]] = []
     errors: List[int] = []
-    complete, least = True, None
-    deadline = time.perf_counter() + seconds
-    while len(measured) < max_sets and time.perf_counter() < deadline:
+    complete, least, found = True, None, None
+    deadline = time.process_time() + seconds
+
+    def try_set(names):
+        nonlocal least
+        measured.append(frozenset(names))
+        try:
+            e = bench.recompute(bench.measure("plan", [(n,) for n in names]))
+        except Unmeasurable:
+            return None  # excluded, like a set that does not fit
+        e.estimated_bytes = prof.estimate(names) + bench.input_bytes
+        least = e.needed_bytes if least is None else min(least, e.needed_bytes)
+        return e
+
+    while len(measured) < max_sets and time.process_time() < deadline:
         shift = max(errors) if len(errors) >= 3 else 0
-        names, done = cheapest(prob, cap - shift, set(measured), seconds=max(0.1, min(5.0, deadline - time.perf_counter())))
+        names, done = cheapest(prob, cap - shift, set(measured), seconds=max(0.1, min(5.0, deadline - time.process_time())))
         complete = complete and done and shift == 0
         if names is None:
             break
-        try:
-            e = bench.measure("plan", [(n,) for n in names])
-        except Unmeasurable:
-            measured.append(frozenset(names))  # excluded, like a set that does not fit
-            continue
-        e.estimated_bytes = prof.estimate(names) + bench.input_bytes
-        measured.append(frozenset(names))
-        least = e.needed_bytes if least is None else min(least, e.needed_bytes)
-        if e.fits:
-            return e, len(measured), complete, least
-        errors.append(e.needed_bytes - e.estimated_bytes)
+        e = try_set(names)
+        if e is not None and e.fits:
+            found = e
+            break
+        if e is not None:
+            errors.append(e.needed_bytes - e.estimated_bytes)
     else:
         complete = False
-    return None, len(measured), complete, least
+    slack = found.estimated_bytes - found.needed_bytes if found is not None else 0
+    for _ in range(refine if slack > 0 else 0):
+        if time.process_time() > deadline:
+            break
+        names, _ = cheapest(prob, cap + slack, set(measured), seconds=max(0.1, min(5.0, deadline - time.process_time())),
+                            below=set_macs(prob, [s[0] for s in found.segments]))
+        if names is None:
+            break
+        e = try_set(names)
+        if e is not None and e.fits and e.recompute_macs < found.recompute_macs:
+            found = e
+    return found, len(measured), complete, least
 
 
 def plan_batch(model: nn.Module, inputs: Tuple[torch.Tensor, ...], budget_bytes: int, optimizer: str = "adam",
@@ -268,6 +297,7 @@ def plan_batch(model: nn.Module, inputs: Tuple[torch.Tensor, ...], budget_bytes:
     measure the three references."""
     bench = Bench(model, inputs, optimizer, budget_bytes)
     prof = profile(bench.step, inputs)
+    bench.adopt(prof)  # the step without checkpointing: measured by the profile's own pass
     batch = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
     res = PlanResult(name or type(model).__name__, batch, budget_bytes, optimizer, None, {},
                      prof.forward_macs, 0, blocks(model))

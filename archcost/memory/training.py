@@ -204,6 +204,7 @@ class StepMemory:
     phase_peak_bytes: Dict[str, int] = field(default_factory=dict)  # per phase, same baseline
     scratch_at_peak: int = 0  # what the kernel running at the peak allocated for itself (memory/scratch.py)
     scratch_note: str = ""  # how the scratch was measured, when not in situ at this batch
+    backward_macs: Optional[int] = None  # the backward's MACs, when the mode counted them (plan_profile)
 
 
 def _state_tensors(opt: torch.optim.Optimizer, device: torch.device) -> List[torch.Tensor]:
@@ -276,13 +277,14 @@ class TrainingStep:
         finally:
             opt.zero_grad(set_to_none=True)
 
-    def measure(self, inputs: Tuple[torch.Tensor, ...], scratch: bool = True) -> StepMemory:
+    def measure(self, inputs: Tuple[torch.Tensor, ...], scratch: bool = True, live=None) -> StepMemory:
         """The step's memory at ``inputs``; ``scratch``: with what kernels allocate and free
-        inside themselves, measured on this CPU (``memory/scratch.py``; not on a GPU)."""
+        inside themselves, measured on this CPU (``memory/scratch.py``; not on a GPU);
+        ``live``: the measuring mode's class (``StepLive`` or a subclass)."""
         from archcost.memory import scratch as ks
 
         if not scratch or not ks.measurable(self.model, inputs):
-            return self._measure(inputs, None)
+            return self._measure(inputs, None, live)
         twin = []
 
         def run_real(batch, mode):
@@ -294,7 +296,7 @@ class TrainingStep:
 
         batch = ks.batch_of(inputs)
         source = ks.source_for(self, inputs, lambda: ks.ScratchSource(
-            lambda b, provider: self._measure(ks.inputs_at(inputs, b, inputs[0].device), provider),
+            lambda b, provider: self._measure(ks.inputs_at(inputs, b, inputs[0].device), provider, live),
             lambda b, mode: run_real(b, mode), need=lambda r: r.train_peak_bytes))
         source.run_real = run_real  # this call's inputs and CPU twin, dropped when it returns
         try:
@@ -304,11 +306,11 @@ class TrainingStep:
         result.scratch_note = "; ".join(dict.fromkeys(source.notes))
         return result
 
-    def _measure(self, inputs: Tuple[torch.Tensor, ...], scratch) -> StepMemory:
+    def _measure(self, inputs: Tuple[torch.Tensor, ...], scratch, live=None) -> StepMemory:
         buffers = list({id(b): b for b in self.model.buffers()}.values())
         state = _state_tensors(self.opt, self.device)
-        mode = StepLive((StorageTracker.key(t) for t in [*self.params, *buffers, *state, *_tensors(list(inputs))]),
-                        scratch)
+        exclude = (StorageTracker.key(t) for t in [*self.params, *buffers, *state, *_tensors(list(inputs))])
+        mode = (live or StepLive)(exclude, scratch)
         seen = {}
 
         def on_phase(phase):
@@ -318,10 +320,15 @@ class TrainingStep:
                 mode.enter(phase)
 
         grads = self.run(inputs, on_phase, within=mode)
+        return self.result(mode, grads, seen["forward_bytes"])
+
+    def result(self, mode: StepLive, grads: List[torch.Tensor], forward_bytes: int) -> StepMemory:
+        """The ``StepMemory`` of a step that ``mode`` measured (``grads``: what it returned;
+        ``forward_bytes``: ``mode.current`` as the backward began)."""
+        buffers = list({id(b): b for b in self.model.buffers()}.values())
+        state = _state_tensors(self.opt, self.device)
         grad_ids = {mode.identity(g) for g in grads}
         gradient_bytes = _nbytes_unique(grads)
-        del grads
-        forward_bytes = seen["forward_bytes"]
         parts = {"forward": 0, "grad": 0, "backward": 0, "step": 0}
         for ident, n in mode.at_peak.items():
             parts["grad" if ident in grad_ids else ident[0]] += n
@@ -337,7 +344,7 @@ class TrainingStep:
             backward_at_peak=parts["backward"], step_at_peak=parts["step"],
             trainable_params=sum(p.numel() for p in self.trainable),
             phase_peak_bytes={p: base + v for p, v in mode.phase_peak.items()},
-            scratch_at_peak=mode.scratch_at_peak)
+            scratch_at_peak=mode.scratch_at_peak, backward_macs=getattr(mode, "backward_macs", None))
 
 
 def step_memory(model: nn.Module, inputs: Tuple[torch.Tensor, ...], optimizer: str = "sgd",
