@@ -209,7 +209,7 @@ def _quoted(source):
 def test_each_driver_total_is_the_figure_its_source_quotes():
     # Every stored driver total carries its source, and the source quotes deviceQuery's line:
     # the stored bytes are the quoted bytes, and deviceQuery's MBytes are those bytes in MiB
-    # (cudaDeviceProp.totalGlobalMem / 2^20, rounded down). Where NVML's total is known too it is
+    # (cudaDeviceProp.totalGlobalMem / 2^20, printed with "%.0f": rounded). Where NVML's total is known too it is
     # the larger (NVML counts memory the driver keeps for itself).
     sourced = {k: f for k, f in FACTS.items() if f.driver_total_bytes is not None}
     assert {"t4", "a100-40gb", "a100-80gb", "h100-sxm", "h200", "l4", "rtx3090", "rtx-4090", "v100-16gb"} <= set(sourced)
@@ -217,7 +217,7 @@ def test_each_driver_total_is_the_figure_its_source_quotes():
         quoted = _quoted(f.driver_total_source)
         assert quoted is not None, key
         mbytes, nbytes = quoted
-        assert nbytes == f.driver_total_bytes and mbytes == nbytes // MiB, key
+        assert nbytes == f.driver_total_bytes and mbytes == round(nbytes / MiB), key
         if f.nvml_total_bytes is not None:
             assert f.nvml_total_bytes > f.driver_total_bytes, key
     for key, f in FACTS.items():
@@ -230,7 +230,7 @@ def test_devices_shows_usable_memory_and_its_source():
     from click.testing import CliRunner
 
     from archcost.cli import main
-    from archcost.devices import DEVICES, rows
+    from archcost.devices.table import DEVICES, rows
 
     by_key = {r["target"]: r for r in rows()}
     for d in DEVICES:

@@ -242,7 +242,9 @@ def test_inference_peak_is_the_allocators_peak(name):
 # ViT-B/16's patch-embedding backward (a 16x16/16 convolution, 3 -> 768 channels, on 224x224,
 # weight gradient only: it is the first layer; 20 MB). These networks hold those layers at those
 # shapes, with what makes the call the same (the block's input needs a gradient in ConvNeXt; the
-# embedding's does not), and a head.
+# embedding's does not), and a head. On this project's CPU (2 threads, oneDNN) their calls hold
+# 38.7 MB and 21.3 MB of scratch, and the tensors alone are 18-75% below the allocator's peak:
+# a peak that left the scratch out fails the 0.5% here.
 def convnext_t_last_block():
     return nn.Sequential(LayerNorm2d(768), ConvNeXtBlock(768), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.LayerNorm(768), nn.Linear(768, 10))
