@@ -306,3 +306,27 @@ def test_train_peak_holds_a_known_scratch(optimizer):
     # nothing in backward or the step comes near K.
     assert r.train_peak_bytes == d * d * 4 + state + 2 * b * d * 4 + K
     assert (r.scratch_at_peak, r.peak_phase) == (K, "forward")
+
+
+# ------------------------------------------------------------------ meta standing for the CPU's attention
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_meta_runs_the_cpus_attention_kernel_under_cpu_kernels(optimizer):
+    # fit's size budgets measure on meta under CpuKernels: where the CPU picks flash attention, so
+    # does the meta pass, and the step's peak is the allocator's (within the 0.5%). Meta alone
+    # decomposes the attention and saves its softmax for backward: at the end of the forward, per
+    # layer, a float32 matrix of batch x heads x tokens^2 where flash keeps a log-sum-exp of
+    # batch x heads x tokens.
+    from archcost.memory.cpu_kernels import CpuKernels
+
+    depth, heads, tokens = 2, 3, (64 // 16) ** 2 + 1
+    with CpuKernels() as kernels:
+        ours = step_memory(_model(ViTLike, "meta"), _inputs("meta", 64), optimizer)
+    assert "flash" in kernels.notes.get("sdpa", "")
+    ev = allocator_step(_model(ViTLike, "cpu"), _inputs("cpu", 64), optimizer)
+    true_peak = ev["baseline_bytes"] + ev["allocator_peak"]
+    assert abs(ours.train_peak_bytes - true_peak) <= 0.005 * true_peak
+    decomposed = step_memory(_model(ViTLike, "meta"), _inputs("meta", 64), optimizer)
+    assert (decomposed.phase_peak_bytes["forward"] - ours.phase_peak_bytes["forward"]
+            == depth * BATCH * heads * (tokens ** 2 - tokens) * 4)
