@@ -77,7 +77,7 @@ def fit_rows(log, done=lambda rows: None, only=None, kept=()):
 
     rows = []
     for name, budget, optimizer, expected in FIT_CASES:
-        if only and name not in only:
+        if only and name not in only and f"{name}@{optimizer}" not in only:
             rows += [r for r in kept if (r["model"], r["optimizer"], r["budget_bytes"]) == (name, optimizer, budget)]
             continue
         t0 = time.perf_counter()
@@ -90,6 +90,7 @@ def fit_rows(log, done=lambda rows: None, only=None, kept=()):
                      "archcost_next_bytes": r.curve.get(b + 1), "allocator_next_bytes": true_need(name, b + 1, optimizer),
                      "scratch_at_answer_bytes": r.breakdown.get("scratch_at_peak"),
                      "breakers": " ".join(map(str, r.breakers)), "fit_seconds": round(fit_s, 1),
+                     "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
                      "check_seconds": round(time.perf_counter() - t0 - fit_s, 1)})
         row = rows[-1]
         row["fits"] = row["allocator_bytes"] <= budget
@@ -177,14 +178,42 @@ def _markdown(fit_df, b2_df, load, seconds):
     return "\n".join(lines)
 
 
+def _merge(paths, suffix, pd):
+    from archcost.files import atomic_path
+
+    frames = [pd.read_csv(p) for p in paths]
+    rows = {(r["model"], r["optimizer"], int(r["budget_bytes"])): r for f in frames for r in f.to_dict("records")
+            if r.get("check") == "fit"}
+    order = [(m, o, b) for m, b, o, _ in FIT_CASES]
+    df = pd.DataFrame([rows[k] for k in order if k in rows])
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reports")
+    with atomic_path(os.path.join(out, f"fit_cpu_check{suffix}.csv")) as tmp:
+        df.to_csv(tmp, index=False)
+    md = _markdown(df, None, "see each run", 0).replace(
+        "load average see each run at the start; 0 min.",
+        f"put together from {len(paths)} runs in parallel (--merge); load averages (1, 5, 15 min) as cases ended: "
+        + ", ".join(sorted({str(x) for x in df.get("load", pd.Series(dtype=str)).dropna()})) + ".")
+    with atomic_path(os.path.join(out, f"fit_cpu_check{suffix}.md")) as tmp:
+        with open(tmp, "w") as f:
+            f.write(md + "\n")
+    print(f"{len(df)} of {len(order)} cases;", "all right" if bool(df["ok"].all()) else "SOME WRONG")
+    return 0 if len(df) == len(order) and bool(df["ok"].all()) else 1
+
+
 def main():
     import pandas as pd
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=["fit", "batch2", "all"], default="all")
     ap.add_argument("--no-save", action="store_true")
-    ap.add_argument("--only", nargs="+", metavar="MODEL",
-                    help="run only these models' fit cases; the others' rows are kept from the report's CSV")
+    ap.add_argument("--only", nargs="+", metavar="MODEL[@OPT]",
+                    help="run only these fit cases (a model, or model@optimizer); the others' rows are kept from "
+                         "the report's CSV")
+    ap.add_argument("--suffix", help="name the report fit_cpu_check_SUFFIX (default: the part), e.g. for runs in "
+                                     "parallel, put together with --merge")
+    ap.add_argument("--merge", nargs="+", metavar="CSV",
+                    help="measure nothing: the fit rows of these reports' CSVs, in the order of FIT_CASES, as one "
+                         "report (the machine's load as each run wrote it)")
     args = ap.parse_args()
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     start = time.perf_counter()
@@ -192,7 +221,9 @@ def main():
     def log(msg):
         print(msg, flush=True)
 
-    suffix = "" if args.part == "all" else f"_{args.part}"
+    suffix = f"_{args.suffix}" if args.suffix else "" if args.part == "all" else f"_{args.part}"
+    if args.merge:
+        return _merge(args.merge, suffix, pd)
 
     def save(fit_df, b2):  # after every fit case too: a long run keeps what it measured
         if args.no_save:
