@@ -189,10 +189,15 @@ def _merge(paths, suffix, pd):
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reports")
     with atomic_path(os.path.join(out, f"fit_cpu_check{suffix}.csv")) as tmp:
         df.to_csv(tmp, index=False)
+    loads = sorted({str(x) for x in df.get("load", pd.Series(dtype=str)).dropna()})
     md = _markdown(df, None, "see each run", 0).replace(
         "load average see each run at the start; 0 min.",
-        f"put together from {len(paths)} runs in parallel (--merge); load averages (1, 5, 15 min) as cases ended: "
-        + ", ".join(sorted({str(x) for x in df.get("load", pd.Series(dtype=str)).dropna()})) + ".")
+        "rows put together (--merge) from the runs " + ", ".join(f"`{os.path.basename(p)}`" for p in paths)
+        + (f"; load averages (1, 5, 15 min) as cases ended: {', '.join(loads)}" if loads else "") + ".")
+    missing = [f"{m} {o} ({b / MiB:.0f} MiB)" for m, o, b in order if (m, o, b) not in rows]
+    if missing:
+        md += ("\n\nNot measured yet (the runs were stopped; `--only MODEL@OPT --suffix X`, then `--merge`): "
+               + ", ".join(missing) + ".")
     with atomic_path(os.path.join(out, f"fit_cpu_check{suffix}.md")) as tmp:
         with open(tmp, "w") as f:
             f.write(md + "\n")
