@@ -121,7 +121,8 @@ def test_gpu_usable_memory_from_the_driver():
     t4 = gpu("T-4")
     assert t4.usable_bytes == 15_843_721_216  # deviceQuery's total on a T4 (memory_facts' source)
     assert t4.usable_kind == "exact"
-    assert gpu("h200").usable_kind == "upper bound"  # only NVML's total is sourced
+    assert gpu("h200").usable_bytes == 150_021_734_400  # deviceQuery's total on an H200
+    assert gpu("h100-pcie").usable_kind == "upper bound"  # no reported total is sourced: the nominal size
     assert gpu("nonsense") is None
     assert set(FACTS) >= {"t4", "h200", "a100-40gb"}
 
@@ -195,3 +196,52 @@ def test_fit_help_states_exit_1():
 def test_fit_bad_ledger_options_are_one_line(args):
     res = CliRunner().invoke(main, ["fit", "lenet5", "--memory", "1GiB", "--no-save"] + args)
     assert res.exit_code == 2 and res.output.strip().count("\n") == 0, res.output
+
+
+def _quoted(source):
+    """(MBytes, bytes) of a deviceQuery line quoted in a source: 'NNN MBytes (NNN bytes)'."""
+    import re
+
+    m = re.search(r"(\d+) MBytes \((\d+) bytes\)", source)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def test_each_driver_total_is_the_figure_its_source_quotes():
+    # Every stored driver total carries its source, and the source quotes deviceQuery's line:
+    # the stored bytes are the quoted bytes, and deviceQuery's MBytes are those bytes in MiB
+    # (cudaDeviceProp.totalGlobalMem / 2^20, printed with "%.0f": rounded). Where NVML's total is known too it is
+    # the larger (NVML counts memory the driver keeps for itself).
+    sourced = {k: f for k, f in FACTS.items() if f.driver_total_bytes is not None}
+    assert {"t4", "a100-40gb", "a100-80gb", "h100-sxm", "h200", "l4", "rtx3090", "rtx-4090", "v100-16gb"} <= set(sourced)
+    for key, f in sourced.items():
+        quoted = _quoted(f.driver_total_source)
+        assert quoted is not None, key
+        mbytes, nbytes = quoted
+        assert nbytes == f.driver_total_bytes and mbytes == round(nbytes / MiB), key
+        if f.nvml_total_bytes is not None:
+            assert f.nvml_total_bytes > f.driver_total_bytes, key
+    for key, f in FACTS.items():
+        if f.driver_total_bytes is None:
+            usable, kind, note = f.usable_bytes(80 * 2**30)
+            assert kind == "upper bound" and key in note
+
+
+def test_devices_shows_usable_memory_and_its_source():
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+    from archcost.devices.table import DEVICES, rows
+
+    by_key = {r["target"]: r for r in rows()}
+    for d in DEVICES:
+        f = FACTS.get(d.key)
+        if f is not None and f.driver_total_bytes is not None:
+            assert by_key[d.key]["usable_bytes"] == f.driver_total_bytes and by_key[d.key]["usable_kind"] == "exact"
+        elif d.memory_bytes:  # marked as a bound, never shown as exact
+            assert by_key[d.key]["usable_kind"] == "upper bound"
+    out = CliRunner().invoke(main, ["devices"]).output
+    h200 = next(line for line in out.splitlines() if line.startswith("h200 ") or line.split()[:1] == ["h200"])
+    assert f"{150_021_734_400 / 2**30:.2f}" in h200 and "*" not in h200.split()[-2]
+    pcie = next(line for line in out.splitlines() if line.split()[:1] == ["h100-pcie"])
+    assert "80.00*" in pcie  # the nominal 80 GiB, marked as an upper bound
+    assert "h200 usable: total reported by the CUDA driver (deviceQuery on NVIDIA H200" in out

@@ -1,5 +1,6 @@
 """bench/gpu_memcheck.py: its logic as a CPU dry run; on a GPU, the ledger against torch.cuda."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,6 +21,42 @@ def test_dry_run_writes_predictions(tmp_path):
     assert (frame["predicted_max_memory_allocated"] > frame["predicted_tensors_bytes"]).all()
     assert frame["measured_max_memory_allocated"].isna().all()
     assert frame["notes"].str.contains("dry run").all()
+
+
+def test_dry_run_runs_the_measuring_passes_without_cuda(tmp_path, monkeypatch):
+    # Everything but the CUDA calls: the model built, two training steps (the second after the
+    # optimizer's state exists) and two inference forwards, on the CPU; no torch.cuda call.
+    from archcost.memory.training import TrainingStep
+
+    steps = []
+    real_run = TrainingStep.run
+    monkeypatch.setattr(TrainingStep, "run",
+                        lambda self, *a, **k: (steps.append(self.device.type), real_run(self, *a, **k))[1])
+    for fn in ("synchronize", "mem_get_info", "max_memory_allocated", "max_memory_reserved", "empty_cache",
+               "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, fn, lambda *a, **k: pytest.fail("a CUDA call in a dry run"))
+    code = gpu_memcheck.main(["--dry-run", "--gpu", "a100-80gb", "--models", "lenet5", "--others", "--batch", "2",
+                              "--modes", "train", "--out", str(tmp_path)])
+    assert code == 0 and steps.count("cpu") == 2  # (the ledger's own recording runs on meta)
+    frame = pd.read_csv(tmp_path / "gpu_memcheck_cpu.csv")
+    assert list(frame["device"]) == ["a100-80gb"] and frame["compute_capability"].iloc[0] == 8.0
+
+
+def test_a_failing_model_is_a_row_and_the_rest_still_runs(tmp_path):
+    code = gpu_memcheck.main(["--dry-run", "--models", "no_such_model", "lenet5", "--others", "--batch", "2",
+                              "--modes", "inference", "--out", str(tmp_path)])
+    frame = pd.read_csv(tmp_path / "gpu_memcheck_cpu.csv")
+    assert code == 1 and list(frame["model"]) == ["no_such_model", "lenet5"]
+    assert frame["notes"].iloc[0].startswith("failed: ") and frame["predicted_max_memory_allocated"].iloc[1] > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="torchvision not installed")
+def test_dry_run_takes_the_other_families(tmp_path):
+    # the ten networks of other families are torchvision builders: one of them, both modes
+    code = gpu_memcheck.main(["--dry-run", "--models", "--others", "squeezenet1_1", "--batch", "2",
+                              "--out", str(tmp_path)])
+    frame = pd.read_csv(tmp_path / "gpu_memcheck_cpu.csv")
+    assert code == 0 and list(frame["family"]) == ["torchvision", "torchvision"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -234,6 +234,43 @@ def test_inference_peak_is_the_allocators_peak(name):
     assert abs(ours - ev["allocator_peak"]) <= 0.005 * ev["allocator_peak"]
 
 
+# ------------------------------------------------------------------ the measured calls, at their shapes
+
+
+# The issue measured the scratch in two calls of the full networks: ConvNeXt-T's depthwise 7x7
+# convolution backward at 768 channels on its last stage's 7x7 map (38.5 MB, batch 2), and
+# ViT-B/16's patch-embedding backward (a 16x16/16 convolution, 3 -> 768 channels, on 224x224,
+# weight gradient only: it is the first layer; 20 MB). These networks hold those layers at those
+# shapes, with what makes the call the same (the block's input needs a gradient in ConvNeXt; the
+# embedding's does not), and a head. On this project's CPU (2 threads, oneDNN) their calls hold
+# 38.7 MB and 21.3 MB of scratch, and the tensors alone are 18-75% below the allocator's peak:
+# a peak that left the scratch out fails the 0.5% here.
+def convnext_t_last_block():
+    return nn.Sequential(LayerNorm2d(768), ConvNeXtBlock(768), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.LayerNorm(768), nn.Linear(768, 10))
+
+
+SHAPES = {"convnext_t_last_block": (convnext_t_last_block, (768, 7, 7)),
+          "vit_b16_patch_embedding": (lambda: ViTLike(d=768, heads=12, depth=0, image=224), (3, 224, 224))}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_the_measured_calls_scratch_is_in_the_train_peak(name, optimizer):
+    builder, shape = SHAPES[name]
+    x = lambda device: (torch.zeros(BATCH, *shape, device=device),)  # noqa: E731
+    ours = step_memory(_model(builder, "meta"), x("meta"), optimizer)
+    without = step_memory(_model(builder, "meta"), x("meta"), optimizer, scratch=False)
+    ev = allocator_step(_model(builder, "cpu"), x("cpu"), optimizer)
+    true_peak = ev["baseline_bytes"] + ev["allocator_peak"]
+    # the allocator's peak, within the issue's 0.5%
+    assert abs(ours.train_peak_bytes - true_peak) <= 0.005 * true_peak
+    # by rule: what scratch adds to the peak is at most the scratch alive at the peak, and the tensors
+    # alone miss no more than that scratch (plus the 0.5%)
+    assert 0 <= ours.train_peak_bytes - without.train_peak_bytes <= ours.scratch_at_peak
+    assert true_peak - without.train_peak_bytes <= ours.scratch_at_peak + 0.005 * true_peak
+
+
 # ------------------------------------------------------------------ a known scratch, by formula
 
 
@@ -269,3 +306,27 @@ def test_train_peak_holds_a_known_scratch(optimizer):
     # nothing in backward or the step comes near K.
     assert r.train_peak_bytes == d * d * 4 + state + 2 * b * d * 4 + K
     assert (r.scratch_at_peak, r.peak_phase) == (K, "forward")
+
+
+# ------------------------------------------------------------------ meta standing for the CPU's attention
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_meta_runs_the_cpus_attention_kernel_under_cpu_kernels(optimizer):
+    # fit's size budgets measure on meta under CpuKernels: where the CPU picks flash attention, so
+    # does the meta pass, and the step's peak is the allocator's (within the 0.5%). Meta alone
+    # decomposes the attention and saves its softmax for backward: at the end of the forward, per
+    # layer, a float32 matrix of batch x heads x tokens^2 where flash keeps a log-sum-exp of
+    # batch x heads x tokens.
+    from archcost.memory.cpu_kernels import CpuKernels
+
+    depth, heads, tokens = 2, 3, (64 // 16) ** 2 + 1
+    with CpuKernels() as kernels:
+        ours = step_memory(_model(ViTLike, "meta"), _inputs("meta", 64), optimizer)
+    assert "flash" in kernels.notes.get("sdpa", "")
+    ev = allocator_step(_model(ViTLike, "cpu"), _inputs("cpu", 64), optimizer)
+    true_peak = ev["baseline_bytes"] + ev["allocator_peak"]
+    assert abs(ours.train_peak_bytes - true_peak) <= 0.005 * true_peak
+    decomposed = step_memory(_model(ViTLike, "meta"), _inputs("meta", 64), optimizer)
+    assert (decomposed.phase_peak_bytes["forward"] - ours.phase_peak_bytes["forward"]
+            == depth * BATCH * heads * (tokens ** 2 - tokens) * 4)

@@ -9,8 +9,10 @@ is not assumed to grow with the batch (``batch_search.search_measured``): every 
 above 16 the search (``largest_batch``) predicts from a line, then measures its way to the
 answer, and says it assumed growth there. B is always a measured fit with B + 1 measured
 not to fit (or B = ``max_batch``); larger batches that fit anyway are named (``breakers``).
-This is the tensor ledger of a number budget; a GPU's own ledger (allocator, workspaces,
-context) is ``fit_gpu``.
+This is the tensor ledger of a number budget, measured as the CPU runs: kernel scratch of
+this CPU's kernels, and attention as the CPU's flash kernel where the CPU picks it
+(``cpu_kernels``; meta alone would keep the attention matrix). A GPU's own ledger
+(allocator, workspaces, context) is ``fit_gpu``.
 """
 
 from __future__ import annotations
@@ -79,7 +81,10 @@ class _Measure:
                                 f"at batch {batch}: {msg}") from None
 
     def _train_row(self, inputs, input_bytes):
-        r = self.step.measure(inputs)
+        from archcost.memory.cpu_kernels import CpuKernels
+
+        with CpuKernels():  # a size budget is the CPU's ledger: the CPU's attention kernel, not meta's
+            r = self.step.measure(inputs)
         return {"needed_bytes": r.train_peak_bytes + input_bytes, "train_peak_bytes": r.train_peak_bytes,
                 "peak_phase": r.peak_phase, "input_bytes": input_bytes,
                 "weight_bytes": r.weight_bytes + r.buffer_bytes, "optimizer_state_bytes": r.optimizer_state_bytes,
@@ -91,7 +96,10 @@ class _Measure:
         from archcost.memory.forward import peak_detail
         from archcost.memory.training import _nbytes_unique, unique_params
 
-        peak, scratch = peak_detail(self.model, inputs, {})
+        from archcost.memory.cpu_kernels import CpuKernels
+
+        with CpuKernels():
+            peak, scratch = peak_detail(self.model, inputs, {})
         weights = _nbytes_unique(unique_params(self.model)) + _nbytes_unique(self.model.buffers())
         return {"needed_bytes": weights + peak + input_bytes, "inference_peak_bytes": weights + peak,
                 "peak_phase": "forward", "input_bytes": input_bytes, "weight_bytes": weights,
