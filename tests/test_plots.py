@@ -109,3 +109,62 @@ def test_plot_sweep_from_csv(tmp_path):
     pd.DataFrame([{"x": 1}]).to_csv(csv, index=False)
     r = CliRunner().invoke(main, ["plot", "sweep", str(csv)])
     assert r.exit_code == 2 and "not a sweep CSV" in r.stderr
+
+
+def _titles_inside(figs):
+    """Every figure's title and axes titles lie inside the figure as saved."""
+    from archcost.report.titles import _titles
+
+    assert figs
+    for fig in figs:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        for text, _ in _titles(fig):
+            e = text.get_window_extent(renderer)
+            assert box.x0 - 0.5 <= e.x0 and e.x1 <= box.x1 + 0.5 and box.y0 - 0.5 <= e.y0 and e.y1 <= box.y1 + 0.5, \
+                (text.get_text(), e, box)
+
+
+def _keep_figures(monkeypatch):
+    figs = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig) if fig is not None else real_close())
+    return figs
+
+
+def test_sweep_title_inside_the_figure(tmp_path, monkeypatch):
+    # A CPU's full model name and batches out of memory make the sweep's title longer than
+    # one panel (--no-latency) or three: it wraps, never runs past the figure's edge.
+    from archcost.report import plots
+    from archcost.report.notes import sweep_title
+
+    figs = _keep_figures(monkeypatch)
+    rows = [{"model": m, "batch_size": b, "peak_bytes": 2.0**20 * b, "train_bytes": 2.0**21 * b, "latency_ms": 2.0 * b,
+             "latency_p20_ms": 1.9 * b, "latency_p80_ms": 2.1 * b, "images_per_s": 500.0,
+             "device_name": "Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz (2 logical cores)", "dtype": "float32"}
+            for m in ("alexnet", "googlenet", "resnet50") for b in (1, 2, 4, 8, 16)]
+    frame = pd.DataFrame(rows)
+    plots.sweep(frame, tmp_path / "one.png", sweep_title(frame), latency=False)
+    oom = pd.concat([frame, pd.DataFrame([{"model": m, "batch_size": 32} for m in ("alexnet", "googlenet", "resnet50")])],
+                    ignore_index=True)
+    plots.sweep(oom, tmp_path / "three.png", sweep_title(frame), latency=True)
+    _titles_inside(figs)
+
+
+def test_fit_titles_inside_the_figure(tmp_path, monkeypatch):
+    # `fit --memory t4`'s title names the device, the optimizer and the dtype: one model's
+    # panel is narrower than that line.
+    from archcost.report.plots_fit import fit_curves
+    from archcost.report.plots_ledger import PARTS, ledger_parts
+
+    figs = _keep_figures(monkeypatch)
+    curve = pd.DataFrame([{"model": "resnet18", "batch_size": b, "needed_bytes": 2**24 * b,
+                           **{p: 2**22 * b for p in PARTS}} for b in (1, 2, 4, 8)])
+    answers = pd.DataFrame([{"model": "resnet18", "batch": 4}])
+    ledger_parts(curve, answers, 2**26, 2**26, tmp_path / "l.png",
+                 "What fits on t4 (one training step, torch.optim sgd (foreach), float32): the device ledger, predicted")
+    fit_curves(curve, answers, 2**26, tmp_path / "f.png",
+               "What fits in 16GiB (one training step, torch.optim adam (foreach), float32, input 3x224x224, "
+               "checkpointing layer1 layer2 layer3 layer4)")
+    _titles_inside(figs)

@@ -165,7 +165,14 @@ def layer_breakdown(rows, model, target, depth=None):
 
 
 def _save(fig, target):
+    """Write ``fig`` to ``target`` atomically, its titles wrapped to fit (``titles.py``)."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from .titles import fit_titles
+
     plt = _plt()
+    constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)  # else laid out by tight_layout
+    fit_titles(fig, relayout=None if constrained else fig.tight_layout)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=str(target).rsplit(".", 1)[-1])
     plt.close(fig)
