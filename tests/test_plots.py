@@ -168,3 +168,35 @@ def test_fit_titles_inside_the_figure(tmp_path, monkeypatch):
                "What fits in 16GiB (one training step, torch.optim adam (foreach), float32, input 3x224x224, "
                "checkpointing layer1 layer2 layer3 layer4)")
     _titles_inside(figs)
+
+
+def _annotation_boxes(ax, renderer):
+    return [(t.get_text(), Text.get_window_extent(t, renderer)) for t in ax.texts if t.get_text()]
+
+
+def test_plan_chart_labels_clear_of_each_other_the_budget_line_and_the_frame(tmp_path, monkeypatch):
+    # The committed plan of ResNet-50 in 2 GiB: the plan's point (1.97 GiB) sits just under
+    # the budget line; the largest point is near the top of the axes.
+    from archcost.report.plots_plan import plan_chart
+
+    figs = _keep_figures(monkeypatch)
+    gib = 2**30
+    rows = [{"checkpoint": "plan", "needed_bytes": 2113730352, "recompute_macs": 22080651264},
+            {"checkpoint": "none", "needed_bytes": 3089965872, "recompute_macs": 0},
+            {"checkpoint": "blocks", "needed_bytes": 1447655216, "recompute_macs": 128661700608},
+            {"checkpoint": "sqrt-n", "needed_bytes": 1943348016, "recompute_macs": 128661700608}]
+    plan_chart(rows, 2 * gib, "resnet50, batch 32, adam: checkpoint sets, measured", tmp_path / "p.png")
+    (fig,) = figs
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    frame = ax.get_window_extent()
+    line_y = ax.transData.transform((0, 2.0))[1]
+    boxes = _annotation_boxes(ax, renderer)
+    assert len(boxes) >= len(rows)
+    for i, (text, b) in enumerate(boxes):
+        assert frame.x0 < b.x0 and b.x1 < frame.x1 and frame.y0 < b.y0 and b.y1 < frame.y1, text
+        assert not (b.y0 - 1 <= line_y <= b.y1 + 1), (text, "on the budget line")
+        assert not b.overlaps(ax.get_legend().get_window_extent(renderer)), (text, "under the legend")
+        for other, c in boxes[i + 1:]:
+            assert not b.overlaps(c), (text, other)

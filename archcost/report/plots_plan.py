@@ -11,29 +11,40 @@ STYLES = {"none": ("#7f7f7f", "o", "no checkpointing"), "blocks": ("#1f77b4", "s
 
 def plan_chart(rows, budget_bytes, title, path):
     """Memory needed (peak + input) against recompute MACs for the plan and each reference
-    (``rows``: dicts with checkpoint, needed_bytes, recompute_macs), with the budget as a line."""
+    (``rows``: dicts with checkpoint, needed_bytes, recompute_macs), with the budget as a line
+    named in the legend. Each point's label goes where it covers no other label, no point, the
+    budget line or the legend (``bubbles.place_labels``)."""
+    import math
+
+    from matplotlib.transforms import Bbox
+
+    from .bubbles import PARAMS_PER_PT2, place_labels
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     for r in rows:
         color, marker, name = STYLES.get(r["checkpoint"], ("black", "o", r["checkpoint"]))
         ax.scatter([r["recompute_macs"]], [r["needed_bytes"] / GIB], color=color, marker=marker,
                    s=160 if marker == "*" else 60, zorder=3, label=name)
-        ax.annotate(f"{human_bytes(r['needed_bytes'])}, +{si(r['recompute_macs'])} MACs",
-                    (r["recompute_macs"], r["needed_bytes"] / GIB), textcoords="offset points", xytext=(6, 4),
-                    fontsize=8)
-    ax.axhline(budget_bytes / GIB, color="#d62728", ls="--", lw=1)
-    ax.annotate(f"budget {human_bytes(budget_bytes)}", (0, budget_bytes / GIB), textcoords="offset points",
-                xytext=(2, 3), fontsize=8, color="#d62728")
+    ax.axhline(budget_bytes / GIB, color="#d62728", ls="--", lw=1, label=f"budget {human_bytes(budget_bytes)}")
     _si_ticks(ax.xaxis)
     ax.set_xlabel("recompute MACs per step (backward's extra forward work)")
     ax.set_ylabel("memory needed: training-step peak + input (GiB)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.25)
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_ylim(bottom=0)
+    legend = ax.legend(fontsize=8, loc="upper right")
     top = max([r["recompute_macs"] for r in rows] + [1])
-    ax.set_xlim(-0.03 * top, 1.3 * top)
+    ax.set_xlim(-0.03 * top, 1.45 * top)
+    ax.set_ylim(0, 1.25 * max([r["needed_bytes"] for r in rows] + [budget_bytes]) / GIB)
     fig.tight_layout()
+    fig.draw_without_rendering()
+    frame = ax.get_window_extent()
+    line_y = ax.transData.transform((0, budget_bytes / GIB))[1]
+    avoid = [legend.get_window_extent(), Bbox.from_extents(frame.x0, line_y - 2, frame.x1, line_y + 2)]
+    marker_params = [math.pi * 5.0**2 * PARAMS_PER_PT2] * len(rows)  # a disc of 5 pt around each marker
+    place_labels(ax, [r["recompute_macs"] for r in rows], [r["needed_bytes"] / GIB for r in rows],
+                 [f"{human_bytes(r['needed_bytes'])}, +{si(r['recompute_macs'])} MACs" for r in rows],
+                 marker_params, fontsize=8, avoid=avoid)
     _save(fig, path)
 
 
