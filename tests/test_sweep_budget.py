@@ -62,3 +62,25 @@ def test_plot_sweep_refuses_a_table_csv(tmp_path):
                   "params": [5, 6]}).to_csv(csv, index=False)
     r = CliRunner().invoke(main, ["plot", "sweep", str(csv)])
     assert r.exit_code == 2 and "not a sweep CSV" in r.stderr and "one batch size" in r.stderr
+
+
+def test_sweep_png_says_what_the_peak_holds(tmp_path, monkeypatch):
+    # peak_bytes holds the running kernel's scratch beside the live tensors (peak_scratch_bytes
+    # in the CSV): the legend says so, and says "no kernel scratch" for an older CSV without it.
+    from archcost.report import plots
+
+    seen = []
+    real = plots._save
+
+    def keep(fig, target):
+        seen.append([t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()])
+        real(fig, target)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    frame = pd.DataFrame({"model": ["m"] * 2, "batch_size": [1, 2], "peak_bytes": [1e6, 2e6],
+                          "peak_scratch_bytes": [1e5, 2e5], "train_bytes": [2e6, 4e6]})
+    plots.sweep(frame, tmp_path / "s.png", "t", latency=False)
+    plots.sweep(frame.drop(columns="peak_scratch_bytes"), tmp_path / "o.png", "t", latency=False)
+    assert "inference peak (live tensors + kernel scratch)" in seen[0]
+    assert "inference peak (live tensors; no kernel scratch)" in seen[1]
+    assert not any(t == "inference peak (activations)" for ts in seen for t in ts)

@@ -178,6 +178,14 @@ def _save(fig, target):
     plt.close(fig)
 
 
+def _peak_label(frame) -> str:
+    """What a sweep's ``peak_bytes`` holds: live tensors, and the running kernel's scratch in
+    reports measured since scratch was (a ``peak_scratch_bytes`` column beside it)."""
+    if "peak_scratch_bytes" in frame:
+        return "inference peak (live tensors + kernel scratch)"
+    return "inference peak (live tensors; no kernel scratch)"
+
+
 def sweep(frame, target, title, latency=True):
     """Per model against batch size: inference peak and training memory (MiB), and with
     latency, ms per batch and images/s with the p20-p80 band of the timed repetitions.
@@ -238,7 +246,7 @@ def sweep(frame, target, title, latency=True):
     first = axes[0].legend(model_handles, models, fontsize=7, loc="upper left", title="model", title_fontsize=7)
     axes[0].add_artist(first)
     axes[0].legend(style_handles, ["train: weights + grads + optimizer state + saved",
-                                   "inference peak (activations)"], fontsize=6.5, loc="lower right")
+                                   _peak_label(ok)], fontsize=6.5, loc="lower right")
     dropped = frame[frame["peak_bytes"].isna()] if "peak_bytes" in frame else frame.iloc[0:0]
     if len(dropped):
         title += "; out of memory: " + ", ".join(f"{m} at batch {b}" for m, b in zip(dropped["model"], dropped["batch_size"]))
