@@ -200,3 +200,35 @@ def test_plan_chart_labels_clear_of_each_other_the_budget_line_and_the_frame(tmp
         assert not b.overlaps(ax.get_legend().get_window_extent(renderer)), (text, "under the legend")
         for other, c in boxes[i + 1:]:
             assert not b.overlaps(c), (text, other)
+
+
+def _points_under_legends(fig):
+    """Data points (line vertices, scatter offsets) drawn under any legend of ``fig``."""
+    import numpy as np
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    hits = []
+    for ax in fig.axes:
+        legends = [c for c in ax.get_children() if isinstance(c, matplotlib.legend.Legend)]
+        pts = [ax.transData.transform(np.column_stack(l.get_data())) for l in ax.get_lines() if len(l.get_xdata())]
+        pts += [ax.transData.transform(c.get_offsets()) for c in ax.collections if len(c.get_offsets())]
+        for leg in legends:
+            box = leg.get_window_extent(renderer)
+            for p in pts:
+                inside = p[(p[:, 0] > box.x0) & (p[:, 0] < box.x1) & (p[:, 1] > box.y0) & (p[:, 1] < box.y1)]
+                hits += [tuple(q) for q in inside]
+    return hits
+
+
+def test_decode_legends_cover_no_point(tmp_path, monkeypatch):
+    # The committed decode sweep: GPT-2's prefill per token falls to the bottom left of the
+    # bytes panel, where its legend was.
+    import matplotlib.legend  # noqa: F401
+
+    from archcost.report.plots_decode import decode_sweep
+
+    figs = _keep_figures(monkeypatch)
+    frame = pd.read_csv("reports/decode_h100-sxm_bfloat16_b1_n128-8192_hf_gpt2-hf_llama-hf_mistral.csv")
+    decode_sweep(frame.dropna(subset=["macs"]), tmp_path / "d.png", "decode")
+    assert _points_under_legends(figs[0]) == []
