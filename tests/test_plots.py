@@ -232,3 +232,36 @@ def test_decode_legends_cover_no_point(tmp_path, monkeypatch):
     frame = pd.read_csv("reports/decode_h100-sxm_bfloat16_b1_n128-8192_hf_gpt2-hf_llama-hf_mistral.csv")
     decode_sweep(frame.dropna(subset=["macs"]), tmp_path / "d.png", "decode")
     assert _points_under_legends(figs[0]) == []
+
+
+def test_sqrt_n_chart_legend_covers_no_point_and_labels_show(tmp_path, monkeypatch):
+    # reproduce sqrt-n-checkpointing: eleven legend entries found no free corner (one covered
+    # the 35-block ResNet's point); the label of the dashed line at one forward was placed
+    # off the axes (at a linear x limit, before the axis turned log) and never drawn.
+    import matplotlib.legend  # noqa: F401
+
+    from archcost.report.plots_plan import checkpointing_depth
+
+    figs = _keep_figures(monkeypatch)
+    f = pd.read_csv("reports/reproductions.csv")
+    checkpointing_depth(f[f["experiment"] == "sqrt-n-checkpointing"].to_dict("records"), tmp_path / "s.png")
+    (fig,) = figs
+    assert _points_under_legends(fig) == []
+    renderer = fig.canvas.get_renderer()
+    shown = []
+    for ax in fig.axes:
+        frame = ax.get_window_extent()
+        for t in ax.texts:
+            b = Text.get_window_extent(t, renderer)
+            if t.get_visible() and (not hasattr(t, "get_annotation_clip") or t._check_xy(renderer)):
+                shown.append(t.get_text())
+                assert frame.x0 < b.x0 and b.x1 < frame.x1 and frame.y0 < b.y0 and b.y1 < frame.y1, t.get_text()
+    assert "one extra forward" in shown
+    # and no name sits on a line
+    from archcost.report.bubbles import line_boxes
+
+    left = fig.axes[0]
+    lines = line_boxes(left)
+    for t in left.texts:
+        b = Text.get_window_extent(t, renderer)
+        assert not any(b.overlaps(c) for c in lines), t.get_text()
