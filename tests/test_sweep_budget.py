@@ -84,3 +84,38 @@ def test_sweep_png_says_what_the_peak_holds(tmp_path, monkeypatch):
     assert "inference peak (live tensors + kernel scratch)" in seen[0]
     assert "inference peak (live tensors; no kernel scratch)" in seen[1]
     assert not any(t == "inference peak (activations)" for ts in seen for t in ts)
+
+
+def test_sweep_eta_follows_the_work_left(monkeypatch, capsys):
+    # The README's sweep on this machine: each point costs a fixed time (the time budget and
+    # the passes) plus time per MAC. The mean time of the points done, times the points left,
+    # printed 80 s where 536 s were left (reports/sweep_bench_cpu.md); an ETA from each
+    # point's MACs is within a fifth of the truth once every model's first point is done.
+    import time as time_module
+
+    from archcost.cli.common import progress
+
+    models = {"alexnet": 0.714e9, "googlenet": 1.5e9, "resnet50": 4.11e9}
+    batches = [1, 2, 4, 8, 16]
+    cost = {(m, b): 2.4 + 2.5e-9 * macs * b for m, macs in models.items() for b in batches}  # seconds
+    jobs = [(m, 1) for m in models] + [(m, b) for m in models for b in batches[1:]]
+    clock = [0.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+    seen = {}
+
+    def work(job):
+        return models[job[0]] * job[1] if job[0] in seen else None
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}", work=work) as bar:
+        for job in bar:
+            clock[0] += cost[job]
+            seen[job[0]] = True
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "ETA" in ln]
+    for i, line in enumerate(lines, 2):
+        if i <= len(models) + 1:
+            continue  # a model's MACs are known after its first point
+        m, s = line.rsplit("ETA ", 1)[1].split(":")
+        printed = int(m) * 60 + int(s)
+        truth = sum(cost[j] for j in jobs[i - 1:])
+        assert abs(printed - truth) <= 0.2 * truth + 1, (line, truth)
