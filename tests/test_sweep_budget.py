@@ -119,3 +119,20 @@ def test_sweep_eta_follows_the_work_left(monkeypatch, capsys):
         printed = int(m) * 60 + int(s)
         truth = sum(cost[j] for j in jobs[i - 1:])
         assert abs(printed - truth) <= 0.2 * truth + 1, (line, truth)
+
+
+def test_sweep_states_the_load_it_was_timed_at(tmp_path):
+    # Timings in reports state the machine's load: each timed row carries the 1-minute load
+    # average as its timing ended, and the sweep's title and notes give its range.
+    import os
+
+    r = CliRunner().invoke(main, ["sweep", "lenet5", "--batch-sizes", "1,2", "--time-budget", "0.05",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    (csv,) = tmp_path.glob("sweep_*.csv")
+    df = pd.read_csv(csv)
+    assert df["load_avg_1min"].between(0, 100 * os.cpu_count()).all()
+    assert "load average" in r.stdout
+    from archcost.report.notes import sweep_title
+
+    assert "load average" in sweep_title(df)
