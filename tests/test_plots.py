@@ -265,3 +265,21 @@ def test_sqrt_n_chart_legend_covers_no_point_and_labels_show(tmp_path, monkeypat
     for t in left.texts:
         b = Text.get_window_extent(t, renderer)
         assert not any(b.overlaps(c) for c in lines), t.get_text()
+
+
+def test_reproduce_roofline_draws_each_groups_own_ridge(tmp_path, monkeypatch):
+    # On an A100, VGG16's FC layers run at FP32 (ridge 9.56 FLOP/byte) and its convolutions
+    # as TF32 (76.5): one line at the convolutions' ridge said the FC layers turn
+    # compute-bound near batch 170, where the table says batch 20.
+    from archcost.report.plots_roofline import batch_experiment
+
+    figs = _keep_figures(monkeypatch)
+    f = pd.read_csv("reports/reproductions.csv")
+    rows = f[f["experiment"] == "roofline"].to_dict("records")
+    batch_experiment(rows, tmp_path / "r.png")
+    left = figs[0].axes[0]
+    drawn = {round(line.get_ydata()[0], 6) for line in left.get_lines() if line.get_linestyle() == ":"}
+    wanted = {round(float(r["ridge_flop_per_byte"]), 6) for r in rows if r["variant"].startswith("VGG16")}
+    assert len(wanted) == 2 and drawn == wanted
+    texts = " ".join(t.get_text() for t in left.texts)
+    assert "FC layers: 9.56 FLOP/byte" in texts
