@@ -3,7 +3,7 @@
 import click
 
 from archcost.cli.app import main
-from archcost.cli.common import conditions, model_call, dtype_option, emit, fail, format_option, input_size_option, name_option, nosave_option, out_dir, out_option, parse_batch_sizes, parse_sizes, progress, resolve_models, run_device, run_options, user_errors, wrote
+from archcost.cli.common import FiniteFloat, conditions, model_call, dtype_option, emit, fail, format_option, input_size_option, name_option, nosave_option, out_dir, out_option, parse_batch_sizes, parse_sizes, progress, resolve_models, run_device, run_options, user_errors, wrote
 from archcost.report.notes import condition_notes, sweep_title
 
 
@@ -14,7 +14,7 @@ from archcost.report.notes import condition_notes, sweep_title
 @input_size_option
 @dtype_option
 @click.option("--no-latency", is_flag=True, help="Memory only (no timing).")
-@click.option("--time-budget", "time_budget", type=click.FloatRange(min=0.01, max=3600), default=2.0,
+@click.option("--time-budget", "time_budget", type=FiniteFloat(min=0.01, max=3600), default=2.0,
               show_default=True, metavar="SECONDS",
               help="Latency: time each point for about this long (at least 3 forwards, at most --repeat); "
                    "the warm-up stops after a fifth of it.")
