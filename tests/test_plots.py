@@ -283,3 +283,25 @@ def test_reproduce_roofline_draws_each_groups_own_ridge(tmp_path, monkeypatch):
     assert len(wanted) == 2 and drawn == wanted
     texts = " ".join(t.get_text() for t in left.texts)
     assert "FC layers: 9.56 FLOP/byte" in texts
+
+
+def test_sweep_legends_cover_no_point(tmp_path, monkeypatch):
+    # The committed sweep: the line-style legend at the lower right covered AlexNet's
+    # inference peaks (a few MiB at batch 4 to 16).
+    import matplotlib.legend  # noqa: F401
+
+    from archcost.report import plots
+
+    figs = _keep_figures(monkeypatch)
+    frame = pd.read_csv("reports/sweep_cpu_float32_b1-16_alexnet-googlenet-resnet50.csv")
+    plots.sweep(frame, tmp_path / "s.png", "t")
+    assert _points_under_legends(figs[0]) == []
+    from archcost.report.bubbles import line_boxes
+
+    ax = figs[0].axes[0]
+    renderer = figs[0].canvas.get_renderer()
+    legends = [c for c in ax.get_children() if isinstance(c, matplotlib.legend.Legend)]
+    lines = [b for b in line_boxes(ax)]
+    for leg in legends:
+        box = leg.get_window_extent(renderer)
+        assert not any(box.overlaps(b) for b in lines), [t.get_text() for t in leg.get_texts()]

@@ -246,7 +246,7 @@ def sweep(frame, target, title, latency=True):
     first = axes[0].legend(model_handles, models, fontsize=7, loc="upper left", title="model", title_fontsize=7)
     axes[0].add_artist(first)
     axes[0].legend(style_handles, ["train: weights + grads + optimizer state + saved",
-                                   _peak_label(ok)], fontsize=6.5, loc="lower right")
+                                   _peak_label(ok)], fontsize=6.5, loc="best")
     dropped = frame[frame["peak_bytes"].isna()] if "peak_bytes" in frame else frame.iloc[0:0]
     if len(dropped):
         title += "; out of memory: " + ", ".join(f"{m} at batch {b}" for m, b in zip(dropped["model"], dropped["batch_size"]))
