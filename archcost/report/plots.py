@@ -243,10 +243,11 @@ def sweep(frame, target, title, latency=True):
         ring = Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec="red")
         axes[1].legend([ring], [f"noisy: p80/p20 > {SPREAD_LIMIT} (median unreliable)"], fontsize=6.5,
                        loc="upper left")
-    first = axes[0].legend(model_handles, models, fontsize=7, loc="upper left", title="model", title_fontsize=7)
-    axes[0].add_artist(first)
-    axes[0].legend(style_handles, ["train: weights + grads + optimizer state + saved",
-                                   _peak_label(ok)], fontsize=6.5, loc="best")
+    # one legend, models then line styles, above the data: the top of the axis is raised so no line runs under it
+    lo, hi = axes[0].get_ylim()
+    axes[0].set_ylim(lo, hi * (hi / lo) ** (0.12 * (len(models) + 3)))
+    axes[0].legend(model_handles + style_handles, models + ["train: weights + grads + optimizer state + saved",
+                                                            _peak_label(ok)], fontsize=6.5, loc="upper left")
     dropped = frame[frame["peak_bytes"].isna()] if "peak_bytes" in frame else frame.iloc[0:0]
     if len(dropped):
         title += "; out of memory: " + ", ".join(f"{m} at batch {b}" for m, b in zip(dropped["model"], dropped["batch_size"]))
