@@ -344,3 +344,12 @@ def test_text_output_strips_control_characters(tmp_path):
     frame = pd.DataFrame({"layer": ["a\x1b[31mred\x07\rb"], "params": [1]})
     text = render(frame, "text", ["layer", "params"])
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_baseline_where_no_file_can_be_made_is_exit_2():
+    # check --update --baseline /proc/b.csv (stranger K38): the temp file beside it cannot be
+    # created (FileNotFoundError), which was exit 3 "a bug".
+    r = invoke(["check", "--update", "--baseline", "/proc/b.csv", "lenet5"])
+    assert r.exit_code == 2, r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and "/proc/b.csv" in r.stderr, r.stderr
