@@ -109,7 +109,10 @@ def atomic_path(target):
     if target.is_dir():
         raise OutputDirError(f"cannot write {str(target)!r}: a folder has that name; remove it or pass "
                              "another --out")
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=target.suffix, dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=target.suffix, dir=target.parent)
+    except OSError as exc:  # a folder that takes no files (/proc), is missing or forbids writing
+        raise OutputDirError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

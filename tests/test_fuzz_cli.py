@@ -211,3 +211,35 @@ def test_nested_example_inputs_count_or_one_line(tmp_path_factory, examples, cmd
         rows = first.numel() // 4
         frame = (pd.DataFrame(json.loads(r.stdout)) if fmt == "json" else pd.read_csv(io.StringIO(r.stdout)))
         assert int(frame["macs"].iloc[0]) == rows * 4 * 2, (examples, frame.to_dict())
+
+
+def _float_params():
+    """Every float-valued option of every command and subcommand."""
+    import click
+
+    def walk(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, path + [name])
+            return
+        for p in cmd.params:
+            if isinstance(p, click.Option) and isinstance(p.type, (click.types.FloatParamType, click.FloatRange)):
+                yield path, p
+
+    return list(walk(main, []))
+
+
+def test_every_float_option_refuses_nan_and_inf():
+    # The README: float options refuse nan and inf. Every float option of every command, found
+    # by walking the click tree (plan --seconds took nan and inf: exit 0), refuses both in one
+    # line with exit 2, before anything runs.
+    found = _float_params()
+    assert any(p.name == "tolerance" for _, p in found)  # the walk sees the options
+    for path, p in found:
+        for value in ("nan", "inf", "-inf"):
+            # no model or other argument: click converts the options given before it finds an
+            # argument missing, so the value's own error comes first and nothing runs
+            r = CliRunner().invoke(main, path + [p.opts[0], value])
+            assert r.exit_code == 2 and p.opts[0] in r.stderr, (path, p.opts[0], value, r.stderr)
+            assert "finite" in r.stderr or "range" in r.stderr, (path, p.opts[0], value, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr

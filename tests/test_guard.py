@@ -213,6 +213,16 @@ def test_stdout_that_cannot_be_written_is_exit_2():
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_closed_stdout_is_one_line_exit_2():
+    # `archcost list >&-` (stranger A08): Python sets sys.stdout to None; flushing it was a
+    # traceback and exit 1. Every command writes to stdout; --version is the quickest.
+    r = subprocess.run(["bash", "-c", f"exec {sys.executable} -m archcost --version >&-"], stderr=subprocess.PIPE,
+                       text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "standard output" in r.stderr
+
+
 def test_sigterm_exits_143_and_removes_temp_files(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "archcost", "table", "--out", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -334,3 +344,12 @@ def test_text_output_strips_control_characters(tmp_path):
     frame = pd.DataFrame({"layer": ["a\x1b[31mred\x07\rb"], "params": [1]})
     text = render(frame, "text", ["layer", "params"])
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_baseline_where_no_file_can_be_made_is_exit_2():
+    # check --update --baseline /proc/b.csv (stranger K38): the temp file beside it cannot be
+    # created (FileNotFoundError), which was exit 3 "a bug".
+    r = invoke(["check", "--update", "--baseline", "/proc/b.csv", "lenet5"])
+    assert r.exit_code == 2, r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and "/proc/b.csv" in r.stderr, r.stderr

@@ -62,3 +62,77 @@ def test_plot_sweep_refuses_a_table_csv(tmp_path):
                   "params": [5, 6]}).to_csv(csv, index=False)
     r = CliRunner().invoke(main, ["plot", "sweep", str(csv)])
     assert r.exit_code == 2 and "not a sweep CSV" in r.stderr and "one batch size" in r.stderr
+
+
+def test_sweep_png_says_what_the_peak_holds(tmp_path, monkeypatch):
+    # peak_bytes holds the running kernel's scratch beside the live tensors (peak_scratch_bytes
+    # in the CSV): the legend says so, and says "no kernel scratch" for an older CSV without it.
+    from archcost.report import plots
+
+    seen = []
+    real = plots._save
+
+    def keep(fig, target):
+        seen.append([t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()])
+        real(fig, target)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    frame = pd.DataFrame({"model": ["m"] * 2, "batch_size": [1, 2], "peak_bytes": [1e6, 2e6],
+                          "peak_scratch_bytes": [1e5, 2e5], "train_bytes": [2e6, 4e6]})
+    plots.sweep(frame, tmp_path / "s.png", "t", latency=False)
+    plots.sweep(frame.drop(columns="peak_scratch_bytes"), tmp_path / "o.png", "t", latency=False)
+    assert "inference peak (live tensors + kernel scratch)" in seen[0]
+    assert "inference peak (live tensors; no kernel scratch)" in seen[1]
+    assert not any(t == "inference peak (activations)" for ts in seen for t in ts)
+
+
+def test_sweep_eta_follows_the_work_left(monkeypatch, capsys):
+    # The README's sweep on this machine: each point costs a fixed time (the time budget and
+    # the passes) plus time per MAC. The mean time of the points done, times the points left,
+    # printed 80 s where 536 s were left (reports/sweep_bench_cpu.md); an ETA from each
+    # point's MACs is within a fifth of the truth once every model's first point is done.
+    import time as time_module
+
+    from archcost.cli.common import progress
+
+    models = {"alexnet": 0.714e9, "googlenet": 1.5e9, "resnet50": 4.11e9}
+    batches = [1, 2, 4, 8, 16]
+    cost = {(m, b): 2.4 + 2.5e-9 * macs * b for m, macs in models.items() for b in batches}  # seconds
+    jobs = [(m, 1) for m in models] + [(m, b) for m in models for b in batches[1:]]
+    clock = [0.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+    seen = {}
+
+    def work(job):
+        return models[job[0]] * job[1] if job[0] in seen else None
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}", work=work) as bar:
+        for job in bar:
+            clock[0] += cost[job]
+            seen[job[0]] = True
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "ETA" in ln]
+    for i, line in enumerate(lines, 2):
+        if i <= len(models) + 1:
+            continue  # a model's MACs are known after its first point
+        m, s = line.rsplit("ETA ", 1)[1].split(":")
+        printed = int(m) * 60 + int(s)
+        truth = sum(cost[j] for j in jobs[i - 1:])
+        assert abs(printed - truth) <= 0.2 * truth + 1, (line, truth)
+
+
+def test_sweep_states_the_load_it_was_timed_at(tmp_path):
+    # Timings in reports state the machine's load: each timed row carries the 1-minute load
+    # average as its timing ended, and the sweep's title and notes give its range.
+    import os
+
+    r = CliRunner().invoke(main, ["sweep", "lenet5", "--batch-sizes", "1,2", "--time-budget", "0.05",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    (csv,) = tmp_path.glob("sweep_*.csv")
+    df = pd.read_csv(csv)
+    assert df["load_avg_1min"].between(0, 100 * os.cpu_count()).all()
+    assert "load average" in r.stdout
+    from archcost.report.notes import sweep_title
+
+    assert "load average" in sweep_title(df)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -73,6 +74,8 @@ def add_latency(analysis, model, inputs, device, repeats, warmup, amp_dtype, per
         s[k] = v
     if budget_s is not None:
         s["time_budget_s"] = budget_s
+    if hasattr(os, "getloadavg"):  # the machine's load as the timing ended: a busy machine's times are not its own
+        s["load_avg_1min"] = os.getloadavg()[0]
     tflops = float(s["flops"].iloc[0]) / (plain.median_ms / 1e3) / 1e12
     s["achieved_tflops"] = tflops
     peak = devices.find_peak(devices.device_name(device)) if device == "cuda" else None

@@ -263,26 +263,79 @@ def target_tag(target) -> str:
     """File-name part of a roofline --target (its rows carry extra columns)."""
     return "" if not target else "bound-" + "".join(c if c.isalnum() or c == "-" else "-" for c in target.lower())
 
-def progress(items, label, describe=str):
-    """Progress on stderr for runs of several items: a bar on a terminal (with click's ETA),
-    else one line per item (``archcost: [2/13] measuring vgg16, ETA 0:41``: the mean time of
-    the items done times the items left), so a long run is never silent."""
+def eta_seconds(done, left) -> float:
+    """Seconds the items ``left`` will take, from the items ``done``: a line t = a + k * w
+    through the done items' (work, seconds) pairs (least squares; a and k kept >= 0: a fixed
+    cost per item, such as a time budget, and a cost per unit of work), applied to each left
+    item's work. A work of None (not known yet) counts as the mean of the known ones; with no
+    work known at all, each item left takes the mean time of those done."""
+    pairs = [(w, t) for w, t in done if w is not None]
+    if not done:
+        return 0.0
+    if not pairs:
+        return sum(t for _, t in done) / len(done) * len(left)
+    n = len(pairs)
+    mw, mt = sum(w for w, _ in pairs) / n, sum(t for _, t in pairs) / n
+    var = sum((w - mw) ** 2 for w, _ in pairs)
+    if var > 0:
+        k = sum((w - mw) * (t - mt) for w, t in pairs) / var
+        a = mt - k * mw
+        if k < 0:
+            a, k = mt, 0.0
+        elif a < 0:
+            a, k = 0.0, sum(w * t for w, t in pairs) / max(sum(w * w for w, _ in pairs), 1e-300)
+    else:
+        a, k = (0.0, mt / mw) if mw > 0 else (mt, 0.0)
+    known = [w for w, _ in pairs] + [w for w in left if w is not None]
+    fill = sum(known) / len(known)
+    return sum(a + k * (fill if w is None else w) for w in left)
+
+
+def progress(items, label, describe=str, work=None):
+    """Progress on stderr for runs of several items: a bar on a terminal, else one line per
+    item (``archcost: [2/13] measuring vgg16, ETA 0:41``), so a long run is never silent.
+    The ETA is :func:`eta_seconds` of the items done: with ``work`` (an item's work, e.g. its
+    MACs, or None while unknown; asked again at every item) a fixed cost per item plus a cost
+    per unit of work, else the mean time of the items done."""
     if len(items) < 2:
         return contextlib.nullcontext(items)
+    import time
+
+    done = []
+    state = {"start": None, "item": None}
+
+    def eta():
+        now = time.perf_counter()
+        if state["item"] is not None:
+            done.append((None if work is None else work(state["item"]), now - state["start"]))
+            if work is not None:  # work learnt since: ask again for every item done
+                done[:] = [(work(it), t) for it, (_, t) in zip(items, done)]
+        state["start"] = now
+        if not done:
+            return ""
+        left = eta_seconds(done, [None if work is None else work(it) for it in items[len(done):]])
+        return f", ETA {int(left // 60)}:{int(left % 60):02d}"
+
     if sys.stderr.isatty():
-        return click.progressbar(items, label=label, file=sys.stderr, show_eta=True,
-                                 item_show_func=lambda x: describe(x) if x is not None else "")
+        def shown(x):
+            return "" if x is None else describe(x) + state.get("eta", "")
+
+        bar = click.progressbar(items, label=label, file=sys.stderr, show_eta=False, item_show_func=shown)
+
+        def bar_items():
+            with bar:
+                for item in bar:
+                    state["eta"] = eta()
+                    state["item"] = item
+                    yield item
+
+        return contextlib.nullcontext(bar_items())
 
     def lines():
-        import time
-
-        start = time.perf_counter()
         for i, item in enumerate(items, 1):
-            eta = ""
-            if i > 1:
-                left = (time.perf_counter() - start) / (i - 1) * (len(items) - i + 1)
-                eta = f", ETA {int(left // 60)}:{int(left % 60):02d}"
-            click.echo(f"archcost: [{i}/{len(items)}] {label} {describe(item)}{eta}", err=True)
+            text = eta()
+            state["item"] = item
+            click.echo(f"archcost: [{i}/{len(items)}] {label} {describe(item)}{text}", err=True)
             yield item
 
     return contextlib.nullcontext(lines())

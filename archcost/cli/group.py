@@ -18,6 +18,9 @@ class Group(click.Group):
         # The CLI draws its plots to files with Agg: a desktop backend named in the
         # environment (or a misspelt one) has no use here and must not stop a run.
         os.environ.pop("MPLBACKEND", None)
+        if sys.stdout is None:  # started with stdout closed (`>&-`): Python has no stream to write to
+            say("archcost: error: cannot write the output: standard output is closed")
+            sys.exit(2)
         with terminated_as_interrupt():
             try:
                 rv = self._main(args, prog_name, **kwargs)

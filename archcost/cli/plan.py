@@ -5,7 +5,7 @@ import json
 import click
 
 from archcost.cli.app import main
-from archcost.cli.common import (dtype_option, emit, fail, file_stem, format_option, guarded, input_size_option,
+from archcost.cli.common import (FiniteFloat, dtype_option, emit, fail, file_stem, format_option, guarded, input_size_option,
                                  nosave_option, one_model, out_dir, out_option, parse_sizes, step, wrote)
 
 
@@ -25,7 +25,7 @@ from archcost.cli.common import (dtype_option, emit, fail, file_stem, format_opt
 @dtype_option
 @click.option("--freeze", multiple=True, metavar="PATTERN",
               help="Freeze the parameters whose name matches (fnmatch, e.g. 'features.*'); repeatable.")
-@click.option("--seconds", type=click.FloatRange(min=0.5), default=20.0, show_default=True,
+@click.option("--seconds", type=FiniteFloat(min=0.5), default=20.0, show_default=True,
               help="CPU-time limit of the search, in seconds (the plan found by then is reported, and said "
                    "to be unproven).")
 @format_option

@@ -3,7 +3,7 @@
 import click
 
 from archcost.cli.app import main
-from archcost.cli.common import conditions, model_call, dtype_option, emit, fail, format_option, input_size_option, name_option, nosave_option, out_dir, out_option, parse_batch_sizes, parse_sizes, progress, resolve_models, run_device, run_options, user_errors, wrote
+from archcost.cli.common import FiniteFloat, conditions, model_call, dtype_option, emit, fail, format_option, input_size_option, name_option, nosave_option, out_dir, out_option, parse_batch_sizes, parse_sizes, progress, resolve_models, run_device, run_options, user_errors, wrote
 from archcost.report.notes import condition_notes, sweep_title
 
 
@@ -14,7 +14,7 @@ from archcost.report.notes import condition_notes, sweep_title
 @input_size_option
 @dtype_option
 @click.option("--no-latency", is_flag=True, help="Memory only (no timing).")
-@click.option("--time-budget", "time_budget", type=click.FloatRange(min=0.01, max=3600), default=2.0,
+@click.option("--time-budget", "time_budget", type=FiniteFloat(min=0.01, max=3600), default=2.0,
               show_default=True, metavar="SECONDS",
               help="Latency: time each point for about this long (at least 3 forwards, at most --repeat); "
                    "the warm-up stops after a fifth of it.")
@@ -60,9 +60,16 @@ def sweep(ctx, models, batch_sizes, input_size, seq_len, dtype, no_latency, time
     folder = out_dir(out, no_save)
     device = run_device(device)
     rows = []
-    jobs = [(n, b) for n in names for b in batches]
+    # Each model's smallest batch first: its MACs then size the ETA of every later point
+    # (a fixed cost, the time budget, plus a cost per MAC), then each model's larger batches.
+    jobs = [(n, batches[0]) for n in names] + [(n, b) for n in names for b in batches[1:]]
+    macs_per_sample = {}
     stopped, measured = set(), set()
-    with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}") as bar:
+
+    def work(job):
+        return macs_per_sample[job[0]] * job[1] if job[0] in macs_per_sample else None
+
+    with progress(jobs, "sweeping", lambda j: f"{j[0]} batch {j[1]}", work=work) as bar:
         for n, b in bar:
             if n in stopped:
                 continue
@@ -83,8 +90,12 @@ def sweep(ctx, models, batch_sizes, input_size, seq_len, dtype, no_latency, time
                 rows.append(pd.DataFrame([{"model": n, "batch_size": b, "note": str(exc)}]))
                 continue
             measured.add(n)
+            macs_per_sample[n] = float(a.summary["macs"].iloc[0]) / b
             rows.append(a.summary.assign(note=""))
     frame = pd.concat(rows, ignore_index=True)
+    order = {n: i for i, n in enumerate(names)}
+    frame = frame.sort_values(["model", "batch_size"], key=lambda c: c.map(order) if c.name == "model" else c,
+                              kind="stable", ignore_index=True)
     if "params" not in frame or frame["params"].isna().all():
         fail(f"no batch size of {batch_sizes} fits in {device} memory for {', '.join(names)}: "
              "try smaller --batch-sizes or --input-size")

@@ -4,7 +4,7 @@ finish and a rerun adds only the missing ones (archcost/compare/zoo_run.py)."""
 
 import click
 
-from archcost.cli.common import conditions, emit, fail, guarded, out_dir, say, wrote
+from archcost.cli.common import FiniteFloat, conditions, emit, fail, guarded, out_dir, say, wrote
 
 zoo_options = (
     click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
@@ -14,7 +14,7 @@ zoo_options = (
     click.option("--shard", default=None, metavar="I/N",
                  help="With --jobs: only the I-th of N deterministic slices of the model list (1/4 ... 4/4), for a "
                       "Slurm array or a CI matrix; the shards' CSVs concatenate."),
-    click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600.0, show_default=True,
+    click.option("--timeout", "timeout_s", type=FiniteFloat(min=1), default=600.0, show_default=True,
                  help="With --jobs: seconds a model may take before its worker is killed (status timeout)."),
     click.option("--memory-limit", default="3GiB", show_default=True, metavar="SIZE",
                  help="With --jobs: resident memory a worker may hold before it is killed (status memory)."),

@@ -78,6 +78,26 @@ def _overlap(a, b) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
+def line_boxes(ax, step_px=3.0, half_px=1.5):
+    """Small display-space boxes along every line drawn on ``ax`` (a ``place_labels`` avoid
+    list): a label placed clear of them does not sit on a line."""
+    import numpy as np
+    from matplotlib.transforms import Bbox
+
+    ax.figure.draw_without_rendering()
+    boxes = []
+    for line in ax.get_lines():
+        if line.get_linestyle() in ("None", "none", "", " ") or len(line.get_xdata()) < 2:
+            continue
+        pts = line.get_transform().transform(np.column_stack(line.get_data()))
+        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+            n = max(1, int(np.hypot(x1 - x0, y1 - y0) / step_px))
+            for t in np.linspace(0, 1, n + 1):
+                x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+                boxes.append(Bbox.from_extents(x - half_px, y - half_px, x + half_px, y + half_px))
+    return boxes
+
+
 def place_labels(ax, xs, ys, texts, params, fontsize=7.5, avoid=()):
     """Annotate each point with its text at the first candidate offset where the label
     box overlaps no placed label, no other bubble and no box in ``avoid`` (display-space

@@ -1,6 +1,8 @@
 """The notes printed under a table: conditions of the run, what training measured, why a
 row was counted on real tensors, what was not counted. Text only; nothing here counts."""
 
+import os
+
 
 def condition_title(frame) -> str:
     r = frame.iloc[0]
@@ -24,8 +26,11 @@ def condition_notes(frame, latency):
                  f"{int(frame['repeats'].max())} forwards, at least 3) after up to {r['warmup']} warm-up"
                  if budget == budget and budget is not None and "repeats" in frame
                  else f"latency: {r['repeats']} forwards after {r['warmup']} warm-up")
+        load = frame["load_avg_1min"].dropna() if "load_avg_1min" in frame else frame.iloc[0:0]
         notes.append(f"{timed}, {r['clock']}"
                      + (f", {r['threads']} CPU threads" if r["clock"] == "perf_counter" else "")
+                     + (f", load average {load.min():.2f} to {load.max():.2f} ({os.cpu_count()} cores)"
+                        if len(load) else "")
                      + (f"; peak = {r['device_peak_tflops']} TFLOP/s {r.get('peak_dtype', '')} dense "
                         f"({r['peak_source']})"
                         if r.get("peak_dtype") else "; no datasheet peak known for this device and dtype"))
@@ -83,4 +88,7 @@ def sweep_title(frame) -> str:
     if not len(frame):
         return "Batch-size sweep (no batch fitted)"
     r = frame.iloc[0]
-    return f"Batch-size sweep ({r['device_name']}, {r['dtype']}, batch {frame['batch_size'].min()} to {frame['batch_size'].max()})"
+    load = frame["load_avg_1min"].dropna() if "load_avg_1min" in frame else frame.iloc[0:0]
+    return (f"Batch-size sweep ({r['device_name']}, {r['dtype']}, batch {frame['batch_size'].min()} to "
+            f"{frame['batch_size'].max()}" + (f"; timed at load average {load.min():.1f} to {load.max():.1f}"
+                                                if len(load) else "") + ")")

@@ -165,10 +165,25 @@ def layer_breakdown(rows, model, target, depth=None):
 
 
 def _save(fig, target):
+    """Write ``fig`` to ``target`` atomically, its titles wrapped to fit (``titles.py``)."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from .titles import fit_titles
+
     plt = _plt()
+    constrained = isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)  # else laid out by tight_layout
+    fit_titles(fig, relayout=None if constrained else fig.tight_layout)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=str(target).rsplit(".", 1)[-1])
     plt.close(fig)
+
+
+def _peak_label(frame) -> str:
+    """What a sweep's ``peak_bytes`` holds: live tensors, and the running kernel's scratch in
+    reports measured since scratch was (a ``peak_scratch_bytes`` column beside it)."""
+    if "peak_scratch_bytes" in frame:
+        return "inference peak (live tensors + kernel scratch)"
+    return "inference peak (live tensors; no kernel scratch)"
 
 
 def sweep(frame, target, title, latency=True):
@@ -228,10 +243,11 @@ def sweep(frame, target, title, latency=True):
         ring = Line2D([], [], ls="none", marker="o", ms=8, mfc="none", mec="red")
         axes[1].legend([ring], [f"noisy: p80/p20 > {SPREAD_LIMIT} (median unreliable)"], fontsize=6.5,
                        loc="upper left")
-    first = axes[0].legend(model_handles, models, fontsize=7, loc="upper left", title="model", title_fontsize=7)
-    axes[0].add_artist(first)
-    axes[0].legend(style_handles, ["train: weights + grads + optimizer state + saved",
-                                   "inference peak (activations)"], fontsize=6.5, loc="lower right")
+    # one legend, models then line styles, above the data: the top of the axis is raised so no line runs under it
+    lo, hi = axes[0].get_ylim()
+    axes[0].set_ylim(lo, hi * (hi / lo) ** (0.12 * (len(models) + 3)))
+    axes[0].legend(model_handles + style_handles, models + ["train: weights + grads + optimizer state + saved",
+                                                            _peak_label(ok)], fontsize=6.5, loc="upper left")
     dropped = frame[frame["peak_bytes"].isna()] if "peak_bytes" in frame else frame.iloc[0:0]
     if len(dropped):
         title += "; out of memory: " + ", ".join(f"{m} at batch {b}" for m, b in zip(dropped["model"], dropped["batch_size"]))

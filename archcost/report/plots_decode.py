@@ -69,6 +69,6 @@ def decode_sweep(frame, target, title):
                    ["decode: 1 token, N cached", "prefill of N tokens, / N", "memory-bound", "compute-bound"],
                    fontsize=6.5, loc="center right")
     axes[1].legend([Line2D([], [], color=grey, ls="-"), Line2D([], [], color=grey, ls=":")],
-                   ["decode: weights + KV cache", "decode: weights alone"], fontsize=6.5, loc="lower left")
+                   ["decode: weights + KV cache", "decode: weights alone"], fontsize=6.5, loc="best")
     fig.suptitle(title, fontsize=10)
     _save(fig, target)

@@ -1,8 +1,7 @@
 """The plot of ``archcost fit``: memory needed against batch size, one curve per model,
 with the budget line and each model's answer marked."""
 
-from .files import atomic_path
-from .plots import _plt
+from .plots import _plt, _save
 
 
 def fit_curves(curve, answers, budget_bytes: int, target, title: str,
@@ -39,7 +38,5 @@ def fit_curves(curve, answers, budget_bytes: int, target, title: str,
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=str(target).rsplit(".", 1)[-1])
-    plt.close(fig)
+    _save(fig, target)
     return target

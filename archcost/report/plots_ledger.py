@@ -1,8 +1,7 @@
 """The plot of ``archcost fit --memory GPU``: the device ledger's parts stacked against the
 batch size, one panel per model, with the budget and the answer marked: where each part grows."""
 
-from .files import atomic_path
-from .plots import _plt
+from .plots import _plt, _save
 
 PARTS = ["tensors", "allocator rounding", "cuBLAS workspace", "cuDNN workspace", "reserved but free", "CUDA context"]
 COLORS = {"tensors": "#4c72b0", "allocator rounding": "#dd8452", "cuBLAS workspace": "#55a868",
@@ -41,7 +40,5 @@ def ledger_parts(curve, answers, usable_bytes: int, limit_bytes: int, target, ti
     axes[0][0].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=str(target).rsplit(".", 1)[-1])
-    plt.close(fig)
+    _save(fig, target)
     return target

@@ -79,24 +79,33 @@ def batch_experiment(rows, path):
     batch 1 and 256, hatched by the share spent in memory-bound layers."""
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2), dpi=120)
-    ridge = rows[0]["ridge_flop_per_byte"]
-    curves = {}
+    curves, ridges = {}, {}
     for r in rows:
         if r["variant"].startswith("VGG16"):
             curves.setdefault(r["variant"], []).append((r["batch_size"], r["arithmetic_intensity"]))
+            ridges.setdefault(round(float(r["ridge_flop_per_byte"]), 6), []).append(r["variant"])
     colors = ["#1f77b4", "#ff7f0e", "#d62728"]
     for (label, pts), color, style in zip(curves.items(), colors, ("-", "--", "-.")):
         xs, ys = zip(*sorted(pts))
         left.plot(xs, ys, marker="o", ls=style, color=color, label=label)
-    left.axhline(ridge, color="black", ls=":", lw=1)
     gpu = next(r["variant"].split(" on ", 1)[1] for r in rows if " on " in r["variant"])
-    left.annotate(f"ridge of the {gpu} ({ridge:.0f} FLOP/byte): compute-bound above", (1, ridge),
-                  textcoords="offset points", xytext=(2, 4), fontsize=8)
+    # Each group's own ridge: its FLOPs at the rate its operators run at (on an A100,
+    # float32 convolutions as TF32, Linear layers at FP32), so the FC layers cross theirs
+    # long before the convolutions' ridge.
+    for i, (ridge, variants) in enumerate(sorted(ridges.items(), reverse=True)):
+        whose = sorted({v.split(" (")[0].replace("VGG16 ", "") for v in variants})
+        left.axhline(ridge, color="black", ls=":", lw=1)
+        # the highest above its line at the left; the others below theirs at the right, where
+        # the curves that cross them are already above
+        text = f"ridge for {', '.join(whose)}: {ridge:.3g} FLOP/byte"
+        left.annotate(f"{gpu} {text}" if i == 0 else text,
+                      (0 if i == 0 else 1, ridge), xycoords=left.get_yaxis_transform(), textcoords="offset points",
+                      xytext=(3, 4) if i == 0 else (-3, -11), ha="left" if i == 0 else "right", fontsize=8)
     left.set_xscale("log", base=2)
     left.set_yscale("log")
     left.set_xlabel("batch size (log scale)")
     left.set_ylabel("arithmetic intensity, FLOP/byte (FLOPs = 2 x MACs), log scale")
-    left.set_title("VGG16, float32: intensity grows with batch where weights dominate the bytes", fontsize=9)
+    left.set_title("VGG16, float32: intensity grows with batch where weights dominate the bytes;\na layer group is compute-bound above its ridge (dotted)", fontsize=9)
     left.grid(True, which="both", alpha=0.25)
     left.legend(fontsize=8, loc="lower right")
     lineup = [r for r in rows if " on " in r["variant"]]

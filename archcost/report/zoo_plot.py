@@ -1,8 +1,7 @@
 """The zoo's figure: MACs against parameters and against activation memory, one point per
 model that counted, families coloured (the largest families by model count; the rest grey)."""
 
-from .files import atomic_path
-from .plots import _plain_log_ticks, _plt
+from .plots import _plain_log_ticks, _plt, _save
 
 TOP_FAMILIES = 14  # colours the eye tells apart; smaller families are drawn grey, named in the note
 
@@ -40,9 +39,7 @@ def zoo_figure(frame, target, title: str) -> None:
     failed = len(frame) - len(ok)
     fig.suptitle(f"{title}: {len(ok)} of {len(frame)} models counted"
                  + (f" ({failed} without a count: see the status column)" if failed else ""), fontsize=10)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=str(target).rsplit(".", 1)[-1])
-    plt.close(fig)
+    _save(fig, target)
 
 
 def zoo_summary(frame, added, skipped: int, seconds: float, jobs: int, shown: int = 20) -> str:
