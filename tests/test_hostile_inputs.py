@@ -161,3 +161,44 @@ def test_cli_nested_example_inputs_never_a_traceback(tmp_path, examples):
     r = CliRunner().invoke(main, ["table", f"{tmp_path}/net.py:build", "--no-save"])
     assert r.exit_code in (0, 2), (r.exit_code, r.output)
     assert "Traceback" not in r.output and "internal error" not in r.output
+
+
+def test_ops_counts_on_the_builders_example_inputs(tmp_path):
+    """`ops` takes a builder's (model, example inputs) as `table` does: both sides count the
+    dict input's Linear, rows x in x out, and the note names the example inputs."""
+    import json
+
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+
+    (tmp_path / "net.py").write_text(textwrap.dedent("""
+        import torch, torch.nn as nn
+
+        class D(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(6, 3)
+
+            def forward(self, batch):
+                return self.fc(batch["x"] * batch["mask"])
+
+        def build():
+            return D(), {"x": torch.ones(5, 6), "mask": torch.ones(5, 6)}
+        """))
+    r = CliRunner().invoke(main, ["ops", f"{tmp_path}/net.py:build", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["operator"]: row for row in json.loads(r.stdout)}
+    assert rows["(total)"]["macs"] == 5 * 6 * 3
+    assert rows["(total)"]["torch_macs"] == 5 * 6 * 3
+    r = CliRunner().invoke(main, ["ops", f"{tmp_path}/net.py:build"])
+    assert "example inputs" in r.output and "torch.randn" not in r.output
+
+
+def test_a_lazy_module_from_a_builder_is_one_line_exit_2(tmp_path):
+    (tmp_path / "lazy.py").write_text("import torch.nn as nn\ndef build():\n    return nn.Sequential(nn.LazyLinear(4))\n")
+    for cmd in (["table", "--no-save"], ["ops"], ["layer-breakdown", "--no-save"]):
+        r = _cli([cmd[0], "lazy.py:build", "--input-size", "5", *cmd[1:]], tmp_path)
+        assert r.returncode == 2, (cmd, r.returncode, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "lazy" in lines[0] and "Traceback" not in r.stderr, (cmd, r.stderr)

@@ -78,7 +78,7 @@ def test_ops_runs_torch_counter_on_real_tensors_and_names_the_fused_kernel():
     # on real CPU tensors SDPA runs a fused kernel torch's counter has no formula for
     assert att["torch_macs"] == 0
     assert "_scaled_dot_product_flash_attention_for_cpu" in att["why"]
-    assert frame.attrs["torch_ran_on"] == "real cpu tensors"
+    assert frame.attrs["torch_ran_on"] == "real cpu tensors of the same input (torch.randn, seed 0)"
 
 
 class CallsOnParameter(nn.Module):

@@ -18,8 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from archcost.count import rules as ops
 from archcost.analysis.analyze import analyze
-from archcost.count.inputs import input_shapes, make_inputs
-from archcost.count.build import build
+from archcost.count.inputs import convert, input_shapes, make_inputs
+from archcost.count.build import build, built_with_examples
 
 # ATen names, and fvcore's operator names (``--engine fvcore``: conv, linear, matmul)
 from archcost.zoo.sources import resolve_model
@@ -133,11 +133,16 @@ def torch_counter_macs(name, input_size=None, batch_size=1):
     attention and recurrent kernels become the matmuls of their decomposition, which torch
     would count but never runs on CPU -- and in grad mode (its module tracker needs autograd)."""
     name, spec, builder, module = resolve_model(name, {})
-    shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
-                          model=module or (lambda: build(builder, "meta", torch.float32)))
-    model = module if module is not None else build(builder, "cpu", torch.float32)
+    examples = None
+    if spec is None and module is None and input_size is None:
+        # a builder may return (model, example_inputs): analyze counts on those, and so does torch
+        model, examples = built_with_examples(builder)
+    if examples is None:
+        shapes = input_shapes(input_size, spec.input_size if spec else None, batch_size, name=name,
+                              model=module or (lambda: build(builder, "meta", torch.float32)))
+        model = module if module is not None else build(builder, "cpu", torch.float32)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    inputs = make_inputs(shapes, device, torch.float32)
+    inputs = convert(examples, device) if examples is not None else make_inputs(shapes, device, torch.float32)
     mode = FlopCounterMode(display=False)
     share, seen = _AttentionShare(mode), _SeenOps()
     with mode, share, seen:
@@ -149,6 +154,7 @@ def torch_counter_macs(name, input_size=None, batch_size=1):
     missed = sorted(_name(op) for op in seen.seen
                     if any(k in _name(op) for k in _FUSED) and op not in mode.flop_registry)
     where = f"real {device.type} tensors" if device.type != "meta" else "meta tensors (the module's own)"
+    where += " of the builder's example inputs" if examples is not None else " of the same input (torch.randn, seed 0)"
     return {op: f // 2 for op, f in counts.items() if f}, where, missed
 
 

@@ -36,6 +36,6 @@ def ops(model, input_size, seq_len, batch_size, fmt, engine, dtype, train, freez
     missed = frame.attrs.get("torch_missed") or []
     emit(render(frame, fmt, ["operator", "macs", "torch_macs", "difference", "why"],
                 notes=[f"torch_macs: torch.utils.flop_counter.FlopCounterMode's FLOPs / 2, on "
-                       f"{frame.attrs.get('torch_ran_on', 'real tensors')} of the same input (torch.randn, seed 0)"
+                       f"{frame.attrs.get('torch_ran_on', 'real tensors of the same input')}"
                        + (f"; fused kernels it has no formula for (counted 0): {', '.join(missed)}" if missed else "")
                        + "."]))
