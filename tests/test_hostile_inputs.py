@@ -202,3 +202,21 @@ def test_a_lazy_module_from_a_builder_is_one_line_exit_2(tmp_path):
         assert r.returncode == 2, (cmd, r.returncode, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "lazy" in lines[0] and "Traceback" not in r.stderr, (cmd, r.stderr)
+
+
+@pytest.mark.parametrize("text", ["1,,2", "1,2,", ",4", ""])
+def test_batch_sizes_with_an_empty_element_is_one_line_exit_2(text):
+    from click.testing import CliRunner
+
+    from archcost.cli import main
+
+    r = CliRunner().invoke(main, ["sweep", "lenet5", "--batch-sizes", text, "--no-save", "--no-latency"])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, (text, r.output)
+
+
+@pytest.mark.parametrize("seconds, text", [(41, "0:41"), (725, "12:05"), (3 * 3600 + 7 * 60, "3h07m"),
+                                           (1e30, "over 99 h"), (float("nan"), "unknown")])
+def test_an_eta_is_readable_however_large(seconds, text):
+    from archcost.cli.common import eta_text
+
+    assert eta_text(seconds) == text

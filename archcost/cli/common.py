@@ -314,7 +314,7 @@ def progress(items, label, describe=str, work=None):
         if not done:
             return ""
         left = eta_seconds(done, [None if work is None else work(it) for it in items[len(done):]])
-        return f", ETA {int(left // 60)}:{int(left % 60):02d}"
+        return ", ETA " + eta_text(left)
 
     if sys.stderr.isatty():
         def shown(x):
@@ -386,12 +386,26 @@ overhead_option = click.option("--launch-overhead-us", type=FiniteFloat(min=0), 
 MAX_BATCH_SIZES = 1000
 
 
+def eta_text(seconds: float) -> str:
+    """``0:41``, ``12:05`` (minutes:seconds), ``3h07m``; beyond 99 hours ``over 99 h`` (a
+    sweep to huge batches predicts its points from their MACs, which can be absurd)."""
+    if not seconds == seconds or seconds < 0:  # NaN
+        return "unknown"
+    if seconds >= 99 * 3600:
+        return "over 99 h"
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
 def parse_batch_sizes(text: str, option: str = "--batch-sizes", what: str = "batch sizes"):
     """'1,2,4,8', or with an ellipsis continuing the pattern up to the last value:
     '1,2,4,...,64' doubles (1..64), '8,16,24,...,64' adds 8. ``option`` and ``what`` name
     the values in messages (--decode takes contexts in the same syntax)."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
+    parts = [p.strip() for p in text.split(",")]
     usage = f"{option} {text!r} is not a list like 1,2,4,8 or 1,2,4,...,64"
+    if "" in parts:  # '1,,2' or a trailing comma: a typo, not a list
+        fail(usage)
     try:
         if "..." in parts:
             i = parts.index("...")
