@@ -82,6 +82,9 @@ def test_nothing_is_downloaded(monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     sources.resolve("timm:test_vit").build()
     sources.resolve("tv:resnet18").build()
+    # a detection builder's backbone defaults to ImageNet weights: weights_backbone=None too
+    sources.resolve("tv:fasterrcnn_mobilenet_v3_large_320_fpn").build()
+    sources.resolve("tv:deeplabv3_resnet50").build()
 
 
 def test_torchvision_sizes_are_its_documented_ones():

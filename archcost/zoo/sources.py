@@ -2,10 +2,9 @@
 and ``hf:TYPE`` / ``hf:path/to/config.json``, beside zoo names and ``file.py:builder``.
 
 Nothing is downloaded: timm builds with ``pretrained=False``, torchvision with
-``weights=None`` (the weights enum is read only for its documented input size), Hugging
-Face from a configuration (a model type's defaults through ``AutoConfig.for_model``, or a
-local ``config.json``) through ``AutoModel.from_config``.
-
+``weights=None`` and ``weights_backbone=None`` (the weights enum is read only for its
+documented input size), Hugging Face from a configuration (a model type's defaults through
+``AutoConfig.for_model``, or a local ``config.json``) through ``AutoModel.from_config``.
 The default input comes from the library:
 
 - timm: the model's ``pretrained_cfg["input_size"]`` (C, H, W);
@@ -19,10 +18,8 @@ The default input comes from the library:
 
 Token ids are ``torch.randint(vocab_size)`` from a generator seeded with 0, shape
 (batch, seq_len); an encoder-decoder also gets ``decoder_input_ids`` of the same shape
-(passed at its position, the parameters between given as None).
-No attention mask is passed: the models build the all-ones mask themselves, which is what
-a batch of unpadded sequences gives.
-
+(passed at its position, the parameters between given as None). No attention mask is
+passed: the models build the all-ones mask themselves, as for unpadded sequences.
 A missing library is one line naming the extra to install (``pip install 'archcost[timm]'``).
 """
 
@@ -32,6 +29,7 @@ import fnmatch
 import functools
 import importlib
 import importlib.util
+import inspect
 import pathlib
 import re
 from dataclasses import dataclass, field
@@ -332,8 +330,10 @@ def _torchvision(name: str) -> Source:
     fam = _tv_modules().get(name, "torchvision")
     fn = get_model_builder(name)
 
-    def build(**kwargs):
-        return get_model(name, weights=None, **kwargs)  # weights=None: random initialisation
+    def build(**kwargs):  # random initialisation: no weights, nor a backbone's (detection would download them)
+        if "weights_backbone" in inspect.signature(fn).parameters:
+            kwargs.setdefault("weights_backbone", None)
+        return get_model(name, weights=None, **kwargs)
 
     size, note = _tv_input(name, fam, fn, get_model_weights)
     return Source(f"torchvision:{name}", "torchvision", name, fam, build, size, note)
