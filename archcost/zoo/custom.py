@@ -118,8 +118,9 @@ def _folder(target) -> str:
 def check_module(obj) -> None:
     if not isinstance(obj, nn.Module):
         raise BuilderError(f"the builder returned {type(obj).__name__}, not a torch.nn.Module")
-    lazy = [n for n, p in obj.named_parameters() if nn.parameter.is_lazy(p)]
+    from .restore import lazy_parameters
+
+    lazy = lazy_parameters(obj)
     if lazy:  # no shapes to count yet (nn.LazyLinear before its first forward)
-        more = f" and {len(lazy) - 1} more" if len(lazy) > 1 else ""
-        raise BuilderError(f"the builder returned a module with uninitialised lazy parameters ({lazy[0]}{more}): "
+        raise BuilderError(f"the builder returned a module with uninitialised lazy parameters ({lazy}): "
                            "run one forward on an example input inside the builder before returning it")

@@ -98,11 +98,18 @@ def refuse_lazy(model) -> None:
     count yet: one line that says so and what to do."""
     if not isinstance(model, nn.Module):
         return
-    lazy = [n for n, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    lazy = lazy_parameters(model)
     if lazy:
-        more = f" and {len(lazy) - 1} more" if len(lazy) > 1 else ""
-        raise AnalysisError(f"the module has uninitialised lazy parameters ({lazy[0]}{more}): run one "
+        raise AnalysisError(f"the module has uninitialised lazy parameters ({lazy}): run one "
                             "forward on an example input first, then analyze it")
+
+
+def lazy_parameters(model: nn.Module) -> str:
+    """'' when every parameter has its shape; else the first lazy one's name (and how many more)."""
+    lazy = [n for n, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    if not lazy:
+        return ""
+    return lazy[0] + (f" and {len(lazy) - 1} more" if len(lazy) > 1 else "")
 
 
 def restores_model(fn):
