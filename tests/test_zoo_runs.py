@@ -30,6 +30,13 @@ def _task(item):
         while True:
             keep.append(bytearray(16 * MiB))
             keep[-1][::4096] = b"x" * len(keep[-1][::4096])
+    if item == "own_pages":  # what the worker holds with nothing allocated: its libraries, shared with the server
+        return {"own": workers.rss_bytes(os.getpid())}
+    if item == "burst":  # touched pages past the limit, freed at once: between two of the parent's reads
+        block = bytearray(LIMITS.memory_bytes)
+        block[::4096] = b"x" * len(block[::4096])
+        del block
+        return {"value": 1}
     if item == "hangs":
         time.sleep(600)
     if item == "segfault":
@@ -66,6 +73,16 @@ def test_each_failure_becomes_a_status_row_and_the_rest_finish():
     # a later stage's failure keeps what the earlier stage sent
     assert by["two_stages"]["status"] == "ok" and by["two_stages"]["macs"] == 11
     assert by["two_stages"]["fvcore_status"] == "timeout"
+
+
+def test_the_limit_counts_every_resident_page_of_the_worker_and_no_ok_row_passed_it():
+    rows = {r["model"]: r for r in workers.run(["own_pages", "burst"], _task, jobs=1, limits=LIMITS)}
+    # the peak is the worker's whole resident set (what ps shows), its shared libraries included
+    assert rows["own_pages"]["status"] == "ok"
+    assert rows["own_pages"]["worker_max_rss_bytes"] >= rows["own_pages"]["own"]
+    # a burst past the limit that no poll saw is still not ok: the address-space cap or the
+    # worker's own peak (ru_maxrss) catches it
+    assert rows["burst"]["status"] == "memory"
 
 
 def test_memory_limit_is_the_resident_memory_of_the_worker():

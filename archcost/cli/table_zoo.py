@@ -17,7 +17,8 @@ zoo_options = (
     click.option("--timeout", "timeout_s", type=FiniteFloat(min=1), default=600.0, show_default=True,
                  help="With --jobs: seconds a model may take before its worker is killed (status timeout)."),
     click.option("--memory-limit", default="3GiB", show_default=True, metavar="SIZE",
-                 help="With --jobs: resident memory a worker may hold before it is killed (status memory)."),
+                 help="With --jobs: resident memory a worker may hold (all of it, the libraries it shares with the other workers "
+                      "included: what ps shows) before it is killed (status memory)."),
     click.option("--retry-failed", is_flag=True, help="With --jobs: run again the models whose row is not ok."),
     click.option("--fvcore", is_flag=True, help="With --jobs: also fvcore's count (traced on real CPU tensors, weights "
                  "zeroed, not initialised), and the difference named by operator with the operators fvcore has no "

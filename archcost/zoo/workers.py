@@ -17,11 +17,14 @@ main script again (as ``__mp_main__``): a script that runs a zoo keeps its work 
 - ``ok``: the task returned;
 - ``error``: the task raised (the model's own failure: a shape it refuses, an operator
   that fails), with the exception's first line;
-- ``memory``: the child went over ``Limits.memory_bytes`` — its resident memory, read from
-  ``/proc`` every ``POLL_S`` seconds, or an allocation refused by the address-space limit
-  set in the child (``RLIMIT_AS``: the size it was forked with plus the limit), which
-  catches one huge allocation before it lands. Resident memory is counted beyond what the
-  child held when it started (the server's pages it shares, the imported libraries);
+- ``memory``: the child went over ``Limits.memory_bytes`` — its whole resident memory (what
+  ``ps`` and ``top`` show as RSS: the pages it shares with the server, the imported
+  libraries, included), read from ``/proc`` every ``POLL_S`` seconds; or an allocation
+  refused by the address-space limit set in the child (``RLIMIT_AS``: the size it was
+  forked with plus what the limit leaves after its starting pages, less ``AS_SLACK``),
+  which catches one huge allocation before it lands; or a peak over the limit that the
+  child's own accounting (``getrusage``'s ``ru_maxrss``) shows after a quick rise between
+  two reads. So no worker whose row is ``ok`` held more than the limit at any moment;
 - ``timeout``: still running after ``Limits.timeout_s`` (killed);
 - ``crashed``: the child died without answering (a signal, ``os._exit``).
 
@@ -46,6 +49,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 POLL_S = 0.1  # how often the parent reads each child's resident memory and clock
 STATUSES = ("ok", "error", "memory", "timeout", "crashed")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# Pages a child can make resident without growing its address space (library code and data
+# mapped at its start but not yet read): kept out of the address-space limit, so a peak
+# reached that way stays under the resident limit too.
+AS_SLACK = 128 * 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,8 @@ def stubbed_modules() -> List[str]:
 def _child(conn, task: Callable, item: str, limits: Limits, stubs: Tuple[str, ...] = ()) -> None:
     """The worker: limits, the task, each part sent as it is ready, then its peak memory."""
     try:
-        conn.send(("base", rss_bytes(os.getpid()) or 0))  # what it holds before the task: shared, not the model's
+        base = rss_bytes(os.getpid()) or 0
+        conn.send(("base", base))  # what it holds before the task (shared with the server), counted in its memory
         import types
 
         for name in stubs:
@@ -137,7 +145,7 @@ def _child(conn, task: Callable, item: str, limits: Limits, stubs: Tuple[str, ..
 
         faulthandler.disable()  # a crash is this worker's status row, not a dump among the progress lines
         if limits.memory_bytes:
-            cap = _vm_size() + limits.memory_bytes
+            cap = _vm_size() + max(0, limits.memory_bytes - base - AS_SLACK)
             soft, hard = resource.getrlimit(resource.RLIMIT_AS)
             if hard == resource.RLIM_INFINITY or cap < hard:
                 resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
@@ -161,7 +169,8 @@ def _child(conn, task: Callable, item: str, limits: Limits, stubs: Tuple[str, ..
         try:
             use = resource.getrusage(resource.RUSAGE_SELF)
             conn.send(("cpu", use.ru_utime + use.ru_stime))
-            conn.send(("maxrss", use.ru_maxrss * 1024))
+            # the kernel's high-water mark is updated lazily: the current size may be a page or two above it
+            conn.send(("maxrss", max(use.ru_maxrss * 1024, rss_bytes(os.getpid()) or 0)))
             conn.close()
         except Exception:
             pass
@@ -176,7 +185,7 @@ class _Running:
     row: dict
     finished: bool = False
     failure: Optional[Tuple[str, str]] = None
-    max_rss: int = 0  # beyond ``base``: what the worker allocated itself
+    max_rss: int = 0  # the worker's peak resident memory, all its pages (shared ones included)
     base: Optional[int] = None  # the child's resident memory when it started (pages shared with the server)
     cpu_s: Optional[float] = None  # CPU seconds the child used (user + system), when it said so
 
@@ -238,7 +247,7 @@ def run(items: Iterable[str], task: Callable, *, jobs: int = 1, limits: Limits =
             _poll(running, limits)
             for pid in [p for p, r in running.items() if r.finished]:
                 r = running.pop(pid)
-                row = _row(r)
+                row = _row(r, limits)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -302,12 +311,11 @@ def _poll(running: Dict[int, _Running], limits: Limits) -> None:
             continue
         rss = rss_bytes(r.proc.pid) if r.base is not None else None  # none before the child says its base
         if rss is not None:
-            rss = max(0, rss - r.base)  # the pages it started with (shared with the server) are not the model's
             r.max_rss = max(r.max_rss, rss)
         if limits.memory_bytes and rss is not None and rss > limits.memory_bytes:
             _kill(r.proc)
-            r.failure = ("memory", f"resident memory {rss} bytes (beyond what the worker shares with archcost's "
-                                   f"own process) passed the worker's limit of {limits.memory_bytes} bytes")
+            r.failure = ("memory", f"resident memory {rss} bytes passed the worker's limit of "
+                                   f"{limits.memory_bytes} bytes")
             r.finished = True
         elif limits.timeout_s and now - r.start > limits.timeout_s:
             _kill(r.proc)
@@ -329,7 +337,7 @@ def _drain(r: _Running) -> None:
             elif kind == "cpu":
                 r.cpu_s = float(value)
             elif kind == "maxrss":
-                r.max_rss = max(r.max_rss, int(value) - (r.base or 0))
+                r.max_rss = max(r.max_rss, int(value))
                 r.finished = True
             else:  # "error" or "memory" raised inside the task
                 r.failure = (kind, value)
@@ -343,7 +351,10 @@ def _kill(proc) -> None:
     proc.join(timeout=5)
 
 
-def _row(r: _Running) -> dict:
+def _row(r: _Running, limits: Limits) -> dict:
+    if r.failure is None and limits.memory_bytes and r.max_rss > limits.memory_bytes:
+        r.failure = ("memory", f"resident memory peaked at {r.max_rss} bytes (the worker's own account, "
+                               f"ru_maxrss), over the worker's limit of {limits.memory_bytes} bytes")
     row = {"model": r.item, **r.row}
     pending = row.pop("pending", None)
     if r.failure is None:
