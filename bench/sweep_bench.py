@@ -84,8 +84,9 @@ def main():
              f"{torch.__version__}, {torch.get_num_threads()} threads. Command: `archcost {' '.join(COMMAND)}` "
              "(every point timed for about `--time-budget` 2 s, at least 3 forwards; memory passes with the "
              "kernel scratch measured on this CPU). Target: under 3 minutes (issue #22). Load average: the "
-             "1-minute figure at the start and at the end of each run (2 cores: 2.0 is a full machine); "
-             "the bench itself ran under `nice -n 19` beside other work.", "",
+             f"1-minute figure at the start and at the end of each run ({os.cpu_count()} cores: "
+             f"{os.cpu_count():.1f} is a full machine); the bench ran at niceness {os.nice(0)}"
+             + (" (a low priority, beside other work)" if os.nice(0) > 0 else "") + ".", "",
              "| run | wall time | CPU time (user + system) | load at start | load at end | under 3 min: wall, CPU |",
              "|:---|---:|---:|---:|---:|:---|"]
     for kind, (wall, cpu_s, l0, l1, _) in results:
@@ -96,7 +97,7 @@ def main():
               "per point plus a time per MAC, fitted to the points done) against the time that was in fact "
               "left, in the first run:", "",
               "| point | ETA printed | time left |", "|:---|---:|---:|"] + eta_rows(results[0][1][4])
-    lines += ["", "Rerun: `nice -n 19 python bench/sweep_bench.py` (writes this file and, with `--out reports`, "
+    lines += ["", "Rerun: `python bench/sweep_bench.py` (writes this file and, with `--out reports`, "
               "the committed sweep report)."]
     from archcost.files import write_text
 
