@@ -143,6 +143,15 @@ BAD_MODELS = textwrap.dedent("""
 
     def slow_fvcore():
         return SlowOnRealTensors(4, 3)
+
+    class HugeOnRealTensors(nn.Linear):
+        def forward(self, x):
+            if torch.jit.is_tracing():  # fvcore's trace: 64 GiB, refused under the worker's address-space cap
+                torch.empty(16 * 1024 ** 3).fill_(1)
+            return super().forward(x)
+
+    def huge_fvcore():
+        return HugeOnRealTensors(4, 3)
 """)
 
 
@@ -183,6 +192,8 @@ def test_fvcore_stage_failing_keeps_the_counts(tmp_path, bad_models):
     code = (f"from archcost.compare.zoo_run import ZooOptions, run_zoo\n"
             f"run_zoo([{str(bad_models) + ':slow_fvcore'!r}], {str(out)!r}, ZooOptions(input_size=(4,), "
             f"conditions='in4'), timeout_s=30)\n"  # the counts well inside it; fvcore sleeps 600 s
+            f"run_zoo([{str(bad_models) + ':huge_fvcore'!r}], {str(out)!r}, ZooOptions(input_size=(4,), "
+            f"conditions='in4'), timeout_s=60)\n"
             f"run_zoo(['lenet5'], {str(out)!r}, ZooOptions(conditions='default'), timeout_s=300)\n")
     import subprocess
     import sys
@@ -192,6 +203,8 @@ def test_fvcore_stage_failing_keeps_the_counts(tmp_path, bad_models):
     slow = rows[f"{bad_models}:slow_fvcore"]
     assert slow["status"] == "ok" and int(slow["macs"]) == 4 * 3  # Linear(4, 3) on one sample
     assert slow["fvcore_status"] == "timeout"
+    huge = rows[f"{bad_models}:huge_fvcore"]  # an allocation refused under the limit is the limit's: memory
+    assert huge["status"] == "ok" and huge["fvcore_status"] == "memory", huge["fvcore_reason"]
     lenet = rows["lenet5"]
     assert lenet["fvcore_status"] == "ok"
     assert int(lenet["fvcore_macs"]) + int(lenet["fvcore_difference"]) == int(lenet["macs"])

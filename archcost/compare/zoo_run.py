@@ -133,8 +133,11 @@ def fvcore_columns(ref, ours_by_aten, ours_macs, options: ZooOptions, real_bytes
     try:
         total, by_op, missed = fvcore_count(*model_and_inputs(ref, options, initialised=values))
     except Exception as exc:
+        from archcost.zoo.workers import is_oom
+
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        return {"fvcore_status": "error", "fvcore_reason": f"{type(exc).__name__}: {first}",
+        # an allocation refused under the worker's limit (its address-space cap) is the limit's doing: memory
+        return {"fvcore_status": "memory" if is_oom(exc) else "error", "fvcore_reason": f"{type(exc).__name__}: {first}",
                 "fvcore_seconds": round(time.monotonic() - start, 3)}
     return {"fvcore_macs": total, "fvcore_difference": int(ours_macs) - total,
             "fvcore_difference_by_operator": describe(difference_by_operator(ours_by_aten, by_op), missed),

@@ -102,7 +102,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     text = str(exc).lower()
@@ -158,7 +158,7 @@ def _child(conn, task: Callable, item: str, limits: Limits, stubs: Tuple[str, ..
         conn.send(("done", None))
     except BaseException as exc:  # everything becomes a row; nothing propagates out of a worker
         try:
-            if _is_oom(exc):
+            if is_oom(exc):
                 conn.send(("memory", f"an allocation was refused under the worker's limit of {limits.memory_bytes} "
                                      f"bytes ({_first_line(exc)})"))
             else:
