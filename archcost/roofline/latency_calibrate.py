@@ -11,8 +11,11 @@ overhead (on ``OVERHEAD_US``) of
     time = max(compute / efficiency, memory / memory_efficiency) + overhead
 
 are the ones with the least mean squared log error over its operators (relative error:
-a 10 us operator counts as much as a 10 ms one). A class with fewer than ``MIN_SAMPLES``
-operators in the calibration takes the element-wise fit. What a plain forward takes beyond
+a 10 us operator counts as much as a 10 ms one), each operator's fresh-page cost
+(``latency.op_fresh_s``) taken off its time first. A class with at least ``MIN_SAMPLES``
+operators on each side of the cache tier is fitted on each side apart (the cache side under
+``class + CACHE_TIER``). A class with fewer than ``MIN_SAMPLES`` operators in the
+calibration takes the element-wise fit. What a plain forward takes beyond
 its fitted operators (module calls, functional wrappers, views: Python's time) is spread
 over its kernels: ``python_s``, the median over the batch-1 passes, per kernel.
 
