@@ -6,7 +6,7 @@ import torch.nn as nn
 from archcost.devices import by_key
 from archcost.count.engine import OpRecord
 from archcost.roofline.latency import (CLASSES, GPU_DEFAULTS, Efficiencies, Rates, by_layer, conv_kind, conv_kinds,
-                                       op_class, op_times_s, pool_kind, predict_ops, totals)
+                                       op_class, op_fresh_s, op_in_cache, op_times_s, pool_kind, predict_ops, totals)
 from archcost.roofline.latency_calibrate import EFFICIENCY_GRID, OVERHEAD_US, fit, fit_class
 
 A100 = by_key("a100-80gb")
@@ -173,3 +173,61 @@ def test_table_latency_target_cpu_shows_predicted_beside_measured(monkeypatch, t
                            record_ops=True).ops)
     assert 1000 * kernels <= row["predicted_ms"] < 1000 * kernels + 1  # bounds of LeNet-5: well under 1 ms
     assert row["predicted_over_measured"] == pytest.approx(row["predicted_ms"] / row["latency_ms"])
+
+
+def test_an_output_in_fresh_pages_costs_its_bytes_at_the_fresh_rate_on_a_cpu_only():
+    """glibc maps a request of 32 MiB or more anew (calibrate.FRESH_BYTES): such an output
+    costs bytes_written / fresh_bandwidth on top of its kernel; an in-place operator, a
+    smaller output or a GPU (no fresh-page rate) costs nothing more."""
+    from archcost.roofline.calibrate import FRESH_BYTES
+
+    cpu = Rates("cpu", {"float32": 1e11}, 1e10, "float32", fresh_bandwidth=2e9, fresh_bytes=FRESH_BYTES)
+    big = 16 * 64 * 112 * 112 * 4  # a batch-16 stem's output, 51 MB
+    relu = OpRecord("a", "relu", 0, big, big, False)
+    assert op_fresh_s(relu, cpu) == pytest.approx(big / 2e9)
+    assert op_fresh_s(OpRecord("a", "relu_", 0, big, big, True), cpu) == 0.0  # in place: no new memory
+    small = 32 * 2 ** 20 - 4
+    assert op_fresh_s(OpRecord("a", "relu", 0, small, small, False), cpu) == 0.0  # under the threshold: reused heap
+    assert op_fresh_s(relu, a100()) == 0.0
+    eff = Efficiencies({"elementwise": 0.5}, {"elementwise": 1e-6}, "test", memory_efficiency={"elementwise": 0.5})
+    p = predict_ops([relu], cpu, eff)[0]
+    assert p["predicted_ms"] == pytest.approx(((2 * big / 1e10) / 0.5 + 1e-6 + big / 2e9) * 1e3)
+    assert p["bound_ms"] == pytest.approx(2 * big / 1e10 * 1e3)  # the bound is the roofline's alone
+
+
+def test_the_fit_takes_fresh_pages_off_before_fitting_a_class():
+    """Operators timed as law + fresh pages: the fit returns the law (the fresh cost is the
+    calibration's, added back on prediction)."""
+    from archcost.roofline.calibrate import FRESH_BYTES
+    from archcost.roofline.op_timing import TimedPass
+
+    rates = Rates("cpu", {"float32": 1e11}, 1e10, "float32", fresh_bandwidth=2e9, fresh_bytes=FRESH_BYTES)
+    e, m, c = 1.0, EFFICIENCY_GRID[12], OVERHEAD_US[3] * 1e-6
+    ops = [OpRecord("r", "relu", 0, n, n, False) for n in (10**4, 10**6, 10**7, 5 * 10**7, 10**8)]
+    secs = [max(k / e, w / m) + c + op_fresh_s(o, rates) for o in ops for k, w in [op_times_s(o, rates)]]
+    assert sum(op_fresh_s(o, rates) > 0 for o in ops) == 2
+    eff = fit([({}, TimedPass(ops, secs, sum(secs), 0), 1)], rates)
+    assert eff.of("elementwise") == pytest.approx((e, m, c))
+
+
+def test_a_class_in_the_cache_tier_gets_its_own_fit():
+    """Operators of one class timed by one law when their bytes fit the cache tier and by
+    another beyond it: the fit returns both (the cache tier's under ``class + CACHE_TIER``),
+    and a prediction uses the law of the tier the operator's bytes fall in."""
+    from archcost.roofline.latency import CACHE_TIER
+    from archcost.roofline.op_timing import TimedPass
+
+    rates = Rates("cpu", {"float32": 1e11}, 1e10, "float32", cache_bandwidth=5e10, cache_bytes=2 ** 21)
+    law = {False: (1.0, EFFICIENCY_GRID[6], OVERHEAD_US[2] * 1e-6), True: (1.0, EFFICIENCY_GRID[30], OVERHEAD_US[9] * 1e-6)}
+    ops = [OpRecord("r", "relu", 0, n, n, False) for n in (10**4, 10**5, 4 * 10**5, 4 * 10**6, 10**7, 10**8)]
+    secs = []
+    for o in ops:
+        e, m, c = law[op_in_cache(o, rates)]
+        secs.append(max(op_times_s(o, rates)[0] / e, op_times_s(o, rates)[1] / m) + c)
+    eff = fit([({}, TimedPass(ops, secs, sum(secs), 0), 1)], rates)
+    assert eff.of("elementwise") == pytest.approx(law[False])
+    assert eff.of("elementwise", in_cache=True) == pytest.approx(law[True])
+    assert "elementwise" + CACHE_TIER in eff.efficiency
+    p = predict_ops(ops, rates, eff)
+    assert [r["predicted_ms"] for r in p] == pytest.approx([s * 1e3 for s in secs])
+    assert eff.of("matmul", in_cache=True) == eff.of("elementwise")  # no samples: the element-wise fit

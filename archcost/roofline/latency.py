@@ -2,10 +2,13 @@
 class reaches on the target, plus a fixed cost per kernel and Python's time per kernel.
 
     predicted_ms(op) = max(compute / efficiency(class), memory / memory_efficiency(class))
-                       + overhead(class) + python
+                       + overhead(class) + fresh + python
     compute = flops / rate(op),  memory = bytes / bandwidth,  bound(op) = max(compute, memory)
 
 summed over a model's operators (kernels run one after another in an eager forward).
+``fresh`` is what an output of 32 MiB or more costs on a CPU for landing in newly mapped pages
+(``op_fresh_s``; measured by the calibration): a batch-16 network with large activations
+pays it at most layers, a batch-1 one almost nowhere.
 ``rate(op)`` is the arithmetic rate the device runs the operator at (``precision.py``: FP32,
 TF32 or the tensor rate; on a CPU its modelled hardware peak, ``devices/cpu_facts.py``).
 The classes: convolutions by kind (stem: at most 4 input channels; 1x1; k x k; grouped;
@@ -48,6 +51,11 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from . import precision
 
+# A class fitted a second time on its operators whose bytes fit the target's cache tier
+# (``Rates.in_cache``) is stored under ``class + CACHE_TIER``: small kernels have their own
+# fixed cost and reach their own share of the cache's rate (a per-channel batch norm over a
+# 50 KB activation costs what its call costs; a copy within L2 runs near the copy's rate).
+CACHE_TIER = "@cache"
 CLASSES = ("conv_stem", "conv_1x1", "conv_kxk", "conv_grouped", "conv_depthwise", "matmul", "attention",
            "norm_batch", "norm_layer", "pool_max", "pool_max_overlap", "pool_avg", "pool_avg_overlap", "pool_global",
            "activation", "layout", "elementwise")
@@ -97,17 +105,20 @@ class Efficiencies:
     memory_efficiency: Dict[str, float] = field(default_factory=dict)
     python_s: float = 0.0  # per kernel: the forward's time outside the kernels (module calls, views), spread evenly
 
-    def of(self, cls: str):
-        """(compute efficiency, memory efficiency, overhead) of ``cls`` (the element-wise class's when absent)."""
-        key = cls if cls in self.efficiency else "elementwise"
+    def of(self, cls: str, in_cache: bool = False):
+        """(compute efficiency, memory efficiency, overhead) of ``cls`` (the element-wise class's
+        when absent); for an operator in the cache tier, the class's own fit there
+        (``cls + CACHE_TIER``) where it has one."""
+        key = cls + CACHE_TIER if in_cache and cls + CACHE_TIER in self.efficiency else cls
+        key = key if key in self.efficiency else "elementwise"
         e = self.efficiency.get(key, 1.0)
         m = self.memory_efficiency.get(key, e)
         c = self.overhead_s.get(key, 0.0)
         return min(1.0, max(e, 1e-6)), min(1.0, max(m, 1e-6)), max(0.0, c)
 
-    def seconds(self, cls: str, compute_s: float, memory_s: float) -> float:
+    def seconds(self, cls: str, compute_s: float, memory_s: float, in_cache: bool = False) -> float:
         """The predicted time of one kernel of ``cls`` (Python's time excluded)."""
-        e, m, c = self.of(cls)
+        e, m, c = self.of(cls, in_cache)
         return max(compute_s / e, memory_s / m) + c
 
 
@@ -213,9 +224,15 @@ class Rates:
     tf32: str = "torch-default"
     cache_bandwidth: float = 0.0  # a second tier for operators moving at most cache_bytes (CPU: L2); 0 = none
     cache_bytes: int = 0
+    fresh_bandwidth: float = 0.0  # CPU: bytes/s of writing an output into fresh pages (calibrate.py); 0 = none
+    fresh_bytes: int = 0  # outputs of at least this many bytes are written into fresh pages
+
+    def in_cache(self, moved: int) -> bool:
+        """Whether an operator moving ``moved`` bytes is bounded by the cache tier."""
+        return bool(self.cache_bandwidth) and moved <= self.cache_bytes
 
     def bandwidth_for(self, moved: int) -> float:
-        return self.cache_bandwidth if self.cache_bandwidth and moved <= self.cache_bytes else self.bandwidth
+        return self.cache_bandwidth if self.in_cache(moved) else self.bandwidth
 
     def column(self, op: str) -> Optional[str]:
         return precision.rate_column(op, self.dtype, self.columns, self.tf32)
@@ -238,6 +255,21 @@ def op_times_s(o, rates: Rates):
     return t_c, moved / rates.bandwidth_for(moved)
 
 
+def op_fresh_s(o, rates: Rates) -> float:
+    """What an operator's output costs beyond its bound for landing in fresh pages: on a CPU
+    with glibc an output of at least ``fresh_bytes`` gets a new mapping, faulted in and zeroed
+    as it is written (``calibrate.py``); an in-place operator or a view allocates nothing. 0
+    on a GPU (the caching allocator keeps its blocks)."""
+    if not rates.fresh_bandwidth or o.inplace or o.op in ALIAS_OPS or int(o.bytes_written) < rates.fresh_bytes:
+        return 0.0
+    return int(o.bytes_written) / rates.fresh_bandwidth
+
+
+def op_in_cache(o, rates: Rates) -> bool:
+    """Whether the operator's bytes fit the target's cache tier (its memory time is at the cache's rate)."""
+    return rates.in_cache(int(o.bytes_read) + int(o.bytes_written))
+
+
 def op_bound_s(o, rates: Rates) -> float:
     """The operator's roofline bound: the larger of its compute and memory times, seconds."""
     return max(op_times_s(o, rates))
@@ -250,9 +282,11 @@ def predict_ops(ops: Iterable, rates: Rates, eff: Efficiencies, kinds: Optional[
         cls = op_class(o.op, o.module, kinds, o.macs)
         t_c, t_m = op_times_s(o, rates)
         bound = max(t_c, t_m)
+        fresh = op_fresh_s(o, rates)
         out.append({"module": o.module, "op": o.op, "op_class": cls, "rate": rates.column(o.op) if o.macs else "",
                     "macs": int(o.macs), "bytes": int(o.bytes_read) + int(o.bytes_written),
-                    "bound_ms": bound * 1e3, "predicted_ms": (eff.seconds(cls, t_c, t_m) + eff.python_s) * 1e3})
+                    "bound_ms": bound * 1e3,
+                    "predicted_ms": (eff.seconds(cls, t_c, t_m, op_in_cache(o, rates)) + fresh + eff.python_s) * 1e3})
     return out
 
 

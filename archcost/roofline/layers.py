@@ -112,7 +112,7 @@ def model_bound(a, roof) -> dict:
 def predictor(tgt, fit: bool = False):
     """(Rates, Efficiencies) to predict times on ``tgt``, or None. A GPU: its datasheet rates
     and the stated default efficiencies. This CPU: its calibration and the efficiencies fitted
-    on it, from the cache, or fitted now (about 20 s on a quiet machine, once) when ``fit``."""
+    on it, from the cache, or fitted now (about 40 s on a quiet machine, once) when ``fit``."""
     from archcost.roofline import latency
 
     roof = tgt.roof
@@ -127,7 +127,7 @@ def predictor(tgt, fit: bool = False):
     if eff is None and fit:
         import sys
 
-        print("fitting this CPU's efficiencies per operator class on the calibration networks' operators (about 20 s "
+        print("fitting this CPU's efficiencies per operator class on the calibration networks' operators (about 40 s "
               "on a quiet machine, once; cached)", file=sys.stderr)
         eff = latency_calibrate.cpu_efficiencies(rates, refresh=True, stable=True)
     return (rates, eff) if eff is not None else None
