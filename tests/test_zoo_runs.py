@@ -251,6 +251,14 @@ def test_a_csv_with_other_columns_is_refused(tmp_path):
         RowLog(out)
 
 
+def test_a_zoo_csv_of_another_version_is_one_line_and_exit_2(tmp_path):
+    """A zoo CSV left by an older archcost (other columns) is the user's to move: exit 2, not 'a bug'."""
+    (tmp_path / "z_zoo_cpu_float32_b1.csv").write_text("model,status,macs\nlenet5,ok,1\n")
+    result = _invoke("table", "lenet5", "--jobs", "1", "--out", str(tmp_path), "--name", "z")
+    assert result.exit_code == 2, result.output
+    assert "other columns" in result.output and "--name" in result.output and "bug" not in result.output
+
+
 # --- the command: archcost table PATTERN --jobs N [--shard I/N] ----------------------------------
 
 

@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
+from archcost.errors import AnalysisError
+
 ZOO_COLUMNS = ["model", "library", "family", "status", "reason", "input_shape", "params", "macs",
                "attention_macs", "activations", "activation_bytes", "param_bytes", "saved_bytes", "peak_bytes",
                "memory_measured_on", "fvcore_macs", "fvcore_difference", "fvcore_difference_by_operator",
@@ -185,8 +187,9 @@ class RowLog:
             with open(self.path, newline="") as f:
                 reader = csv.DictReader(f)
                 if reader.fieldnames and reader.fieldnames != self.columns:
-                    raise ValueError(f"{str(self.path)!r} has other columns than a zoo run writes: name another "
-                                     "file (--name) or remove it")
+                    raise AnalysisError(f"{str(self.path)!r} has other columns than this version's zoo run writes "
+                                        "(another archcost's, or another command's file): name another file (--name) "
+                                        "or remove it to start afresh")
                 self.rows = [r for r in reader if r.get("model")]
 
     def done(self, model: str, conditions: str, versions: str) -> bool:
