@@ -189,3 +189,29 @@ def test_a_pass_too_large_for_this_machine_is_not_run_for_real(monkeypatch):
     src = S.ScratchSource(run_meta, lambda b, mode: real_runs.append(b), need=lambda r: r)
     _, provider = src.at(2)
     assert real_runs == [] and provider.direct_calls == 1 and "free memory" in src.notes[0]
+
+
+def test_a_call_too_large_to_run_alone_is_not_run_and_the_note_says_so(monkeypatch):
+    """A call is run alone only where CALL_HEADROOM x its operands fit in half the free
+    memory (operands, outputs and a reorder of each); one over that is not run, its scratch
+    is 0 in this process only (not written to the disk cache), and the pass's note says so."""
+    monkeypatch.setattr(C, "free_memory_bytes", lambda: 1 << 30)  # 1 GiB free
+    big = torch.empty(1 << 26, device="meta")  # 256 MiB of operand: 4 x 256 MiB > 512 MiB
+    small = torch.empty(1 << 20, device="meta")  # 4 MiB: 16 MiB, well inside it
+    ran = []
+    monkeypatch.setattr(C, "_materialize", lambda recipe: ran.append(recipe) or C.tree_map(
+        lambda x: x.make() if isinstance(x, C._TensorRecipe) else x, recipe))
+
+    def run_meta(batch, provider):
+        provider.bytes(SCRATCHY, (small, 77), {})
+        provider.bytes(SCRATCHY, (big, 88), {})
+        return 0
+
+    src = S.ScratchSource(run_meta, lambda b, mode: None)
+    src.references = {b: [] for b in S.REFERENCE_BATCHES}  # nothing in situ: every call measured alone
+    _, provider = src.at(S.DIRECT_MAX_BATCH + 1)
+    assert len(ran) == 1  # the small call only
+    assert provider.too_large == 1 and "too large to run alone" in " ".join(src.notes)
+    big_key = C.signature(SCRATCHY, (big, 88), {})
+    assert C._cached("calls", big_key) == 0 and big_key not in C._load_disk()["calls"]
+    assert C._load_disk()["calls"].get(C.signature(SCRATCHY, (small, 77), {})) == 77

@@ -58,7 +58,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .scratch_calls import (_cached, _recipe, _remember, affordable, in_situ, measure_calls, no_scratch_by_rule,
+from .scratch_calls import (CALL_HEADROOM, TOO_LARGE, _cached, _recipe, _remember, affordable, in_situ, measure_calls,
+                            no_scratch_by_rule,
                             signature)
 
 DIRECT_MAX_BATCH = 8  # up to this batch a pass is measured in situ at its own batch
@@ -77,9 +78,10 @@ class Direct:
         self.pending: Dict[str, Tuple[object, object]] = {}
         self.index = 0  # calls asked about in this run of the pass
         self.direct_calls = 0  # of them, answered by a measurement of the call alone
+        self.too_large = 0  # calls not run alone: their operands would not fit this machine (scratch 0)
 
     def reset(self):
-        self.index = self.direct_calls = 0
+        self.index = self.direct_calls = self.too_large = 0
 
     def bytes(self, func, args, kwargs) -> int:
         """Scratch alive inside this call, on top of what it returns; ask before it runs."""
@@ -91,6 +93,7 @@ class Direct:
             return 0
         self.direct_calls += 1
         key = signature(func, args, kwargs)
+        self.too_large += key in TOO_LARGE
         n = _cached("calls", key)
         if n is None and key not in self.pending:
             self.pending[key] = (func, _recipe(args, kwargs))
@@ -232,7 +235,12 @@ class ScratchSource:
             if self.references is None:
                 self.references = {b: self.trace(b) for b in REFERENCE_BATCHES}
             provider = BatchScaled(self.references, batch)
-        return _until_measured(lambda p: self.run_meta(batch, p), provider), provider
+        result = _until_measured(lambda p: self.run_meta(batch, p), provider)
+        if provider.too_large:
+            self.notes.append(f"{provider.too_large} calls at batch {batch} too large to run alone on this machine "
+                              f"({CALL_HEADROOM} x their operands over half its free memory): their scratch is not "
+                              "measured (taken as 0), so the peak may be low by it")
+        return result, provider
 
 
 # ---------------------------------------------------------------- what a pass needs
