@@ -163,9 +163,15 @@ def fit(name: str, budget_bytes: int, train: bool = True, optimizer: str = "adam
         while b <= min(2 * at, max_batch):
             measure(b)
             b *= 4
-    return FitResult(name, "train" if train else "inference", budget_bytes, batch, measure(at),
+    from archcost.memory.scratch import notes_for
+
+    needed = measure(at)
+    # what the kernel-scratch measurement could not do (a call too large to run alone here)
+    scratch_note = notes_for(measure.step if train else measure.model)
+    return FitResult(name, "train" if train else "inference", budget_bytes, batch, needed,
                      dict(measure.rows[at]), {b: r["needed_bytes"] for b, r in sorted(measure.rows.items())},
-                     capped=batch == max_batch, breakers=s.breakers, search_note=s.note)
+                     capped=batch == max_batch, breakers=s.breakers,
+                     search_note="; ".join(n for n in (s.note, scratch_note) if n))
 
 
 def resolved(name: str, dtype, freeze: Sequence[str] = (), train: bool = True, checkpoint: Sequence[str] = ()):
