@@ -211,7 +211,7 @@ def test_a_call_too_large_to_run_alone_is_not_run_and_the_note_says_so(monkeypat
     src.references = {b: [] for b in S.REFERENCE_BATCHES}  # nothing in situ: every call measured alone
     _, provider = src.at(S.DIRECT_MAX_BATCH + 1)
     assert len(ran) == 1  # the small call only
-    assert provider.too_large == 1 and "too large to run alone" in " ".join(src.notes)
+    assert provider.too_large == 1 and "too large to run alone" in " ".join(src.all_notes())
     big_key = C.signature(SCRATCHY, (big, 88), {})
     assert C._cached("calls", big_key) == 0 and big_key not in C._load_disk()["calls"]
     assert C._load_disk()["calls"].get(C.signature(SCRATCHY, (small, 77), {})) == 77

@@ -202,6 +202,7 @@ class ScratchSource:
         self.need = need  # bytes the real run would take, from the tracked pass's result
         self.references: Optional[Dict[int, List[Tuple[str, int]]]] = None
         self.notes: List[str] = []
+        self.too_large_at: Dict[int, int] = {}  # batch -> calls too large to run alone there
 
     def trace(self, batch: Optional[int]) -> List[Tuple[str, Optional[int]]]:
         """(op, in-situ scratch) of each call of the tracked pass at ``batch``, None where
@@ -237,10 +238,18 @@ class ScratchSource:
             provider = BatchScaled(self.references, batch)
         result = _until_measured(lambda p: self.run_meta(batch, p), provider)
         if provider.too_large:
-            self.notes.append(f"{provider.too_large} calls at batch {batch} too large to run alone on this machine "
-                              f"({CALL_HEADROOM} x their operands over half its free memory): their scratch is not "
-                              "measured (taken as 0), so the peak may be low by it")
+            self.too_large_at[batch] = provider.too_large
         return result, provider
+
+    def all_notes(self) -> List[str]:
+        """The notes, with the calls too large to run alone said once for every batch."""
+        if not self.too_large_at:
+            return list(self.notes)
+        at = sorted(self.too_large_at)
+        where = ", ".join(str(b) for b in at[:4]) + (f" and {len(at) - 4} more" if len(at) > 4 else "")
+        return self.notes + [f"up to {max(self.too_large_at.values())} calls a pass too large to run alone on this "
+                             f"machine ({CALL_HEADROOM} x their operands over half its free memory) at batch {where}: "
+                             "their scratch is not measured (taken as 0), so the peak may be low by it"]
 
 
 # ---------------------------------------------------------------- what a pass needs
@@ -300,5 +309,5 @@ def source_for(owner, inputs, make: Callable[[], "ScratchSource"]) -> "ScratchSo
 
 def notes_for(owner) -> str:
     """What the scratch sources of ``owner`` had to say (a pass not run on real tensors)."""
-    notes = [n for src in _SOURCES.get(owner, {}).values() for n in src.notes]
+    notes = [n for src in _SOURCES.get(owner, {}).values() for n in src.all_notes()]
     return "; ".join(dict.fromkeys(notes))

@@ -303,7 +303,7 @@ class TrainingStep:
             result = source.at(batch)[0]
         finally:
             twin.clear()
-        result.scratch_note = "; ".join(dict.fromkeys(source.notes))
+        result.scratch_note = "; ".join(dict.fromkeys(source.all_notes()))
         return result
 
     def _measure(self, inputs: Tuple[torch.Tensor, ...], scratch, live=None) -> StepMemory:
