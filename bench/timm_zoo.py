@@ -83,7 +83,6 @@ def write_summary(wall, load_before, load_after, args):
 
     frame = pd.read_csv(REPORT.with_suffix(".csv"))
     total = len(timm.list_models())
-    ok = frame[frame["status"] == "ok"]
     secs = frame["seconds"].astype(float)
     lines = [f"# timm zoo, CPU float32, batch 1 (timm {timm.__version__})", ""]
     kept = []  # --summary-only: the run's own figures (not in the CSV) from the report before
@@ -115,8 +114,10 @@ def write_summary(wall, load_before, load_after, args):
     # fvcore's stage at the limit: status memory, or (rows of a run before fvcore's stage said so)
     # an error whose reason is the allocation the worker's address-space cap refused
     fv_status = frame["fvcore_status"].copy()
-    refused = (fv_status == "error") & frame["fvcore_reason"].fillna("").str.lower().str.contains(
-        "can't allocate memory|out of memory|memoryerror")
+    from archcost.zoo.workers import says_refused
+
+    reasons = frame["fvcore_reason"].fillna("")
+    refused = (fv_status == "error") & reasons.map(lambda r: "memoryerror" in r.lower() or says_refused(r))
     fv_status[refused] = "memory"
     frame["fvcore_status"] = fv_status
     hit = (frame["status"] == "memory") | (fv_status == "memory")

@@ -59,8 +59,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .scratch_calls import (CALL_HEADROOM, TOO_LARGE, _cached, _recipe, _remember, affordable, in_situ, measure_calls,
-                            no_scratch_by_rule,
-                            signature)
+                            no_scratch_by_rule, signature)
 
 DIRECT_MAX_BATCH = 8  # up to this batch a pass is measured in situ at its own batch
 REFERENCE_BATCHES = (2, 4, 8)  # above it: the line through 4 and 8, checked at 2

@@ -176,8 +176,7 @@ def cpu_efficiencies(rates: Rates, refresh: bool = False, stable: bool = True, l
     eff = calibrate(rates, log=log)
     if stable:
         data = {**cc.machine(), "version": cc.VERSION, "efficiency": eff.efficiency, "overhead_s": eff.overhead_s,
-                "memory_efficiency": eff.memory_efficiency,
-                "python_s": eff.python_s, "source": eff.source, "fit": eff.fit}
+                "memory_efficiency": eff.memory_efficiency, "python_s": eff.python_s, "source": eff.source, "fit": eff.fit}
         cc.write_cache(data, path)
     return eff
 

@@ -102,14 +102,21 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_REFUSED = ("can't allocate memory", "out of memory", "not enough memory")  # torch's and the OS's words
+
+
+def says_refused(text: str) -> bool:
+    """Whether an error's text says an allocation was refused (a row's reason, ``Type: message``)."""
+    text = text.lower()
+    return any(words in text for words in _REFUSED)
+
+
 def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
-    text = str(exc).lower()
-    if "memoryerror" in text:  # re-raised by a wrapper (a builder's error names the MemoryError inside)
+    if "memoryerror" in str(exc).lower():  # re-raised by a wrapper (a builder's error names the MemoryError inside)
         return True
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text
-                                               or "not enough memory" in text)
+    return isinstance(exc, RuntimeError) and says_refused(str(exc))
 
 
 def stubbed_modules() -> List[str]:
