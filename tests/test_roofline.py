@@ -363,7 +363,7 @@ def test_calibration_is_cached_per_machine(tmp_path, monkeypatch):
     first = calibrate.calibration()
     again = calibrate.calibration()
     assert len(calls) == 1 and again.flops == first.flops and again.path.startswith(str(tmp_path))
-    assert first.bandwidth == max(first.copy_bandwidth, first.read_bandwidth) > 0
+    assert first.bandwidth == max(first.copy_bandwidth, first.read_bandwidth, first.matvec_bandwidth) > 0
     calibrate.calibration(refresh=True)
     assert len(calls) == 2
     roof = calibrate.cpu_roof("float32", again)
